@@ -1,0 +1,17 @@
+"""minitx: everything inside a language model, written out in NumPy.
+
+The package reads like the table of contents of a course:
+
+    minitx.backend      which array library runs the maths (NumPy, or CuPy on a GPU)
+    minitx.gradcheck    finite differences that prove every hand-written gradient
+    minitx.nn           layers as forward/backward pairs, then modules that wrap them
+    minitx.tokenizer    byte-level BPE and character tokenizers
+    minitx.models       GPT (decoder-only) and friends, built from minitx.nn
+    minitx.optim        SGD, AdamW, learning-rate schedules, gradient clipping
+    minitx.train        datasets, the training loop, checkpoints
+    minitx.generate     sampling (greedy, temperature, top-k, top-p) with a KV cache
+
+Importing ``minitx`` is cheap: submodules load when you import them.
+"""
+
+__version__ = "0.1.0"

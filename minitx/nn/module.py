@@ -1,0 +1,176 @@
+"""Parameters and modules: the bookkeeping around the maths.
+
+A :class:`Parameter` is an array we learn (``data``) plus the gradient of the
+loss with respect to it (``grad``), accumulated by the backward pass.
+
+A :class:`Module` is a layer. It owns parameters and sub-modules, and has two
+methods that mirror each other:
+
+* ``forward(x)`` computes the output and keeps, in ``self.cache``, exactly the
+  tensors its backward pass will need;
+* ``backward(dout)`` takes dL/d(output), **adds** dL/d(parameter) into each
+  ``Parameter.grad`` and returns dL/d(input).
+
+Gradients are *added*, never assigned, for two reasons: a parameter used twice
+(GPT's token embedding is also its output head) collects both contributions,
+and several micro-batches can be accumulated before one optimizer step. Call
+:meth:`Module.zero_grad` before each step.
+
+The maths itself lives in pure functions beside each module
+(``linear_forward(x, W, b) -> (out, cache)``,
+``linear_backward(dout, cache) -> (dx, dW, db)``), so every saved tensor is
+visible and the same function serves several modules.
+
+Parameters are found by walking attributes in the order they were assigned,
+which gives readable names such as ``blocks.0.attn.qkv.weight``: the names an
+optimizer, a checkpoint and a weight importer all key on.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..backend import array_module
+
+
+class Parameter:
+    """A learnable array and its gradient (same shape, same dtype, same device)."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = array_module(data).zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer: parameter discovery, train/eval, state dicts."""
+
+    training: bool = True
+
+    # ---- the two methods a layer implements -----------------------------
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, dout):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---- parameters -----------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(dotted_name, Parameter)`` for this module and all below it.
+
+        A parameter reachable twice (weight tying) is listed once, under the
+        first name it is found by.
+        """
+        seen: set[int] = set()
+        for name, p in self._walk(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _walk(self, prefix: str):
+        for name, value in vars(self).items():
+            full = f"{prefix}{name}"
+            if isinstance(value, Parameter):
+                yield full, value
+            elif isinstance(value, Module):
+                yield from value._walk(full + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(int(p.data.size) for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    # ---- modes ----------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout active); returns self for chaining."""
+        self.training = mode
+        for _, child in self.named_children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (dropout off)."""
+        return self.train(False)
+
+    # ---- state ----------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{name: array}`` for every parameter (the arrays themselves, not copies)."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays into the parameters, checking names and shapes first.
+
+        Everything is validated before anything is written, so a bad state
+        dict leaves the module untouched.
+        """
+        params = dict(self.named_parameters())
+        if strict:
+            missing = sorted(set(params) - set(state))
+            unexpected = sorted(set(state) - set(params))
+            if missing or unexpected:
+                raise ValueError(
+                    f"state dict: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                    f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
+                    "expected exactly the module's parameter names"
+                )
+        for name, value in state.items():
+            if name in params and tuple(value.shape) != tuple(params[name].data.shape):
+                raise ValueError(
+                    f"state dict: {name} has shape {tuple(value.shape)}, "
+                    f"expected {tuple(params[name].data.shape)}"
+                )
+        for name, value in state.items():
+            if name in params:
+                xp = array_module(params[name].data)
+                params[name].data[...] = xp.asarray(value, dtype=params[name].data.dtype)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}("]
+        for name, child in self.named_children():
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        lines.append(")")
+        return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are named ``0.…``, ``1.…`` and so on."""
+
+    def __init__(self, modules=()):
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+        self._n = len(modules)
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, i: int) -> Module:
+        if not -self._n <= i < self._n:
+            raise IndexError(f"ModuleList index {i} out of range for length {self._n}")
+        return getattr(self, str(i % self._n))
+
+    def __iter__(self):
+        return (getattr(self, str(i)) for i in range(self._n))
