@@ -47,9 +47,6 @@ def savefig(fig, name: str) -> Path:
     """Save ``fig`` as ``<output_dir>/<name>.png``, close it and return the path."""
     path = output_dir() / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    fig.figure.clf() if hasattr(fig, "figure") else None
-    import matplotlib.pyplot as pyplot  # noqa: PLC0415
-
-    pyplot.close(fig)
+    plt().close(fig)
     print(f"saved {path}")
     return path
