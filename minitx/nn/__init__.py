@@ -1,0 +1,38 @@
+"""Neural-network layers, each a forward/backward pair written out by hand.
+
+Read them in this order; each file is one concept:
+
+    module.py       Parameter (value + gradient) and Module (the bookkeeping)
+    linear.py       y = x W + b
+    embedding.py    a lookup table, and its scatter-add gradient
+    activations.py  ReLU, GELU (tanh and exact)
+    softmax.py      softmax and log-softmax
+    loss.py         cross-entropy fused with log-softmax
+    norm.py         LayerNorm, with its three-term gradient derived
+    dropout.py      inverted dropout with an explicit RNG
+    positions.py    sinusoidal and learned positional encodings
+    attention.py    scaled dot-product attention, multi-head attention, KV cache
+    feedforward.py  the position-wise MLP
+    blocks.py       encoder and decoder blocks, pre-norm and post-norm
+"""
+from .activations import GELU, Activation, ReLU, get_activation
+from .attention import (KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention_backward,
+                        scaled_dot_product_attention_forward)
+from .blocks import DecoderBlock, EncoderBlock
+from .dropout import Dropout
+from .embedding import Embedding
+from .feedforward import FeedForward
+from .linear import Linear
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .module import Module, ModuleList, Parameter
+from .norm import LayerNorm
+from .positions import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
+
+__all__ = [
+    "Activation", "DecoderBlock", "Dropout", "Embedding", "EncoderBlock", "FeedForward", "GELU", "KVCache",
+    "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
+    "ReLU", "SinusoidalPositionalEncoding", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
+    "get_activation", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
+    "scaled_dot_product_attention_forward", "sinusoidal_table", "softmax_backward", "softmax_forward",
+]

@@ -1,0 +1,108 @@
+"""Activation functions: ReLU and the two GELUs.
+
+GELU(x) = x * Phi(x), where Phi is the standard normal CDF: the input is
+kept in proportion to how likely a standard normal variable is to be below
+it. GPT-2 and BERT used a tanh approximation of Phi; PyTorch's default is the
+exact erf form. Both are here, with their derivatives.
+
+Constants are Python floats, not NumPy float64 scalars: under NumPy 2's
+promotion rules a float64 *scalar* would silently turn float32 arrays into
+float64 (and make everything 2x slower).
+"""
+from __future__ import annotations
+
+import math
+
+from ..backend import array_module, erf
+from .module import Module
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_C = 0.044715
+
+
+def relu_forward(x):
+    """``[...] -> [...]``: max(x, 0); caches the sign pattern."""
+    mask = x > 0
+    return x * mask, mask
+
+
+def relu_backward(dout, mask):
+    """dReLU/dx is 1 where x > 0 and 0 elsewhere (we pick 0 at exactly 0)."""
+    return dout * mask
+
+
+def gelu_tanh_forward(x):
+    """GELU, tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi)."""
+    xp = array_module(x)
+    t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x * x * x)))  # x*x*x: cheaper than x**3
+    return 0.5 * x * (1.0 + t), (x, t)
+
+
+def gelu_tanh_backward(dout, cache):
+    """Product rule on 0.5 x (1 + t), t = tanh(u), u = c (x + 0.044715 x^3):
+        dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)
+    reusing the saved t instead of evaluating tanh again.
+    """
+    x, t = cache
+    du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _GELU_C) * (x * x))
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+def gelu_erf_forward(x):
+    """Exact GELU: x * Phi(x) with Phi(x) = 0.5 (1 + erf(x / sqrt 2))."""
+    phi_cdf = 0.5 * (1.0 + erf(x * _INV_SQRT_2))
+    return x * phi_cdf, (x, phi_cdf)
+
+
+def gelu_erf_backward(dout, cache):
+    """d/dx [x Phi(x)] = Phi(x) + x phi(x), where phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
+    x, phi_cdf = cache
+    xp = array_module(x)
+    pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))
+    return dout * (phi_cdf + x * pdf)
+
+
+_ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "gelu": (gelu_tanh_forward, gelu_tanh_backward),
+    "gelu_tanh": (gelu_tanh_forward, gelu_tanh_backward),
+    "gelu_exact": (gelu_erf_forward, gelu_erf_backward),
+}
+
+
+def get_activation(name: str):
+    """``(forward, backward)`` for ``"relu"``, ``"gelu"`` (= ``"gelu_tanh"``) or ``"gelu_exact"``."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation: got {name!r}, expected one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+class Activation(Module):
+    """A parameter-free activation chosen by name."""
+
+    def __init__(self, name: str = "gelu"):
+        self.name = name
+        self._forward, self._backward = get_activation(name)
+
+    def forward(self, x):
+        out, self.cache = self._forward(x)
+        return out
+
+    def backward(self, dout):
+        return self._backward(dout, self.cache)
+
+
+class ReLU(Activation):
+    def __init__(self):
+        super().__init__("relu")
+
+
+class GELU(Activation):
+    """``GELU(approximate="tanh")`` (GPT-2) or ``GELU(approximate="none")`` (exact, PyTorch default)."""
+
+    def __init__(self, approximate: str = "tanh"):
+        if approximate not in ("tanh", "none"):
+            raise ValueError(f"GELU approximate: got {approximate!r}, expected 'tanh' or 'none'")
+        super().__init__("gelu_tanh" if approximate == "tanh" else "gelu_exact")

@@ -1,0 +1,234 @@
+"""Attention: every position looks at every other and takes a weighted average.
+
+Scaled dot-product attention (Vaswani et al., 2017), for one head:
+    scores  = Q K^T / sqrt(d_k)        how well each query matches each key
+    weights = softmax(scores)          a distribution over keys, per query
+    out     = weights V                the values, mixed by those weights
+Dividing by sqrt(d_k) keeps the scores' variance near 1 whatever the head
+size, so the softmax does not saturate at initialisation.
+
+Masks decide which keys a query may see:
+* causal: position t may not look at positions after t (language models);
+* padding: nobody looks at the padding tokens that make a batch rectangular.
+Masked scores are replaced by the most negative finite number, so their
+weight is exactly 0; a row whose keys are *all* masked becomes uniform
+instead of NaN (its output is meaningless but harmless, and a loss that
+ignores padded positions never sees it).
+
+Mask conventions, deliberately the same as PyTorch's:
+* :func:`scaled_dot_product_attention_forward` takes ``mask`` with **True
+  where a query may attend** (like ``F.scaled_dot_product_attention``);
+* :class:`MultiHeadAttention` takes ``key_padding_mask`` (B, Tk) and
+  ``attn_mask`` (Tq, Tk) with **True where attention is blocked** (like
+  ``nn.MultiheadAttention``): True marks the padding.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import DEFAULT_DTYPE, array_module
+from .checks import check_array, check_mask, check_positive_int
+from .dropout import dropout_backward, dropout_forward
+from .linear import Linear
+from .module import Module
+from .softmax import softmax_backward, softmax_forward
+
+
+# --------------------------------------------------------------------------
+# Scaled dot-product attention: the functional pair
+# --------------------------------------------------------------------------
+def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 0.0, rng=None, training: bool = False):
+    """``q [..., Tq, hs], k [..., Tk, hs], v [..., Tk, hv] -> out [..., Tq, hv], weights [..., Tq, Tk]``.
+
+    ``mask``: bool, broadcastable to ``[..., Tq, Tk]``, True where a query may
+    attend. Returns ``(out, weights, cache)``; ``weights`` is what you plot.
+    """
+    xp = array_module(q)
+    scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 upcast
+    scores = q @ k.swapaxes(-1, -2)  # (..., Tq, hs) @ (..., hs, Tk) -> (..., Tq, Tk)
+    scores *= scale
+    if mask is not None:
+        scores = xp.where(mask, scores, xp.finfo(scores.dtype).min)
+    weights, _ = softmax_forward(scores, name="attention scores")  # (..., Tq, Tk)
+    dropped, drop_mask = dropout_forward(weights, dropout_p, rng, training)
+    out = dropped @ v  # (..., Tq, Tk) @ (..., Tk, hv) -> (..., Tq, hv)
+    return out, weights, (q, k, v, weights, dropped, drop_mask, scale)
+
+
+def scaled_dot_product_attention_backward(dout, cache):
+    """Return ``(dq, dk, dv)``, running the forward steps in reverse:
+
+        out = P' V            ->  dV  = P'^T dout,   dP' = dout V^T
+        P'  = dropout(P)      ->  dP  = dP' * drop_mask
+        P   = softmax(S)      ->  dS  = P * (dP - rowsum(dP * P))
+        S   = Q K^T * scale   ->  dQ  = dS K * scale,  dK = dS^T Q * scale
+    Masked entries have P = 0, so the softmax step already zeroes their dS.
+    """
+    q, k, v, weights, dropped, drop_mask, scale = cache
+    dv = dropped.swapaxes(-1, -2) @ dout  # (..., Tk, Tq) @ (..., Tq, hv) -> (..., Tk, hv)
+    dweights = dropout_backward(dout @ v.swapaxes(-1, -2), drop_mask)  # (..., Tq, Tk)
+    dscores = softmax_backward(dweights, weights)  # (..., Tq, Tk)
+    dscores *= scale
+    dq = dscores @ k  # (..., Tq, Tk) @ (..., Tk, hs) -> (..., Tq, hs)
+    dk = dscores.swapaxes(-1, -2) @ q  # (..., Tk, Tq) @ (..., Tq, hs) -> (..., Tk, hs)
+    return dq, dk, dv
+
+
+def causal_mask(Tq: int, Tk: int | None = None, start: int = 0, xp=np):
+    """``-> [Tq, Tk]`` bool, True where query ``start + i`` may see key ``j`` (j <= start + i)."""
+    Tk = start + Tq if Tk is None else Tk
+    return xp.arange(Tk)[None, :] <= (start + xp.arange(Tq))[:, None]
+
+
+# --------------------------------------------------------------------------
+# KV cache: keys and values of the tokens already seen
+# --------------------------------------------------------------------------
+class KVCache:
+    """Per-layer store of past keys and values for incremental decoding.
+
+    Without it, generating token t+1 recomputes keys and values for all t
+    previous tokens; with it, each step computes them for the one new token
+    and appends. Buffers are allocated once at ``max_len`` so appending is a
+    copy into place, not a reallocation.
+    """
+
+    def __init__(self, max_len: int):
+        check_positive_int("KVCache max_len", max_len)
+        self.max_len = max_len
+        self.k = self.v = None
+        self.length = 0
+
+    def append(self, k, v):
+        """``k, v: [B, H, T_new, hs]``; returns all keys and values so far, ``[B, H, length, hs]``."""
+        B, H, T, hs = k.shape
+        if self.k is None:
+            xp = array_module(k)
+            self.k = xp.empty((B, H, self.max_len, hs), dtype=k.dtype)
+            self.v = xp.empty((B, H, self.max_len, v.shape[-1]), dtype=v.dtype)
+        if self.length + T > self.max_len:
+            raise ValueError(f"KVCache: {self.length + T} positions requested, expected at most max_len={self.max_len}")
+        self.k[:, :, self.length : self.length + T] = k
+        self.v[:, :, self.length : self.length + T] = v
+        self.length += T
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+
+# --------------------------------------------------------------------------
+# Multi-head attention
+# --------------------------------------------------------------------------
+def split_heads(x, n_heads: int):
+    """``[B, T, H*hs] -> [B, H, T, hs]``: each head attends in its own subspace."""
+    B, T, D = x.shape
+    return x.reshape(B, T, n_heads, D // n_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """``[B, H, T, hs] -> [B, T, H*hs]``: the inverse of :func:`split_heads`."""
+    B, H, T, hs = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * hs)
+
+
+class MultiHeadAttention(Module):
+    """Multi-head attention, self or cross.
+
+    Self-attention projects ``x`` to queries, keys and values with one fused
+    ``qkv`` Linear ``(d_model, 3 d_model)`` (one matmul instead of three).
+    Cross-attention (decoder looking at the encoder's output, ``memory``)
+    projects queries from ``x`` (``q``) and keys/values from ``memory`` (``kv``).
+    ``proj`` maps the concatenated heads back to ``d_model``.
+
+    After ``forward`` the attention weights ``[B, H, Tq, Tk]`` are kept in
+    ``self.attn_weights`` for plotting (and returned with ``return_weights=True``).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, cross: bool = False, causal: bool = False, bias: bool = True,
+                 dropout: float = 0.0, rng=None, dtype=DEFAULT_DTYPE):
+        check_positive_int("d_model", d_model)
+        check_positive_int("n_heads", n_heads)
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} with n_heads={n_heads}: expected d_model divisible by n_heads")
+        if cross and causal:
+            raise ValueError("MultiHeadAttention: causal=True with cross=True; expected causal masks on self-attention only")
+        rng = rng if rng is not None else np.random.default_rng()
+        self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads
+        self.cross, self.causal, self.dropout_p, self.rng = cross, causal, float(dropout), rng
+        if cross:
+            self.q = Linear(d_model, d_model, bias, rng=rng, dtype=dtype)
+            self.kv = Linear(d_model, 2 * d_model, bias, rng=rng, dtype=dtype)
+        else:
+            self.qkv = Linear(d_model, 3 * d_model, bias, rng=rng, dtype=dtype)
+        self.proj = Linear(d_model, d_model, bias, rng=rng, dtype=dtype)
+        self.attn_weights = None
+
+    def _check_inputs(self, x, memory, key_padding_mask, attn_mask, kv_cache):
+        check_array("attention input x", x, ndim=3, last_dim=self.d_model)
+        if self.cross:
+            if memory is None:
+                raise ValueError("cross-attention memory: got None, expected the encoder output [B, Tk, d_model]")
+            check_array("cross-attention memory", memory, ndim=3, last_dim=self.d_model)
+            if memory.shape[0] != x.shape[0]:
+                raise ValueError(f"cross-attention memory: got batch {memory.shape[0]}, expected {x.shape[0]} (as x)")
+        elif memory is not None:
+            raise ValueError("self-attention memory: got an array, expected None (use cross=True for cross-attention)")
+        B, Tq = x.shape[:2]
+        past = kv_cache.length if kv_cache is not None else 0
+        Tk = memory.shape[1] if self.cross else past + Tq
+        if key_padding_mask is not None:
+            check_mask("key_padding_mask", key_padding_mask, (B, Tk))
+        if attn_mask is not None:
+            check_mask("attn_mask", attn_mask, (Tq, Tk))
+        return B, Tq, Tk, past
+
+    def forward(self, x, memory=None, *, key_padding_mask=None, attn_mask=None, kv_cache: KVCache | None = None,
+                return_weights: bool = False):
+        """``x [B, Tq, D]`` (and ``memory [B, Tk, D]`` for cross) ``-> [B, Tq, D]``.
+
+        ``key_padding_mask [B, Tk]`` and ``attn_mask [Tq, Tk]``: bool, True = blocked.
+        ``kv_cache``: for incremental decoding (self-attention, inference only).
+        """
+        B, Tq, Tk, past = self._check_inputs(x, memory, key_padding_mask, attn_mask, kv_cache)
+        xp = array_module(x)
+        H = self.n_heads
+        if self.cross:
+            q = split_heads(self.q(x), H)  # (B, H, Tq, hs)
+            kv = self.kv(memory).reshape(B, Tk, 2, H, self.head_size)  # (B, Tk, 2, H, hs)
+            k, v = kv.transpose(2, 0, 3, 1, 4)  # 2 x (B, H, Tk, hs)
+        else:
+            qkv = self.qkv(x).reshape(B, Tq, 3, H, self.head_size)  # (B, Tq, 3, H, hs)
+            q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # 3 x (B, H, Tq, hs)
+            if kv_cache is not None:
+                k, v = kv_cache.append(k, v)  # (B, H, past + Tq, hs)
+
+        allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
+        if self.causal:
+            allowed = causal_mask(Tq, Tk, start=past, xp=xp)  # (Tq, Tk)
+        if attn_mask is not None:
+            allowed = ~attn_mask if allowed is None else allowed & ~attn_mask
+        if key_padding_mask is not None:
+            keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+            allowed = keep if allowed is None else allowed & keep
+
+        y, weights, self.sdpa_cache = scaled_dot_product_attention_forward(
+            q, k, v, allowed, self.dropout_p, self.rng, self.training
+        )  # (B, H, Tq, hs), (B, H, Tq, Tk)
+        self.attn_weights = weights
+        out = self.proj(merge_heads(y))  # (B, Tq, D)
+        return (out, weights) if return_weights else out
+
+    def backward(self, dout):
+        """``dout [B, Tq, D] -> dx`` (self), or ``(dx, dmemory)`` (cross)."""
+        dy = split_heads(self.proj.backward(dout), self.n_heads)  # (B, H, Tq, hs)
+        dq, dk, dv = scaled_dot_product_attention_backward(dy, self.sdpa_cache)
+        if self.cross:
+            dx = self.q.backward(merge_heads(dq))  # (B, Tq, D)
+            xp = array_module(dk)
+            dkv = xp.stack([dk, dv], axis=2)  # (B, H, 2, Tk, hs)
+            B, H, _, Tk, hs = dkv.shape
+            dmemory = self.kv.backward(dkv.transpose(0, 3, 2, 1, 4).reshape(B, Tk, 2 * H * hs))  # (B, Tk, D)
+            return dx, dmemory
+        xp = array_module(dq)
+        dqkv = xp.stack([dq, dk, dv], axis=2)  # (B, H, 3, T, hs)
+        B, H, _, T, hs = dqkv.shape
+        return self.qkv.backward(dqkv.transpose(0, 3, 2, 1, 4).reshape(B, T, 3 * H * hs))  # (B, T, D)

@@ -1,0 +1,68 @@
+"""Linear (fully connected) layer: ``y = x @ W + b``.
+
+Weight layout: ``W`` has shape ``(in_features, out_features)``, so the forward
+pass reads left to right like the maths. (PyTorch's ``nn.Linear`` stores the
+transpose, ``(out, in)``; GPT-2's checkpoints store ``(in, out)`` like us.
+Importers map explicitly.)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import DEFAULT_DTYPE, to_device
+from .checks import check_array
+from .module import Module, Parameter
+
+
+def linear_forward(x, W, b=None):
+    """``[..., in], [in, out], [out] -> [..., out]``; caches ``x`` and ``W``."""
+    out = x @ W  # (..., in) @ (in, out) -> (..., out)
+    if b is not None:
+        out += b
+    return out, (x, W, b is not None)
+
+
+def linear_backward(dout, cache):
+    """Given dL/dy, return ``(dx, dW, db)`` (``db`` is None without a bias).
+
+    With y = x W + b, summed over every leading (batch, time) position n:
+        dL/dx[n] = dL/dy[n] W^T         dL/dW = sum_n x[n]^T dL/dy[n]
+        dL/db    = sum_n dL/dy[n]
+    Flattening the leading axes turns the sum over n into one matrix product.
+    """
+    x, W, has_bias = cache
+    dx = dout @ W.T  # (..., out) @ (out, in) -> (..., in)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+    d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)
+    dW = x2.T @ d2  # (in, N) @ (N, out) -> (in, out)
+    db = d2.sum(axis=0) if has_bias else None  # (out,)
+    return dx, dW, db
+
+
+class Linear(Module):
+    """``y = x @ weight + bias`` with ``weight`` of shape ``(in_features, out_features)``.
+
+    Initialised like PyTorch's ``nn.Linear``: uniform in +-1/sqrt(in_features),
+    which keeps the output variance near the input variance.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None, dtype=DEFAULT_DTYPE):
+        rng = rng if rng is not None else np.random.default_rng()
+        bound = 1.0 / math.sqrt(in_features)
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(to_device(rng.uniform(-bound, bound, (in_features, out_features)).astype(dtype)))
+        self.bias = Parameter(to_device(rng.uniform(-bound, bound, (out_features,)).astype(dtype))) if bias else None
+
+    def forward(self, x):
+        check_array("Linear input", x, min_ndim=1, last_dim=self.in_features)
+        out, self.cache = linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
+        return out
+
+    def backward(self, dout):
+        dx, dW, db = linear_backward(dout, self.cache)
+        self.weight.grad += dW
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx

@@ -1,0 +1,70 @@
+"""Layer normalisation: normalise each feature vector, then scale and shift.
+
+For one row x of D features:
+    mu   = mean(x)                    var  = mean((x - mu)^2)
+    xhat = (x - mu) / sqrt(var + eps)  y    = gamma * xhat + beta
+Every position is normalised on its own (unlike BatchNorm), so LayerNorm
+behaves the same in training and inference and for any batch size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import DEFAULT_DTYPE, array_module, to_device
+from .checks import check_array, check_finite_rows
+from .module import Module, Parameter
+
+
+def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
+    """``[..., D], [D], [D] -> [..., D]``; caches ``xhat``, ``rstd`` and ``gamma``."""
+    xp = array_module(x)
+    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    check_finite_rows("LayerNorm input", mu)  # one NaN/Inf in a row poisons its mean
+    xc = x - mu  # (..., D)
+    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1) biased variance, as in the paper
+    rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
+    xhat = xc * rstd  # (..., D)
+    y = xhat * gamma + beta  # (..., D)
+    return y, (xhat, rstd, gamma)
+
+
+def layernorm_backward(dy, cache):
+    """Return ``(dx, dgamma, dbeta)``.
+
+    dgamma and dbeta are the usual sums over positions of dy*xhat and dy.
+    For dx, write g = dy * gamma (the gradient reaching xhat). xhat depends on
+    every x_j through mu and var; differentiating xhat_i = (x_i - mu) * rstd:
+        dxhat_i/dx_j = rstd * (delta_ij - 1/D - xhat_i * xhat_j / D)
+    so, summing g_i * dxhat_i/dx_j over i:
+        dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+    """
+    xhat, rstd, gamma = cache
+    D = xhat.shape[-1]
+    g = dy * gamma  # (..., D)
+    mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_gx = (g * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    dx = rstd * (g - mean_g - xhat * mean_gx)  # (..., D)
+    dy2 = dy.reshape(-1, D)
+    dgamma = (dy2 * xhat.reshape(-1, D)).sum(axis=0)  # (D,)
+    dbeta = dy2.sum(axis=0)  # (D,)
+    return dx, dgamma, dbeta
+
+
+class LayerNorm(Module):
+    """LayerNorm over the last dimension, with learnable ``weight`` (gamma) and ``bias`` (beta)."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, *, dtype=DEFAULT_DTYPE):
+        self.d_model, self.eps = d_model, eps
+        self.weight = Parameter(to_device(np.ones(d_model, dtype=dtype)))
+        self.bias = Parameter(to_device(np.zeros(d_model, dtype=dtype)))
+
+    def forward(self, x):
+        check_array("LayerNorm input", x, min_ndim=1, last_dim=self.d_model)
+        y, self.cache = layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
+        return y
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = layernorm_backward(dy, self.cache)
+        self.weight.grad += dgamma
+        self.bias.grad += dbeta
+        return dx

@@ -1,0 +1,48 @@
+"""Softmax and log-softmax over the last axis, and their backward passes.
+
+softmax(x)_i = exp(x_i) / sum_j exp(x_j). Subtracting the row maximum first
+changes nothing mathematically (it cancels) but keeps exp() from overflowing.
+"""
+from __future__ import annotations
+
+from ..backend import array_module
+from .checks import check_finite_rows
+
+
+def softmax_forward(x, name: str = "softmax input"):
+    """``[..., C] -> [..., C]`` probabilities; caches the output.
+
+    ``name`` is what an error message calls ``x`` if it holds NaN or Inf.
+    """
+    xp = array_module(x)
+    m = x.max(axis=-1, keepdims=True)  # (..., 1)
+    check_finite_rows(name, m)
+    e = xp.exp(x - m)
+    y = e / e.sum(axis=-1, keepdims=True)
+    return y, y
+
+
+def softmax_backward(dy, y):
+    """The Jacobian is dy_i/dx_j = y_i (delta_ij - y_j), so
+        dx_j = sum_i dy_i y_i (delta_ij - y_j) = y_j (dy_j - sum_i dy_i y_i)
+    which costs O(C) per row instead of building the C x C Jacobian.
+    """
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def log_softmax_forward(x):
+    """``[..., C] -> [..., C]``: x - logsumexp(x); caches softmax(x)."""
+    xp = array_module(x)
+    m = x.max(axis=-1, keepdims=True)  # (..., 1)
+    check_finite_rows("log_softmax input", m)
+    shifted = x - m
+    lse = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))  # (..., 1)
+    out = shifted - lse
+    return out, xp.exp(out)
+
+
+def log_softmax_backward(dy, probs):
+    """y_i = x_i - logsumexp(x), and d logsumexp / dx_j = softmax_j, so
+        dx_j = dy_j - softmax_j * sum_i dy_i
+    """
+    return dy - probs * dy.sum(axis=-1, keepdims=True)
