@@ -1,0 +1,273 @@
+"""Byte-level BPE: training (fast == textbook), encoding, decoding, save/load, errors."""
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minitx.tokenizer import (
+    GPT2_SPLIT_PATTERN,
+    GPT4_SPLIT_PATTERN,
+    BPETokenizer,
+    CharTokenizer,
+    merge_pair,
+    split_text,
+    train_incremental,
+    train_reference,
+)
+
+SAMPLE = (
+    "The quick brown fox jumps over the lazy dog. The dog didn't care; it's lazy!\n"
+    "def f(x):\n    return x ** 2  # squares 12345 and 678\n\n"
+    "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich. 東京は日本の首都です。 🤖🚀 "
+) * 6
+
+_tok_cache = {}
+
+
+def trained(vocab_size=400, pattern=GPT4_SPLIT_PATTERN, specials=None):
+    key = (vocab_size, pattern, tuple(specials or ()))
+    if key not in _tok_cache:
+        _tok_cache[key] = BPETokenizer().train(SAMPLE, vocab_size, pattern=pattern, special_tokens=specials)
+    return _tok_cache[key]
+
+
+def test_worked_example_from_the_docstring():
+    tok = BPETokenizer(pattern=r"[\s\S]+").train("aaabdaaabac", 259, pattern=r"[\s\S]+")
+    assert tok.merges == {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+    assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+
+
+def test_merge_pair_leftmost():
+    assert merge_pair([1, 2, 3, 1, 2], (1, 2), 4) == [4, 3, 4]
+    assert merge_pair([7, 7, 7], (7, 7), 8) == [8, 7]
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+def test_incremental_training_equals_textbook(pattern):
+    text = SAMPLE[: len(SAMPLE) // 2]
+    fast = BPETokenizer().train(text, 420, pattern=pattern)
+    slow = BPETokenizer().train(text, 420, pattern=pattern, algorithm="reference")
+    assert fast.merges == slow.merges
+    assert 100 < len(fast.merges) <= 420 - 256
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="abc ", min_size=1, max_size=12), min_size=1, max_size=30), st.integers(1, 30))
+def test_incremental_equals_textbook_on_random_corpora(words, num_merges):
+    """Ties and overlapping pairs ('aaa') are where a fast trainer usually goes wrong."""
+    chunks = [w.encode() for w in words]
+    counts = {}
+    for c in chunks:
+        counts[c] = counts.get(c, 0) + 1
+    assert train_incremental(counts, num_merges) == train_reference(chunks, num_merges)
+
+
+def test_training_stops_when_no_pairs_left():
+    tok = BPETokenizer().train("ab ab ab", 1000)
+    assert len(tok.merges) < 1000 - 256
+    assert tok.decode(tok.encode("ab ab")) == "ab ab"
+
+
+def test_fast_encode_equals_reference_encode():
+    tok = trained()
+    text = SAMPLE + "unseen words: flibbertigibbet 9876543210 \r\n\t\t  end"
+    assert tok.encode(text) == tok.encode_reference(text)
+    assert tok.encode(text) == tok.encode(text)  # second time: all from the cache
+
+
+def test_split_patterns():
+    assert split_text("Hello world's 12345!!") == ["Hello", " world", "'s", " ", "123", "45", "!!"]
+    assert split_text("Hello world's 12345!!", GPT2_SPLIT_PATTERN) == ["Hello", " world", "'s", " 12345", "!!"]
+    with pytest.raises(ValueError, match="pattern"):
+        BPETokenizer(pattern="(unclosed")
+
+
+def test_leading_space_makes_a_different_token():
+    tok = trained()
+    assert tok.encode(" dog") != tok.encode("dog")
+    assert tok.show(" dog") == "[ dog]"
+
+
+def test_vocab_and_lookups():
+    tok = trained(300)
+    assert tok.vocab_size == 300
+    assert tok.id_to_bytes(ord("a")) == b"a"
+    for pair, new in tok.merges.items():
+        assert tok.id_to_bytes(new) == tok.id_to_bytes(pair[0]) + tok.id_to_bytes(pair[1])
+        assert tok.bytes_to_id(tok.id_to_bytes(new)) == new
+    with pytest.raises(ValueError, match="not in this vocabulary"):
+        tok.id_to_bytes(10**6)
+    assert len(tok.merge_history()) == 300 - 256
+
+
+def test_vocab_size_too_small():
+    with pytest.raises(ValueError, match="vocab_size: got 257, expected an integer >= 258"):
+        BPETokenizer().train("abc", 257, special_tokens=["<|endoftext|>", "<|pad|>"])
+
+
+# -- special tokens -----------------------------------------------------------------
+def test_special_tokens_policies():
+    tok = trained(300, specials=["<|endoftext|>", "<|pad|>"])
+    eot, pad = tok.special_tokens["<|endoftext|>"], tok.special_tokens["<|pad|>"]
+    assert (eot, pad) == (298, 299) and tok.vocab_size == 300
+    text = "hello<|endoftext|>world<|pad|>"
+    with pytest.raises(ValueError, match="special token '<\\|endoftext\\|>' at position 5"):
+        tok.encode(text)
+    ids = tok.encode(text, allowed_special="all")
+    assert eot in ids and pad in ids and tok.decode(ids) == text
+    ordinary = tok.encode(text, allowed_special="none")
+    assert eot not in ordinary and tok.decode(ordinary) == text
+    with pytest.raises(ValueError, match="<\\|pad\\|>"):
+        tok.encode(text, allowed_special={"<|endoftext|>"})
+    assert tok.encode("x<|pad|>", allowed_special={"<|pad|>"})[-1] == pad
+    assert tok.encode(text, allowed_special="all") == tok.encode_reference(text, allowed_special="all")
+    with pytest.raises(ValueError, match="allowed_special"):
+        tok.encode("x", allowed_special="some")
+    with pytest.raises(ValueError, match="not special tokens"):
+        tok.encode("x", allowed_special={"<|nope|>"})
+
+
+# -- decoding errors ----------------------------------------------------------------
+def test_lone_surrogate_is_a_clear_value_error():
+    tok = trained(300)
+    with pytest.raises(ValueError, match="lone surrogate .* position 3"):
+        tok.encode("abc\ud800def")
+
+
+def test_decode_invalid_utf8_and_unknown_ids():
+    tok = trained(300)
+    euro = list("€".encode())  # 3 bytes; ids 0..255 are the bytes
+    assert tok.decode(euro[:2]) == "\ufffd"  # default: replace
+    assert tok.decode(euro[:2], errors="backslashreplace") == "\\xe2\\x82"
+    with pytest.raises(UnicodeDecodeError):
+        tok.decode(euro[:2], errors="strict")
+    with pytest.raises(ValueError, match="unknown token id 5000 at position 1"):
+        tok.decode([65, 5000])
+
+
+# -- properties ---------------------------------------------------------------------
+text_strategy = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text_strategy)
+def test_roundtrip_arbitrary_unicode(s):
+    tok = trained()
+    assert tok.decode(tok.encode(s, allowed_special="none")) == s
+    assert tok.encode(s, allowed_special="none") == tok.encode_reference(s, allowed_special="none")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(text_strategy, max_size=8), st.integers(0, 8))
+def test_batch_split_invariance(texts, cut):
+    tok = trained()
+    whole = tok.encode_batch(texts, allowed_special="none")
+    assert whole == tok.encode_batch(texts[:cut], "none") + tok.encode_batch(texts[cut:], "none")
+    assert whole == [tok.encode(t, allowed_special="none") for t in texts]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(text_strategy, st.just("<|endoftext|>")), max_size=4).map("".join))
+def test_saved_and_loaded_encodes_identically(s):
+    tok = trained(specials=["<|endoftext|>"])
+    loaded = _saved_copy(tok)
+    assert loaded.encode(s, "all") == tok.encode(s, "all")
+
+
+_saved = {}
+
+
+def _saved_copy(tok):
+    if id(tok) not in _saved:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            tok.save(Path(d) / "tok.model")
+            _saved[id(tok)] = BPETokenizer.load(Path(d) / "tok.model")
+    return _saved[id(tok)]
+
+
+# -- save / load --------------------------------------------------------------------
+def test_save_load_roundtrip_and_listing(tmp_path):
+    tok = trained(320, specials=["<|endoftext|>"])
+    path = tmp_path / "tok.model"
+    tok.save(path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("minitx-bpe 1\n")
+    listing = (tmp_path / "tok.model.vocab").read_text(encoding="utf-8")
+    assert "(special)" in listing and "->" in listing
+    loaded = BPETokenizer.load(path)
+    assert loaded.merges == tok.merges and loaded.special_tokens == tok.special_tokens
+    assert loaded.pattern == tok.pattern
+    assert loaded.encode(SAMPLE) == tok.encode(SAMPLE)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda t: "", "not a minitx tokenizer file"),
+        (lambda t: t.replace("minitx-bpe 1", "minitx-bpe 9"), "version '9'"),
+        (lambda t: t[: len(t) // 2], "ends early|line"),
+        (lambda t: t.replace("\nmerges ", "\nmerged "), "expected merges"),
+        (lambda t: t.replace("0 101 32", "0 101 x32") if "0 101 32" in t else t + "junk", "line"),
+        (lambda t: t + "1 2 3 4\n", "expected end of file"),
+        (lambda t: t.replace("bytes 0 1 2", "bytes 0 1 1"), "256 distinct"),
+    ],
+)
+def test_corrupted_files_raise_value_error(tmp_path, damage, message):
+    tok = trained(300)
+    path = tmp_path / "tok.model"
+    tok.save(path, vocab_listing=False)
+    path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        BPETokenizer.load(path)
+
+
+def test_binary_garbage_file(tmp_path):
+    path = tmp_path / "tok.model"
+    path.write_bytes(b"\x80\x81\xff" * 10)
+    with pytest.raises(ValueError, match="not UTF-8"):
+        BPETokenizer.load(path)
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    tok = trained(300)
+    path = tmp_path / "tok.model"
+    tok.save(path, vocab_listing=False)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        trained(320).save(path, vocab_listing=False)
+    assert path.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_no_pickle_anywhere():
+    root = Path(__file__).resolve().parent.parent / "minitx" / "tokenizer"
+    for path in root.glob("*.py"):
+        assert "import pickle" not in path.read_text(encoding="utf-8"), path
+
+
+# -- character tokenizer --------------------------------------------------------------
+def test_char_tokenizer(tmp_path):
+    tok = CharTokenizer().train("hello world")
+    assert tok.vocab_size == 8
+    assert tok.decode(tok.encode("hello")) == "hello"
+    assert tok.show("he") == "[h][e]"
+    with pytest.raises(ValueError, match="'z' at position 1"):
+        tok.encode("hz")
+    with pytest.raises(ValueError, match="unknown token id 99"):
+        tok.decode([99])
+    tok.save(tmp_path / "c.model")
+    assert CharTokenizer.load(tmp_path / "c.model").encode("world") == tok.encode("world")
+    (tmp_path / "bad.model").write_text("nope\n")
+    with pytest.raises(ValueError, match="not a minitx character tokenizer"):
+        CharTokenizer.load(tmp_path / "bad.model")
+    assert tok.encode_batch(["he", "lo"]) == [tok.encode("he"), tok.encode("lo")]
