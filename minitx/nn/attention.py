@@ -54,7 +54,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 
     weights, _ = softmax_forward(scores, name="attention scores")  # (..., Tq, Tk)
     dropped, drop_mask = dropout_forward(weights, dropout_p, rng, training)
     out = dropped @ v  # (..., Tq, Tk) @ (..., Tk, hv) -> (..., Tq, hv)
-    return out, weights, (q, k, v, weights, dropped, drop_mask, scale)
+    return out, weights, (q, k, v, mask, weights, dropped, drop_mask, scale)
 
 
 def scaled_dot_product_attention_backward(dout, cache):
@@ -64,12 +64,16 @@ def scaled_dot_product_attention_backward(dout, cache):
         P'  = dropout(P)      ->  dP  = dP' * drop_mask
         P   = softmax(S)      ->  dS  = P * (dP - rowsum(dP * P))
         S   = Q K^T * scale   ->  dQ  = dS K * scale,  dK = dS^T Q * scale
-    Masked entries have P = 0, so the softmax step already zeroes their dS.
+    A masked score is a constant, not a function of Q and K, so its dS is 0.
+    (Where a row keeps some keys, P = 0 there already zeroes it; a row with
+    every key masked has uniform P, so the mask must be applied explicitly.)
     """
-    q, k, v, weights, dropped, drop_mask, scale = cache
+    q, k, v, mask, weights, dropped, drop_mask, scale = cache
     dv = dropped.swapaxes(-1, -2) @ dout  # (..., Tk, Tq) @ (..., Tq, hv) -> (..., Tk, hv)
     dweights = dropout_backward(dout @ v.swapaxes(-1, -2), drop_mask)  # (..., Tq, Tk)
     dscores = softmax_backward(dweights, weights)  # (..., Tq, Tk)
+    if mask is not None:
+        dscores = array_module(dscores).where(mask, dscores, 0.0)
     dscores *= scale
     dq = dscores @ k  # (..., Tq, Tk) @ (..., Tk, hs) -> (..., Tq, hs)
     dk = dscores.swapaxes(-1, -2) @ q  # (..., Tk, Tq) @ (..., Tq, hs) -> (..., Tk, hs)

@@ -1,0 +1,48 @@
+"""Shared test configuration.
+
+* ``gpu`` marks tests that need an NVIDIA GPU and CuPy; they skip cleanly
+  (with the reason) on machines without one, such as CI.
+* Hypothesis runs a fixed, modest number of examples with no deadline: the
+  machines are shared and noisy, and a timing failure is not a bug.
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "minitx", deadline=None, max_examples=25, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# A longer, randomised run for hunting bugs locally: HYPOTHESIS_PROFILE=thorough pytest ...
+settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "minitx"))
+
+
+def _gpu_available() -> tuple[bool, str]:
+    try:
+        import cupy  # noqa: PLC0415
+    except ImportError:
+        return False, "CuPy is not installed (pip install minitx[cuda])"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return False, "no CUDA device visible"
+    except Exception as exc:  # noqa: BLE001 - any driver error means no GPU here
+        return False, f"no usable CUDA device ({type(exc).__name__})"
+    return True, ""
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU with CuPy; skipped without one")
+    config.addinivalue_line("markers", "slow: long-running; excluded from the default suite")
+
+
+def pytest_collection_modifyitems(config, items):
+    ok, why = _gpu_available()
+    if ok:
+        return
+    skip = pytest.mark.skip(reason=f"GPU test skipped: {why}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
