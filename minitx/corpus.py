@@ -79,8 +79,7 @@ _HEADER = b"minitx-corpus"
 # into to find them (expressions cannot contain a def or class, except lambdas,
 # which have no docstrings: skipping them makes the walk much cheaper).
 _DOC_NODES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-_DESCEND = (ast.stmt, ast.excepthandler, ast.match_case) if hasattr(ast, "match_case") else (
-    ast.stmt, ast.excepthandler)
+_DESCEND = (ast.stmt, ast.excepthandler, ast.match_case)
 
 
 # ---------------------------------------------------------------------------

@@ -125,11 +125,13 @@ def test_bad_arguments(ds, call, match):
         call(ds)
 
 
-def test_real_char_tokenizer_if_present():
-    char = pytest.importorskip("minitx.tokenizer.char", reason="CharTokenizer not written yet")
-    tok_cls = getattr(char, "CharTokenizer")
-    tok = tok_cls.train(TEXT) if hasattr(tok_cls, "train") else tok_cls(TEXT)
-    ds = LMDataset(TEXT, tok)
-    x, y = ds.get_batch("train", 2, 8, np.random.default_rng(0))
-    assert x.shape == (2, 8)
-    assert tok.decode(ds.train.tolist()) + tok.decode(ds.val.tolist()) == TEXT
+def test_with_the_real_tokenizers():
+    from minitx.tokenizer.bpe import BPETokenizer
+    from minitx.tokenizer.char import CharTokenizer
+
+    for tok in (CharTokenizer().train(TEXT), BPETokenizer().train(TEXT, vocab_size=300)):
+        ds = LMDataset(TEXT, tok)
+        assert ds.vocab_size == tok.vocab_size and ds.train.dtype == np.uint16
+        x, y = ds.get_batch("train", 2, 8, np.random.default_rng(0))
+        assert x.shape == y.shape == (2, 8)
+        assert tok.decode(ds.train.tolist() + ds.val.tolist()) == TEXT

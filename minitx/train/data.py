@@ -26,10 +26,12 @@ resumed run draws exactly the batches the uninterrupted run would have.
 
 Example::
 
-    >>> ds = LMDataset("hello world, hello minitx", tokenizer)   # any tokenizer
+    >>> from minitx.tokenizer.char import CharTokenizer
+    >>> text = "hello world, hello minitx! " * 10
+    >>> ds = LMDataset(text, CharTokenizer().train(text))
     >>> x, y = ds.get_batch("train", batch_size=4, block_size=8,
     ...                     rng=np.random.default_rng(0))
-    >>> x.shape, y.shape, (x[:, 1:] == y[:, :-1]).all()
+    >>> x.shape, y.shape, bool((x[:, 1:] == y[:, :-1]).all())
     ((4, 8), (4, 8), True)
 
 Batches are NumPy ``int64`` arrays on the host; move them to the device with
