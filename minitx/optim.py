@@ -328,8 +328,7 @@ class SGD(Optimizer):
     SGD the decay is *coupled* (it passes through the momentum), unlike AdamW.
     """
 
-    _state_names = ("momentum_buffer",)
-    _hyper = ("momentum", "nesterov")
+    _hyper = ("momentum", "nesterov")  # _state_names is set per instance, below
 
     def __init__(self, named_parameters, *, lr: float = 1e-2, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0):
