@@ -323,10 +323,12 @@ def load_huggingface(path: str | os.PathLike, cls=BPETokenizer) -> BPETokenizer:
         except KeyError:
             raise ValueError(f"{path}: merge {rank} ({left!r}, {right!r}) uses a token missing from the vocab") from None
     specials = {}
+    ordinary_ids = set(byte_ids) | {m[3] for m in merges}
     for added in spec.get("added_tokens", []):
-        if vocab.get(added["content"]) == added["id"]:
-            continue  # already an ordinary token
-        specials[added["content"]] = added["id"]
+        # Hugging Face cuts every added token out of the text before BPE runs,
+        # which is what minitx does for special tokens (with allowed_special="all").
+        if added["id"] not in ordinary_ids:
+            specials[added["content"]] = added["id"]
     tok = cls.__new__(cls)
     tok.pattern = resolve_pattern(pattern)
     # Hugging Face encodes a chunk that is a whole token directly only with ignore_merges.
