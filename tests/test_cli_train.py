@@ -1,0 +1,205 @@
+"""`minitx train` / `minitx generate` end to end, and every bad input of the issue's item 9:
+one line on stderr, exit status 2, no traceback, and no good checkpoint overwritten."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minitx.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = "the quick brown fox jumps over the lazy dog.\n" * 60
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4",
+        "--eval-iters", "1", "--sample-tokens", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained checkpoint (4 iterations) and its data file."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    rc = main(["train", "--data", str(data), "--out", str(root / "out"), "--max-iters", "4", "--eval-interval", "2",
+               *TINY])
+    assert rc == 0
+    return root, data, root / "out" / "ckpt"
+
+
+def snapshot(ckpt):
+    return {f.name: f.read_bytes() for f in Path(ckpt).iterdir()}
+
+
+def run_main(argv, capsys):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    return rc, err
+
+
+def assert_one_line_error(rc, err, fragment):
+    assert rc == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and fragment in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------
+# the happy path
+# --------------------------------------------------------------------------
+def test_train_writes_checkpoint_metrics_and_prints_a_sample(tmp_path, capsys):
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--max-iters", "2", "--eval-interval", "1",
+               *TINY[:-3], "--sample-tokens", "20", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "--- sample" in out and "val loss" in out
+    records = [json.loads(s) for s in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [0, 1, 2]
+
+
+def test_generate_is_seedable_and_kv_cache_agrees(trained, capsys):
+    _, _, ckpt = trained
+    base = ["generate", "--checkpoint", str(ckpt), "--prompt", "the ", "--max-new-tokens", "30", "--seed", "3",
+            "--top-k", "5", "--top-p", "0.9"]
+    outs = []
+    for extra in ([], [], ["--no-kv-cache"]):
+        assert main(base + extra) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] == outs[2] and outs[0].startswith("the ")
+
+
+def test_resume_continues_to_more_iterations(trained, tmp_path, capsys):
+    root, data, ckpt = trained
+    out = tmp_path / "o"
+    import shutil
+    shutil.copytree(ckpt.parent, out)
+    assert main(["train", "--out", str(out), "--resume", "--max-iters", "6", "--sample-tokens", "0",
+                 "--no-progress"]) == 0
+    assert json.loads((out / "ckpt" / "checkpoint.json").read_text())["iter"] == 6
+
+
+def test_resume_refuses_a_different_architecture(trained, capsys):
+    _, _, ckpt = trained
+    before = snapshot(ckpt)
+    rc, err = run_main(["train", "--out", str(ckpt.parent), "--resume", "--n-layer", "3", "--no-progress"], capsys)
+    assert_one_line_error(rc, err, "--n-layer 3")
+    assert snapshot(ckpt) == before
+
+
+# --------------------------------------------------------------------------
+# bad input: train
+# --------------------------------------------------------------------------
+def bad_train_cases(root, data):
+    empty = root / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    short = root / "short.txt"
+    short.write_text("abc", encoding="utf-8")
+    return [
+        (["--data", str(root / "missing.txt")], "does not exist"),
+        (["--data", str(empty)], "is empty"),
+        (["--data", str(short)], "expected at least block_size + 1"),
+        (["--data", str(data), "--preset", "gpt-huge"], "preset: got 'gpt-huge'"),
+        (["--data", str(data), "--n-embd", "30", "--n-head", "4"], "n_embd=30 with n_head=4"),
+        (["--data", str(data), "--batch-size", "0"], "batch_size: got 0"),
+        (["--data", str(data), "--lr", "-1"], "lr: got -1.0"),
+        (["--data", str(data), "--dropout", "1.5"], "dropout"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_bad_train_input(trained, case, capsys):
+    """Each failing run points --out at the good checkpoint: it must survive byte for byte."""
+    root, data, ckpt = trained
+    argv, fragment = bad_train_cases(root, data)[case]
+    before = snapshot(ckpt)
+    rc, err = run_main(["train", *argv, "--out", str(ckpt.parent), "--max-iters", "2", "--no-progress"], capsys)
+    assert_one_line_error(rc, err, fragment)
+    assert snapshot(ckpt) == before
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    rc, err = run_main(["train", "--out", str(tmp_path / "none"), "--resume", "--no-progress"], capsys)
+    assert_one_line_error(rc, err, "does not exist")
+
+
+# --------------------------------------------------------------------------
+# bad input: generate
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, fragment", [
+    (["--prompt", "the ÿ"], "character 'ÿ'"),
+    (["--temperature", "-1"], "temperature: got -1.0"),
+    (["--top-p", "0"], "top_p: got 0.0"),
+    (["--top-p", "1.5"], "top_p: got 1.5"),
+    (["--top-k", "0"], "top_k: got 0"),
+    (["--max-new-tokens", "-3"], "max_new_tokens: got -3"),
+    (["--prompt", ""], "empty prompt"),
+])
+def test_bad_generate_input(trained, argv, fragment, capsys):
+    _, _, ckpt = trained
+    rc, err = run_main(["generate", "--checkpoint", str(ckpt), *argv], capsys)
+    assert_one_line_error(rc, err, fragment)
+
+
+def broken_copy(ckpt, tmp_path, how):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    if how == "missing":
+        (bad / "optim.safetensors").unlink()
+    elif how == "truncated":
+        raw = (bad / "model.safetensors").read_bytes()
+        (bad / "model.safetensors").write_bytes(raw[: len(raw) // 2])
+    elif how == "version":
+        meta = json.loads((bad / "checkpoint.json").read_text())
+        meta["format_version"] = 99
+        (bad / "checkpoint.json").write_text(json.dumps(meta))
+    elif how == "kind":
+        meta = json.loads((bad / "checkpoint.json").read_text())
+        meta["kind"] = "someone-else"
+        (bad / "checkpoint.json").write_text(json.dumps(meta))
+    elif how == "json":
+        (bad / "checkpoint.json").write_text("{not json")
+    return bad
+
+
+@pytest.mark.parametrize("how, fragment", [
+    ("missing", "missing optim.safetensors"),
+    ("truncated", "truncated"),
+    ("version", "format_version=99"),
+    ("kind", "kind='someone-else'"),
+    ("json", "does not parse"),
+])
+def test_broken_checkpoint(trained, tmp_path, how, fragment, capsys):
+    _, _, ckpt = trained
+    bad = broken_copy(ckpt, tmp_path, how)
+    rc, err = run_main(["generate", "--checkpoint", str(bad), "--prompt", "the"], capsys)
+    assert_one_line_error(rc, err, fragment)
+    # resuming from it fails the same way and leaves the folder as it was
+    before = snapshot(bad)
+    out = bad.parent
+    bad.rename(out / "ckpt")
+    rc, err = run_main(["train", "--out", str(out), "--resume", "--no-progress"], capsys)
+    assert_one_line_error(rc, err, fragment)
+    assert snapshot(out / "ckpt") == before
+
+
+# --------------------------------------------------------------------------
+# a few through a real process: what a user sees in a terminal
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--data", "/nonexistent/data.txt"], "minitx train: error: data file"),
+    (["generate", "--checkpoint", "{ckpt}", "--top-p", "2"], "minitx generate: error: top_p"),
+    (["generate", "--checkpoint", "{bad}"], "minitx generate: error: checkpoint"),
+])
+def test_subprocess_errors(trained, tmp_path, argv, fragment):
+    _, _, ckpt = trained
+    bad = broken_copy(ckpt, tmp_path, "truncated")
+    argv = [a.format(ckpt=ckpt, bad=bad) for a in argv]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "minitx", *argv], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and fragment in proc.stderr
