@@ -14,7 +14,8 @@ Conventions, so every lesson behaves the same:
   (``MINITX_TUTORIAL_OUT``, default ``tutorials/_output``) and closes it.
 * :func:`plt` returns ``matplotlib.pyplot`` (headless backend) or ``None``
   when matplotlib is not installed; plotting cells are written as
-  ``if plt: ...`` so the lesson still runs without it.
+  ``if plt(): ...`` (a call: ``plt`` itself is always truthy) so the lesson
+  still runs without it.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from .feedforward import FeedForward
 from .linear import Linear
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .module import Module, ModuleList, Parameter
-from .norm import LayerNorm
+from .norm import LayerNorm, layernorm_backward, layernorm_forward
 from .positions import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
@@ -33,6 +33,6 @@ __all__ = [
     "Activation", "DecoderBlock", "Dropout", "Embedding", "EncoderBlock", "FeedForward", "GELU", "KVCache",
     "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
     "ReLU", "SinusoidalPositionalEncoding", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
-    "get_activation", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
+    "get_activation", "layernorm_backward", "layernorm_forward", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
     "scaled_dot_product_attention_forward", "sinusoidal_table", "softmax_backward", "softmax_forward",
 ]
