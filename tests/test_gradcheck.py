@@ -40,6 +40,12 @@ def padding_mask(rng, B, T, *, keep_first=True):
     return np.arange(T)[None, :] >= lengths[:, None]  # (B, T) True = padding
 
 
+# ReLU has a kink at 0, where finite differences straddle two slopes. Its own
+# test keeps inputs away from the kink; inside networks, where hidden values
+# cannot be steered, the smooth activations are checked (ReLU blocks are
+# covered by the PyTorch parity tests).
+SMOOTH = st.sampled_from(["gelu", "gelu_exact"])
+
 # ---------------------------------------------------------------- simple layers
 @given(B=dims, T=dims, d_in=dims, d_out=dims, bias=st.booleans(), seed=seeds)
 def test_linear(B, T, d_in, d_out, bias, seed):
@@ -83,7 +89,7 @@ def test_positions(B, T, D, seed):
     assert_ok(gradcheck_module(SinusoidalPositionalEncoding(D, T + 3, dtype=F64), x, forward_kwargs={"start": start}))
 
 
-@given(B=dims, T=dims, D=dims, d_ff=dims, act=st.sampled_from(["relu", "gelu", "gelu_exact"]), seed=seeds)
+@given(B=dims, T=dims, D=dims, d_ff=dims, act=SMOOTH, seed=seeds)
 def test_feedforward(B, T, D, d_ff, act, seed):
     rng = rng_for(seed)
     layer = FeedForward(D, d_ff, activation=act, rng=rng, dtype=F64)
@@ -186,7 +192,7 @@ def test_multi_head_cross_attention(B, T, S, H, hs, pad, seed):
 
 
 @given(B=st.integers(1, 2), T=st.integers(1, 4), H=heads, hs=head_size, norm_first=st.booleans(),
-       act=st.sampled_from(["relu", "gelu", "gelu_exact"]), pad=st.booleans(), seed=seeds)
+       act=SMOOTH, pad=st.booleans(), seed=seeds)
 def test_encoder_block(B, T, H, hs, norm_first, act, pad, seed):
     rng = rng_for(seed)
     D = H * hs
