@@ -117,11 +117,17 @@ def train_reference(chunks: Iterable[bytes], num_merges: int, first_id: int = 25
 # The fast trainer
 # ---------------------------------------------------------------------------
 def train_incremental(
-    chunk_counts: Mapping[bytes, int], num_merges: int, first_id: int = 256, progress: bool = False
+    chunk_counts: Mapping[bytes, int],
+    num_merges: int,
+    first_id: int = 256,
+    progress: bool = False,
+    merge_counts: list | None = None,
 ) -> list[tuple[int, int]]:
     """Same result as :func:`train_reference`, without recounting.
 
     ``chunk_counts`` maps each *distinct* chunk (bytes) to how often it occurs.
+    If ``merge_counts`` is a list, the count of each merged pair is appended
+    to it (the benchmark uses this to know how long the text is after each merge).
 
     Data structures:
 
@@ -171,6 +177,8 @@ def train_incremental(
             break
         new_id = first_id + k
         merges.append((a, b))
+        if merge_counts is not None:
+            merge_counts.append(count)
 
         # 2. Merge it in the chunks that contain it, updating counts by difference.
         grown = set()

@@ -1,6 +1,99 @@
-"""``minitx tokenizer``: placeholder until the BPE tokenizer lands."""
+"""``minitx tokenizer``: train a BPE tokenizer, or encode text with one.
+
+    minitx tokenizer train --input corpus.txt --vocab-size 4096 --output tok.model
+    echo "Hello world" | minitx tokenizer encode --model tok.model
+    echo "Hello world" | minitx tokenizer encode --model tok.model --show
+
+``train`` writes ``tok.model`` (minitx's versioned text format) and
+``tok.model.vocab`` (a readable listing). ``encode`` reads text on stdin and
+prints the ids separated by spaces, or with ``--show`` the token pieces.
+Mistakes (a missing file, a vocabulary too small, a damaged model) end with a
+one-line error and exit code 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .bpe import BPETokenizer, render_token
+from .patterns import PATTERNS
 
 
-def add_parser(sub):
-    p = sub.add_parser("tokenizer", help="train a BPE tokenizer or encode text with one")
-    p.set_defaults(func=lambda args: print("tokenizer: not implemented yet") or 0)
+def _usage_error(message: str) -> Exception:
+    from minitx.cli import UsageError  # noqa: PLC0415 - avoid an import cycle at load time
+
+    return UsageError(message)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train a BPE tokenizer or encode text with one", description=__doc__.split("\n")[0])
+    actions = p.add_subparsers(dest="tokenizer_command", metavar="ACTION")
+    actions.required = True
+
+    t = actions.add_parser("train", help="learn BPE merges from a text file")
+    t.add_argument("--input", required=True, help="UTF-8 text file to learn from")
+    t.add_argument("--vocab-size", required=True, type=int, help="256 bytes + merges + special tokens")
+    t.add_argument("--output", required=True, help="where to write the model (plus <output>.vocab)")
+    t.add_argument(
+        "--pattern", default="gpt4", help=f"split pattern: {', '.join(PATTERNS)} or a regex (default: gpt4)"
+    )
+    t.add_argument("--special", action="append", default=[], metavar="TOKEN", help="a special token (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=run_train)
+
+    e = actions.add_parser("encode", help="encode stdin with a trained model")
+    e.add_argument("--model", required=True, help="a model written by 'minitx tokenizer train'")
+    e.add_argument("--show", action="store_true", help="print the token pieces instead of ids")
+    e.add_argument(
+        "--allowed-special",
+        default="none_raise",
+        choices=["none_raise", "all", "none"],
+        help="what to do with special-token text in the input (default: refuse it)",
+    )
+    e.set_defaults(func=run_encode)
+
+
+def _read_text(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise _usage_error(f"--input: {path!r} does not exist or is not a file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _usage_error(f"--input: {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def run_train(args) -> int:
+    minimum = 256 + len(args.special)
+    if args.vocab_size < minimum:
+        raise _usage_error(
+            f"--vocab-size: got {args.vocab_size}, expected at least {minimum} (256 byte tokens + {len(args.special)} special)"
+        )
+    if len(set(args.special)) != len(args.special) or any(not s for s in args.special):
+        raise _usage_error(f"--special: got {args.special!r}, expected distinct non-empty tokens")
+    text = _read_text(args.input)
+    out_dir = Path(args.output).resolve().parent
+    if not out_dir.is_dir():
+        raise _usage_error(f"--output: directory {str(out_dir)!r} does not exist")
+    try:
+        tok = BPETokenizer().train(
+            text, args.vocab_size, pattern=args.pattern, special_tokens=args.special or None, progress=not args.quiet
+        )
+    except ValueError as exc:
+        raise _usage_error(str(exc)) from None
+    tok.save(args.output)
+    print(f"trained {tok!r}; wrote {args.output} and {args.output}.vocab", file=sys.stderr)
+    return 0
+
+
+def run_encode(args) -> int:
+    if not Path(args.model).is_file():
+        raise _usage_error(f"--model: {args.model!r} does not exist or is not a file")
+    tok = BPETokenizer.load(args.model)
+    text = sys.stdin.read()
+    ids = tok.encode(text, allowed_special=args.allowed_special)
+    if args.show:
+        print("".join(f"[{render_token(tok.vocab[i])}]" for i in ids))
+    else:
+        print(" ".join(map(str, ids)))
+    return 0
