@@ -1,0 +1,188 @@
+"""GPT speed: minitx against PyTorch CPU eager, side by side in one run.
+
+    python -m minitx.bench.gpt                      # the issue's configuration
+    python -m minitx.bench.gpt --iters 20 --layers 4 --width 128 --block 128 --batch 16 --vocab 512 --threads 2
+
+Two measurements, each reported as a ratio (figures drift between runs and
+machines; ratios measured in one run are what to compare):
+
+1. **Training tokens/s.** One full step: sample a batch, forward, loss,
+   backward, gradient clipping, AdamW. PyTorch runs eager mode with
+   ``F.scaled_dot_product_attention`` and ``torch.set_num_threads(threads)``.
+   minitx runs twice: one model with ``threads``-threaded BLAS, and the
+   data-parallel trainer (``TrainConfig(threads=threads)``: the batch split
+   across Python threads, single-threaded BLAS each).
+2. **KV cache.** Greedy decoding of ``--gen-tokens`` new tokens with the
+   cache against recomputing the whole context at every step (both minitx;
+   the tokens must be identical).
+
+Same model shape, batch, data and thread count on both sides. Nothing here
+runs in the test suite; results are recorded in ``benchmarks/gpt.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def _minitx_trainer(args, threads: int):
+    from minitx.models import GPT, GPTConfig
+    from minitx.train.data import LMDataset
+    from minitx.train.trainer import TrainConfig, Trainer
+
+    rng = np.random.default_rng(0)
+    data = LMDataset.from_ids(rng.integers(0, args.vocab, 200_000), vocab_size=args.vocab)
+    config = GPTConfig(vocab_size=args.vocab, block_size=args.block, n_layer=args.layers, n_head=args.heads,
+                       n_embd=args.width)
+    train = TrainConfig(batch_size=args.batch, max_iters=10**6, warmup_iters=10, threads=threads, seed=0)
+    import tempfile
+
+    return Trainer(GPT(config, seed=0), data, train, tempfile.mkdtemp(prefix="minitx-bench-"), progress=False,
+                   log=None), data
+
+
+def bench_minitx_train(args, threads: int) -> float:
+    """Tokens per second of minitx training steps (``threads`` data-parallel replicas)."""
+    trainer, _ = _minitx_trainer(args, threads)
+    for _ in range(args.warmup):
+        trainer.train_step()
+    t0 = time.perf_counter()
+    for _ in range(args.iters):
+        trainer.train_step()
+    dt = time.perf_counter() - t0
+    trainer.close()
+    return args.iters * args.batch * args.block / dt
+
+
+def bench_torch_train(args) -> float:
+    """Tokens per second of the same GPT in PyTorch eager (SDPA attention), same data pipeline."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    D, H, L, V, T = args.width, args.heads, args.layers, args.vocab, args.block
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = torch.nn.LayerNorm(D), torch.nn.LayerNorm(D)
+            self.qkv, self.proj = torch.nn.Linear(D, 3 * D), torch.nn.Linear(D, D)
+            self.fc, self.fc_proj = torch.nn.Linear(D, 4 * D), torch.nn.Linear(4 * D, D)
+
+        def forward(self, x):
+            B, T_, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
+            q, k, v = (t.view(B, T_, H, D // H).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T_, D)
+            x = x + self.proj(y)
+            return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+    class TorchGPT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = torch.nn.Embedding(V, D), torch.nn.Embedding(T, D)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(L))
+            self.ln_f = torch.nn.LayerNorm(D)
+
+        def forward(self, idx, targets):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for block in self.blocks:
+                x = block(x)
+            logits = self.ln_f(x) @ self.wte.weight.T  # tied head
+            return F.cross_entropy(logits.view(-1, V), targets.view(-1))
+
+    model = TorchGPT()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99), foreach=True)
+    _, data = _minitx_trainer(args, 1)
+    rng = np.random.default_rng(0)
+
+    def step():
+        x, y = data.get_batch("train", args.batch, T, rng)
+        loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(args.iters):
+        step()
+    return args.iters * args.batch * T / (time.perf_counter() - t0)
+
+
+def bench_kv_cache(args) -> tuple[float, float, bool]:
+    """Seconds for greedy decoding of ``gen_tokens`` with and without the KV cache; tokens equal?"""
+    from minitx.generate import generate
+    from minitx.models import GPT, GPTConfig
+
+    prompt_len = 16
+    config = GPTConfig(vocab_size=args.vocab, block_size=prompt_len + args.gen_tokens, n_layer=args.layers,
+                       n_head=args.heads, n_embd=args.width)
+    model = GPT(config, seed=0)
+    prompt = np.random.default_rng(0).integers(0, args.vocab, (1, prompt_len))
+    times, outs = [], []
+    for use_cache in (True, False):
+        t0 = time.perf_counter()
+        outs.append(generate(model, prompt, args.gen_tokens, temperature=0, use_kv_cache=use_cache))
+        times.append(time.perf_counter() - t0)
+    return times[0], times[1], bool(np.array_equal(outs[0], outs[1]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m minitx.bench.gpt", description=__doc__.splitlines()[0])
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--block", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--gen-tokens", type=int, default=256)
+    p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--skip-generate", action="store_true")
+    args = p.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    print(f"GPT {args.layers} layers, {args.heads} heads, {args.width} wide, block {args.block}, batch {args.batch}, "
+          f"vocab {args.vocab}; {args.threads} threads; {args.iters} timed steps after {args.warmup} warm-up")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+    results = {}
+    if not args.skip_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(f"torch {torch.__version__}")
+        results["PyTorch eager (SDPA)"] = bench_torch_train(args)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        results["minitx, 1 replica"] = bench_minitx_train(args, 1)
+    if args.threads > 1:
+        results[f"minitx, {args.threads} data-parallel threads"] = bench_minitx_train(args, args.threads)
+    ref = results.get("PyTorch eager (SDPA)")
+    print("\ntraining throughput")
+    for name, tps in results.items():
+        ratio = f"{tps / ref:.2f}x PyTorch" if ref else ""
+        print(f"  {name:34s} {tps:10,.0f} tokens/s  {ratio}")
+    if not args.skip_generate:
+        with threadpool_limits(limits=args.threads, user_api="blas"):
+            cached, recomputed, same = bench_kv_cache(args)
+        print(f"\ngreedy generation, {args.gen_tokens} new tokens after a 16-token prompt")
+        print(f"  KV cache   {cached:7.2f} s ({args.gen_tokens / cached:,.0f} tokens/s)")
+        print(f"  recompute  {recomputed:7.2f} s ({args.gen_tokens / recomputed:,.0f} tokens/s)")
+        print(f"  speed-up   {recomputed / cached:7.1f}x; identical tokens: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
