@@ -271,3 +271,18 @@ def test_char_tokenizer(tmp_path):
     with pytest.raises(ValueError, match="not a minitx character tokenizer"):
         CharTokenizer.load(tmp_path / "bad.model")
     assert tok.encode_batch(["he", "lo"]) == [tok.encode("he"), tok.encode("lo")]
+
+
+def test_progress_bar_and_pattern_names(capsys):
+    tok = BPETokenizer().train(SAMPLE, 300, pattern="gpt2", progress=True)
+    assert tok.pattern == GPT2_SPLIT_PATTERN
+    assert "bpe merges" in capsys.readouterr().err
+    assert "BPETokenizer(vocab_size=300" in repr(tok)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=40))
+def test_fast_chunk_bpe_equals_reference(piece):
+    tok = trained()
+    assert tok._bpe(piece) == tok._bpe_reference(piece)
+    assert tok.decode_bytes(tok._bpe(piece)) == piece

@@ -28,7 +28,8 @@ The machine is shared and noisy, so each measurement alternates minitx and
 the peer ``--repeats`` times and reports the median of each.
 
 The text: ``--data`` (default: tiny Shakespeare from ``../shared/data`` if it
-exists, else minitx's embedded corpus), repeated and cut to ``--mib`` MiB.
+exists, else minitx's embedded corpus; ``--data corpus`` picks the latter),
+repeated and cut to ``--mib`` MiB.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 def load_text(path: str | None, mib: float) -> tuple[str, str]:
     if path is None and DEFAULT_DATA.exists():
         path = str(DEFAULT_DATA)
-    if path is None:
+    if path is None or path == "corpus":
         from minitx.corpus import default_corpus  # noqa: PLC0415
 
         base, source = default_corpus(), "minitx.corpus.default_corpus()"
@@ -209,7 +210,11 @@ def commit() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minitx.bench.tokenizer", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=None, help="UTF-8 text file (default: tiny Shakespeare if present)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="UTF-8 text file, or 'corpus' for minitx's embedded corpus (default: tiny Shakespeare if present)",
+    )
     parser.add_argument("--mib", type=float, default=10.0, help="MiB of text (the data is repeated to reach it)")
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are reported")

@@ -245,6 +245,9 @@ class _Cache(dict):
         return ids
 
 
+_INF = float("inf")
+_NO_MERGE = (_INF, -1)
+
 #: Patterns for which a space that follows a non-whitespace character is
 #: always a chunk boundary (proof in :meth:`BPETokenizer.encode_ordinary`).
 _SPACE_SPLIT_SAFE = {GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN}
@@ -437,15 +440,14 @@ class BPETokenizer:
             raise ValueError(f"token: {token!r} is not a single token of this vocabulary") from None
 
     # -- encoding --------------------------------------------------------------
-    def _bpe(self, piece: bytes) -> list[int]:
+    def _bpe_reference(self, piece: bytes) -> list[int]:
         """BPE on one chunk: merge the lowest-rank adjacent pair, leftmost first, until none applies.
 
         This is exactly tiktoken's ``byte_pair_merge`` rule and Hugging Face's
-        merge order. Chunks are short (a word), so a scan per merge is fine.
+        merge order. The readable version: look at every pair after every merge.
         """
-        byte_ids = self.byte_ids
         ranks = self._ranks
-        ids = [byte_ids[b] for b in piece]
+        ids = [self.byte_ids[b] for b in piece]
         while len(ids) > 1:
             best = None
             best_i = -1
@@ -456,6 +458,32 @@ class BPETokenizer:
             if best is None:
                 break
             ids[best_i : best_i + 2] = (best[1],)
+        return ids
+
+    def _bpe(self, piece: bytes) -> list[int]:
+        """Same result as :meth:`_bpe_reference`, with fewer dictionary lookups.
+
+        ``rank[i]`` holds the rank of the pair ``(ids[i], ids[i + 1])``; after
+        a merge only the two pairs around it change. ``min`` and
+        ``list.index`` (leftmost) then find the best pair at C speed.
+        """
+        get = self._ranks.get
+        ids = [self.byte_ids[b] for b in piece]
+        found = [get(pair, _NO_MERGE) for pair in zip(ids, ids[1:])]
+        rank = [f[0] for f in found]
+        while rank:
+            best = min(rank)
+            if best == _INF:
+                break
+            i = rank.index(best)
+            ids[i : i + 2] = (found[i][1],)
+            del rank[i], found[i]
+            if i > 0:
+                found[i - 1] = f = get((ids[i - 1], ids[i]), _NO_MERGE)
+                rank[i - 1] = f[0]
+            if i < len(rank):
+                found[i] = f = get((ids[i], ids[i + 1]), _NO_MERGE)
+                rank[i] = f[0]
         return ids
 
     def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
@@ -517,7 +545,7 @@ class BPETokenizer:
                 part = " " + part
             for chunk in compile_pattern(self.pattern).findall(part):
                 try:
-                    out.extend(self._bpe(chunk.encode("utf-8")))
+                    out.extend(self._bpe_reference(chunk.encode("utf-8")))
                 except UnicodeEncodeError as exc:
                     raise _surrogate_error(exc, text) from None
         return out
