@@ -1,0 +1,12 @@
+"""minitx's own CUDA kernels, reached through CuPy.
+
+* :mod:`minitx.cuda.launch`    pure-Python launch arithmetic (grid, block,
+  shared memory, argument dtypes) for every kernel variant; no CuPy needed.
+* :mod:`minitx.cuda.loader`    reads ``kernels/*.cu``, inlines shared headers,
+  compiles with ``cupy.RawModule`` (on a GPU) or ``cupy.cuda.nvrtc`` (on any
+  machine, for the compile-and-spill check).
+* :mod:`minitx.cuda.ops`       the launch wrappers: ``matmul``, ``softmax``,
+  ``layernorm_*``, ``attention_*`` on CuPy arrays.
+* :mod:`minitx.cuda.reference` NumPy twins of the tiled algorithms, so each
+  algorithm is proven on a CPU before a GPU runs it.
+"""
