@@ -45,21 +45,14 @@ def _minitx_trainer(args, threads: int):
                    log=None), data
 
 
-def bench_minitx_train(args, threads: int) -> float:
-    """Tokens per second of minitx training steps (``threads`` data-parallel replicas)."""
+def minitx_train_step(args, threads: int):
+    """A function running one minitx training step (``threads`` data-parallel replicas)."""
     trainer, _ = _minitx_trainer(args, threads)
-    for _ in range(args.warmup):
-        trainer.train_step()
-    t0 = time.perf_counter()
-    for _ in range(args.iters):
-        trainer.train_step()
-    dt = time.perf_counter() - t0
-    trainer.close()
-    return args.iters * args.batch * args.block / dt
+    return trainer.train_step
 
 
-def bench_torch_train(args) -> float:
-    """Tokens per second of the same GPT in PyTorch eager (SDPA attention), same data pipeline."""
+def torch_train_step(args):
+    """A function running one training step of the same GPT in PyTorch eager (SDPA), same data pipeline."""
     import torch
     import torch.nn.functional as F
 
@@ -111,12 +104,31 @@ def bench_torch_train(args) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    for _ in range(args.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(args.iters):
-        step()
-    return args.iters * args.batch * T / (time.perf_counter() - t0)
+    return step
+
+
+def time_interleaved(steps: dict, args) -> dict:
+    """Median tokens/s of each step function, timed in alternating rounds.
+
+    Alternating (A, B, C, A, B, C, ...) means a burst of load from elsewhere on
+    the machine hits every contestant alike, so the *ratios* stay meaningful.
+    """
+    from threadpoolctl import threadpool_limits
+
+    tokens = args.iters * args.batch * args.block
+    rates = {name: [] for name in steps}
+    for name, (fn, blas_threads) in steps.items():
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
+            for _ in range(args.warmup):
+                fn()
+    for _ in range(args.rounds):
+        for name, (fn, blas_threads) in steps.items():
+            with threadpool_limits(limits=blas_threads, user_api="blas"):
+                t0 = time.perf_counter()
+                for _ in range(args.iters):
+                    fn()
+                rates[name].append(tokens / (time.perf_counter() - t0))
+    return rates
 
 
 def bench_kv_cache(args) -> tuple[float, float, bool]:
@@ -146,7 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--vocab", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--iters", type=int, default=5, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--gen-tokens", type=int, default=256)
     p.add_argument("--skip-torch", action="store_true")
@@ -156,24 +169,25 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     print(f"GPT {args.layers} layers, {args.heads} heads, {args.width} wide, block {args.block}, batch {args.batch}, "
-          f"vocab {args.vocab}; {args.threads} threads; {args.iters} timed steps after {args.warmup} warm-up")
+          f"vocab {args.vocab}; {args.threads} threads")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
-    results = {}
+    steps = {}
     if not args.skip_torch:
         import torch
 
         torch.set_num_threads(args.threads)
         print(f"torch {torch.__version__}")
-        results["PyTorch eager (SDPA)"] = bench_torch_train(args)
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        results["minitx, 1 replica"] = bench_minitx_train(args, 1)
+        steps["PyTorch eager (SDPA)"] = (torch_train_step(args), args.threads)
+    steps["minitx, 1 replica"] = (minitx_train_step(args, 1), args.threads)
     if args.threads > 1:
-        results[f"minitx, {args.threads} data-parallel threads"] = bench_minitx_train(args, args.threads)
-    ref = results.get("PyTorch eager (SDPA)")
-    print("\ntraining throughput")
-    for name, tps in results.items():
-        ratio = f"{tps / ref:.2f}x PyTorch" if ref else ""
-        print(f"  {name:34s} {tps:10,.0f} tokens/s  {ratio}")
+        steps[f"minitx, {args.threads} data-parallel threads"] = (minitx_train_step(args, args.threads), args.threads)
+    rates = time_interleaved(steps, args)
+    ref = rates.get("PyTorch eager (SDPA)")
+    print(f"\ntraining throughput (median of {args.rounds} alternating rounds of {args.iters} steps)")
+    for name, r in rates.items():
+        ratio = f"{np.median(np.array(r) / np.array(ref)):.2f}x PyTorch" if ref else ""
+        print(f"  {name:34s} {np.median(r):10,.0f} tokens/s  {ratio}   (rounds: "
+              + ", ".join(f"{v:,.0f}" for v in r) + ")")
     if not args.skip_generate:
         with threadpool_limits(limits=args.threads, user_api="blas"):
             cached, recomputed, same = bench_kv_cache(args)

@@ -36,8 +36,16 @@ def relu_backward(dout, mask):
 def gelu_tanh_forward(x):
     """GELU, tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi)."""
     xp = array_module(x)
-    t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x * x * x)))  # x*x*x: cheaper than x**3
-    return 0.5 * x * (1.0 + t), (x, t)
+    u = x * x
+    u *= x  # x*x*x: much cheaper than x**3
+    u *= _GELU_C
+    u += x
+    u *= _SQRT_2_OVER_PI  # u = c (x + 0.044715 x^3), built in one buffer
+    t = xp.tanh(u, out=u)
+    y = t + 1.0
+    y *= x
+    y *= 0.5  # 0.5 x (1 + t)
+    return y, (x, t)
 
 
 def gelu_tanh_backward(dout, cache):
@@ -46,8 +54,19 @@ def gelu_tanh_backward(dout, cache):
     reusing the saved t instead of evaluating tanh again.
     """
     x, t = cache
-    du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _GELU_C) * (x * x))
-    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+    xp = array_module(x)
+    du = x * x
+    du *= _SQRT_2_OVER_PI * 3.0 * _GELU_C
+    du += _SQRT_2_OVER_PI  # du/dx = c (1 + 3 * 0.044715 x^2)
+    d = t * t
+    xp.subtract(1.0, d, out=d)  # 1 - t^2 = dtanh/du
+    d *= x
+    d *= du
+    d += t
+    d += 1.0
+    d *= 0.5  # dy/dx, with in-place steps (these are the biggest arrays of the block)
+    d *= dout
+    return d
 
 
 def gelu_erf_forward(x):

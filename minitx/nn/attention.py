@@ -49,8 +49,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 
     scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 upcast
     scores = q @ k.swapaxes(-1, -2)  # (..., Tq, hs) @ (..., hs, Tk) -> (..., Tq, Tk)
     scores *= scale
-    if mask is not None:
-        scores = xp.where(mask, scores, xp.finfo(scores.dtype).min)
+    if mask is not None:  # in place: scores is a fresh (..., Tq, Tk) array
+        xp.copyto(scores, xp.finfo(scores.dtype).min, where=~xp.asarray(mask))
     weights, _ = softmax_forward(scores, name="attention scores")  # (..., Tq, Tk)
     dropped, drop_mask = dropout_forward(weights, dropout_p, rng, training)
     out = dropped @ v  # (..., Tq, Tk) @ (..., Tk, hv) -> (..., Tq, hv)

@@ -17,9 +17,10 @@ def softmax_forward(x, name: str = "softmax input"):
     xp = array_module(x)
     m = x.max(axis=-1, keepdims=True)  # (..., 1)
     check_finite_rows(name, m)
-    e = xp.exp(x - m)
-    y = e / e.sum(axis=-1, keepdims=True)
-    return y, y
+    e = x - m
+    xp.exp(e, out=e)  # in place: attention calls this on (B, H, T, T) arrays
+    e /= e.sum(axis=-1, keepdims=True)
+    return e, e
 
 
 def softmax_backward(dy, y):
@@ -27,7 +28,9 @@ def softmax_backward(dy, y):
         dx_j = sum_i dy_i y_i (delta_ij - y_j) = y_j (dy_j - sum_i dy_i y_i)
     which costs O(C) per row instead of building the C x C Jacobian.
     """
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    dx = dy - (dy * y).sum(axis=-1, keepdims=True)
+    dx *= y
+    return dx
 
 
 def log_softmax_forward(x):
