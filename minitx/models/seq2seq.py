@@ -167,15 +167,17 @@ class DecoderState:
     src_padding_mask: object
     length: int = 0
 
-    def reorder(self, rows) -> None:
+    def reorder(self, rows, *, cross: bool = True) -> None:
         """Keep rows ``rows`` (beam search: the beams that survived, possibly repeated).
 
-        Cross K/V are reordered too: rows of the same source hold identical
-        values, but a general ``rows`` may mix sources.
+        ``cross=False`` leaves the cross-attention K/V and source mask alone:
+        correct (and copy-free) when every row moves only among the rows of
+        its own source, which hold identical values; beam search does that.
         """
         rows = np.asarray(rows)
-        self.cross_kv = [(k[rows], v[rows]) for k, v in self.cross_kv]
-        self.src_padding_mask = self.src_padding_mask[rows]
+        if cross:
+            self.cross_kv = [(k[rows], v[rows]) for k, v in self.cross_kv]
+            self.src_padding_mask = self.src_padding_mask[rows]
         for cache in self.self_caches:
             if cache.k is not None:
                 cache.k, cache.v = cache.k[rows], cache.v[rows]
