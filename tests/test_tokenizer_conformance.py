@@ -1,6 +1,5 @@
 """Token-for-token conformance with tiktoken (cl100k_base) and Hugging Face ``tokenizers``."""
 import os
-import sys
 
 import pytest
 import regex
