@@ -1,0 +1,313 @@
+"""``minitx bench kernels``: time every kernel variant against its baseline on one GPU.
+
+For each op, every variant (tile-size sweep included) and the baselines run
+side by side in one process:
+
+* fp32 matmul      vs ``cupy.matmul`` in strict fp32 (``CUPY_TF32=0``: cuBLAS without TF32)
+* bf16 matmul      vs PyTorch bf16 ``torch.matmul`` (cuBLAS tensor cores), if PyTorch is there
+* attention fwd    vs naive CuPy attention (cuBLAS scores, softmax, cuBLAS PV) and
+                   PyTorch ``scaled_dot_product_attention`` (bf16, flash backend)
+* attention bwd    vs the naive CuPy backward
+* softmax, LayerNorm vs the same formula in CuPy array ops (GB/s)
+
+Timing: CUDA events around each launch, the L2 cache flushed (a 256 MiB
+buffer overwritten) before every repetition, median of the repetitions after
+a warm-up. Error: ``||out - ref|| / ||ref||`` against a float64 computation.
+Writes ``kernels.jsonl`` (one JSON object per measurement), ``kernels.md``
+(a Markdown table) and, with matplotlib, ``kernels_ladder.png``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minitx.cuda import launch
+
+FLUSH_BYTES = 256 * 2**20
+
+
+class Timer:
+    """Median device time of a callable, with the L2 flushed before each repetition."""
+
+    def __init__(self, cp, budget_s: float = 1.0, max_reps: int = 30, min_reps: int = 3):
+        self.cp, self.budget_s, self.max_reps, self.min_reps = cp, budget_s, max_reps, min_reps
+        self.flush = cp.empty(FLUSH_BYTES // 4, dtype=cp.float32)
+
+    def __call__(self, fn) -> float:
+        cp = self.cp
+        fn()  # warm-up: compilation, module load, cuBLAS handles
+        cp.cuda.Device().synchronize()
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        times: list[float] = []
+        t0 = time.perf_counter()
+        while len(times) < self.max_reps:
+            self.flush.fill(len(times))
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(cp.cuda.get_elapsed_time(start, end))
+            if len(times) >= self.min_reps and time.perf_counter() - t0 > self.budget_s:
+                break
+        return statistics.median(times)
+
+
+def rel_err(cp, out, ref) -> float:
+    out = out.astype(cp.float64)
+    if not bool(cp.isfinite(out).all()):
+        return float("nan")
+    return float(cp.linalg.norm(out - ref) / cp.linalg.norm(ref))
+
+
+def _record(rows, **kw):
+    rows.append(kw)
+    line = "  ".join(f"{k}={v}" for k, v in kw.items() if k in ("op", "version", "config", "ms", "tflops", "gbs",
+                                                                  "pct_baseline", "err"))
+    print(line, flush=True)
+
+
+def bench_matmul(cp, timer, rows, n: int, sweep: bool = True):
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = cp.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=cp.float32)
+    b = rng.standard_normal((n, n), dtype=cp.float32)
+    ref = a.astype(cp.float64) @ b.astype(cp.float64)
+    flops = 2.0 * n**3
+    base_ms = timer(lambda: cp.matmul(a, b))
+    shape = f"{n}x{n}x{n}"
+    _record(rows, op="matmul", version="cupy.matmul (cuBLAS, TF32 off)", dtype="fp32", shape=shape, config="",
+            ms=round(base_ms, 4), tflops=round(flops / base_ms / 1e9, 2), pct_baseline=100.0,
+            err=f"{rel_err(cp, cp.matmul(a, b), ref):.1e}", baseline=True)
+    out = cp.empty((n, n), dtype=cp.float32)
+    for version in launch.MATMUL_VERSIONS:
+        for v in launch.variants("matmul", version)[: None if sweep else 1]:
+            if version in ("v1_naive", "v2_coalesced") and n > 4096:
+                continue
+            out.fill(cp.nan)
+            ms = timer(lambda v=v: ops.matmul(a, b, variant=v, out=out))
+            cfg = launch.matmul_launch(v, n, n, n)
+            _record(rows, op="matmul", version=version, dtype="fp32", shape=shape, config=v.label,
+                    grid=cfg.grid, block=cfg.block, smem=v.static_smem, ms=round(ms, 4),
+                    tflops=round(flops / ms / 1e9, 2), pct_baseline=round(100 * base_ms / ms, 1),
+                    err=f"{rel_err(cp, out, ref):.1e}")
+    # bf16 tensor cores vs PyTorch
+    ab, bb = ops.to_bf16_bits(a), ops.to_bf16_bits(b)
+    ref16 = ops.from_bf16_bits(ab).astype(cp.float64) @ ops.from_bf16_bits(bb).astype(cp.float64)
+    base16 = None
+    try:
+        import torch  # noqa: PLC0415
+
+        ta = torch.as_tensor(a, device="cuda").to(torch.bfloat16)
+        tb = torch.as_tensor(b, device="cuda").to(torch.bfloat16)
+        base16 = timer(lambda: torch.matmul(ta, tb))
+        tc = cp.asarray(torch.matmul(ta, tb).float())
+        _record(rows, op="matmul", version="torch.matmul bf16", dtype="bf16", shape=shape, config="",
+                ms=round(base16, 4), tflops=round(flops / base16 / 1e9, 2), pct_baseline=100.0,
+                err=f"{rel_err(cp, tc, ref16):.1e}", baseline=True)
+    except Exception as exc:  # noqa: BLE001 - PyTorch missing or without CUDA
+        print(f"(PyTorch bf16 baseline skipped: {type(exc).__name__}: {exc})")
+    for v in launch.variants("matmul_bf16")[: None if sweep else 1]:
+        ms = timer(lambda v=v: ops.matmul_bf16(ab, bb, variant=v))
+        c = ops.matmul_bf16(ab, bb, variant=v)
+        _record(rows, op="matmul", version="mma_bf16", dtype="bf16", shape=shape, config=v.label, ms=round(ms, 4),
+                tflops=round(flops / ms / 1e9, 2),
+                pct_baseline=round(100 * base16 / ms, 1) if base16 else None, err=f"{rel_err(cp, c, ref16):.1e}")
+
+
+def _naive_attention(cp, q, k, v, causal):
+    """cuBLAS scores, softmax, cuBLAS PV: the O(T^2)-memory baseline."""
+    hs = q.shape[-1]
+    s = cp.matmul(q, k.swapaxes(-1, -2)) * (1.0 / math.sqrt(hs))
+    if causal:
+        Tq, Tk = s.shape[-2:]
+        mask = cp.arange(Tk)[None, :] <= cp.arange(Tq)[:, None] + (Tk - Tq)
+        s = cp.where(mask, s, cp.float32(np.finfo(np.float32).min))
+    s = s - s.max(axis=-1, keepdims=True)
+    p = cp.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    return cp.matmul(p, v), p
+
+
+def _naive_attention_backward(cp, dout, q, k, v, p, causal):
+    hs = q.shape[-1]
+    dv = cp.matmul(p.swapaxes(-1, -2), dout)
+    dp = cp.matmul(dout, v.swapaxes(-1, -2))
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True)) * (1.0 / math.sqrt(hs))
+    return cp.matmul(ds, k), cp.matmul(ds.swapaxes(-1, -2), q), dv
+
+
+def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bool = True, sweep: bool = True):
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = cp.random.default_rng(1)
+    q, k, v = (rng.standard_normal((B, H, T, hs), dtype=cp.float32) for _ in range(3))
+    dout = rng.standard_normal((B, H, T, hs), dtype=cp.float32)
+    shape = f"B{B} H{H} T{T} hs{hs}{' causal' if causal else ''}"
+    flops = 4.0 * B * H * T * T * hs * (0.5 if causal else 1.0)
+    ref, p64 = _naive_attention(cp, *(t.astype(cp.float64) for t in (q, k, v)), causal)
+    base_ms = timer(lambda: _naive_attention(cp, q, k, v, causal))
+    o_naive, p = _naive_attention(cp, q, k, v, causal)
+    _record(rows, op="attention_fwd", version="naive CuPy (cuBLAS)", dtype="fp32", shape=shape, config="",
+            ms=round(base_ms, 4), tflops=round(flops / base_ms / 1e9, 2), pct_baseline=100.0,
+            err=f"{rel_err(cp, o_naive, ref):.1e}", baseline=True, memory="O(T^2)")
+    for v_ in launch.variants("attention_fwd"):
+        if "D" in v_.p and (v_.p["D"] < hs or (not sweep and v_ is not launch.default_variant("attention_fwd", "v2_flash", hs))):
+            continue
+        ms = timer(lambda v_=v_: ops.attention_forward(q, k, v, causal=causal, version=v_.version, variant=v_))
+        o, _ = ops.attention_forward(q, k, v, causal=causal, version=v_.version, variant=v_)
+        cfg = launch.attention_fwd_launch(v_, B * H, T, T, hs)
+        _record(rows, op="attention_fwd", version=v_.version, dtype="fp32", shape=shape, config=v_.label,
+                grid=cfg.grid, block=cfg.block, smem=cfg.shared_mem, ms=round(ms, 4),
+                tflops=round(flops / ms / 1e9, 2), pct_baseline=round(100 * base_ms / ms, 1),
+                err=f"{rel_err(cp, o, ref):.1e}", memory="O(T)")
+    try:
+        import torch  # noqa: PLC0415
+        import torch.nn.functional as F  # noqa: PLC0415
+
+        tq, tk, tv = (torch.as_tensor(t, device="cuda").to(torch.bfloat16) for t in (q, k, v))
+        ms = timer(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal))
+        o = cp.asarray(F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal).float())
+        _record(rows, op="attention_fwd", version="torch SDPA bf16", dtype="bf16", shape=shape, config="",
+                ms=round(ms, 4), tflops=round(flops / ms / 1e9, 2), pct_baseline=round(100 * base_ms / ms, 1),
+                err=f"{rel_err(cp, o, ref):.1e}", baseline=True)
+    except Exception as exc:  # noqa: BLE001
+        print(f"(PyTorch SDPA baseline skipped: {type(exc).__name__}: {exc})")
+    # backward
+    grads_ref = _naive_attention_backward(cp, dout.astype(cp.float64), *(t.astype(cp.float64) for t in (q, k, v)),
+                                          p64, causal)
+    del p64
+    base_b = timer(lambda: _naive_attention_backward(cp, dout, q, k, v, p, causal))
+    _record(rows, op="attention_bwd", version="naive CuPy (cuBLAS)", dtype="fp32", shape=shape, config="",
+            ms=round(base_b, 4), tflops=round(2.5 * flops / base_b / 1e9, 2), pct_baseline=100.0, err="", baseline=True)
+    o, lse = ops.attention_forward(q, k, v, causal=causal)
+    for v_ in launch.variants("attention_bwd"):
+        if v_.p["D"] < hs or (not sweep and v_ is not launch.default_variant("attention_bwd", "v2_flash", hs)):
+            continue
+        ms = timer(lambda v_=v_: ops.attention_backward(dout, q, k, v, o, lse, causal=causal, variant=v_))
+        grads = ops.attention_backward(dout, q, k, v, o, lse, causal=causal, variant=v_)
+        err = max(rel_err(cp, g, r) for g, r in zip(grads, grads_ref))
+        cfg = launch.attention_bwd_launch(v_, B * H, T, T, hs)
+        _record(rows, op="attention_bwd", version=v_.version, dtype="fp32", shape=shape, config=v_.label,
+                grid=cfg.grid, block=cfg.block, smem=cfg.shared_mem, ms=round(ms, 4),
+                tflops=round(2.5 * flops / ms / 1e9, 2), pct_baseline=round(100 * base_b / ms, 1), err=f"{err:.1e}")
+
+
+def bench_rows(cp, timer, rows_out, n_rows: int, C: int):
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = cp.random.default_rng(2)
+    x = rng.standard_normal((n_rows, C), dtype=cp.float32)
+    shape = f"{n_rows}x{C}"
+    nbytes = 2 * x.nbytes  # read once, write once
+
+    def cupy_softmax():
+        e = cp.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    x64 = x.astype(cp.float64)
+    e64 = cp.exp(x64 - x64.max(axis=-1, keepdims=True))
+    ref = e64 / e64.sum(axis=-1, keepdims=True)
+    base = timer(cupy_softmax)
+    _record(rows_out, op="softmax", version="CuPy array ops", dtype="fp32", shape=shape, config="", ms=round(base, 4),
+            gbs=round(nbytes / base / 1e6, 1), pct_baseline=100.0, err=f"{rel_err(cp, cupy_softmax(), ref):.1e}",
+            baseline=True)
+    for v in launch.variants("softmax"):
+        ms = timer(lambda v=v: ops.softmax(x, variant=v))
+        _record(rows_out, op="softmax", version=v.version, dtype="fp32", shape=shape, config=v.label, ms=round(ms, 4),
+                gbs=round(nbytes / ms / 1e6, 1), pct_baseline=round(100 * base / ms, 1),
+                err=f"{rel_err(cp, ops.softmax(x, variant=v), ref):.1e}")
+    gamma = rng.standard_normal(C, dtype=cp.float32)
+    beta = rng.standard_normal(C, dtype=cp.float32)
+
+    def cupy_ln():
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        return xc / cp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + 1e-5) * gamma + beta
+
+    mu = x64.mean(axis=-1, keepdims=True)
+    ref = (x64 - mu) / cp.sqrt(((x64 - mu) ** 2).mean(axis=-1, keepdims=True) + 1e-5) * gamma + beta
+    base = timer(cupy_ln)
+    _record(rows_out, op="layernorm_fwd", version="CuPy array ops", dtype="fp32", shape=shape, config="",
+            ms=round(base, 4), gbs=round(nbytes / base / 1e6, 1), pct_baseline=100.0,
+            err=f"{rel_err(cp, cupy_ln(), ref):.1e}", baseline=True)
+    for v in launch.variants("layernorm_fwd"):
+        ms = timer(lambda v=v: ops.layernorm_forward(x, gamma, beta, variant=v))
+        _record(rows_out, op="layernorm_fwd", version=v.version, dtype="fp32", shape=shape, config=v.label,
+                ms=round(ms, 4), gbs=round(nbytes / ms / 1e6, 1), pct_baseline=round(100 * base / ms, 1),
+                err=f"{rel_err(cp, ops.layernorm_forward(x, gamma, beta, variant=v)[0], ref):.1e}")
+    _, (mean, rstd) = ops.layernorm_forward(x, gamma, beta)
+    dy = rng.standard_normal((n_rows, C), dtype=cp.float32)
+    for v in launch.variants("layernorm_bwd"):
+        ms = timer(lambda v=v: ops.layernorm_backward(dy, x, gamma, mean, rstd, variant=v))
+        _record(rows_out, op="layernorm_bwd", version=v.version, dtype="fp32", shape=shape, config=v.label,
+                ms=round(ms, 4), gbs=round(3 * x.nbytes / ms / 1e6, 1), pct_baseline=None, err="")
+
+
+def to_markdown(rows) -> str:
+    cols = ("op", "version", "dtype", "shape", "config", "ms", "tflops", "gbs", "pct_baseline", "err")
+    heads = ("op", "version", "dtype", "shape", "launch config", "median ms", "TFLOP/s", "GB/s", "% of baseline",
+             "rel. error vs fp64")
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for r in rows:
+        lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_ladder(rows, path: Path) -> bool:
+    from minitx.tutorial import plt  # noqa: PLC0415
+
+    pyplot = plt()
+    mm = [r for r in rows if r["op"] == "matmul" and r["dtype"] == "fp32" and not r.get("baseline")]
+    if pyplot is None or not mm:
+        return False
+    best: dict = {}
+    for r in mm:
+        best[r["version"]] = max(best.get(r["version"], 0.0), r["pct_baseline"])
+    fig, ax = pyplot.subplots(figsize=(7, 3.5))
+    ax.bar(list(best), list(best.values()), color="tab:blue")
+    ax.axhline(100, color="k", lw=0.8, ls="--")
+    ax.set_ylabel("% of cupy.matmul (fp32)")
+    ax.set_title(f"fp32 matmul ladder, {mm[0]['shape']}")
+    ax.tick_params(axis="x", rotation=30)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    pyplot.close(fig)
+    return True
+
+
+def run(out_dir: str | Path, ops=("matmul", "attention", "rows"), quick: bool = False, budget_s: float = 0.6) -> list:
+    """Run the benchmarks; write kernels.jsonl / kernels.md / kernels_ladder.png into ``out_dir``."""
+    if os.environ.get("CUPY_TF32", "0") != "0":
+        raise ValueError("CUPY_TF32 is set: the fp32 baseline must be strict fp32; run with CUPY_TF32=0")
+    os.environ["CUPY_TF32"] = "0"
+    import cupy as cp  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer(cp, budget_s=budget_s)
+    rows: list = []
+    dev = cp.cuda.Device()
+    props = cp.cuda.runtime.getDeviceProperties(dev.id)
+    print(f"device: {props['name'].decode()} (sm_{dev.compute_capability})", flush=True)
+    if "matmul" in ops:
+        bench_matmul(cp, timer, rows, 1024 if quick else 4096, sweep=True)
+    if "attention" in ops:
+        if quick:
+            bench_attention(cp, timer, rows, 2, 4, 512, 64, causal=True)
+        else:
+            bench_attention(cp, timer, rows, 4, 16, 4096, 64, causal=True, sweep=True)
+            bench_attention(cp, timer, rows, 4, 16, 4096, 128, causal=False, sweep=False)
+    if "rows" in ops:
+        bench_rows(cp, timer, rows, 4096 if quick else 65536, 1024 if quick else 4096)
+    with open(out / "kernels.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}) + "\n")
+    (out / "kernels.md").write_text(to_markdown(rows), encoding="utf-8")
+    plot_ladder(rows, out / "kernels_ladder.png")
+    return rows
