@@ -14,6 +14,7 @@ Every user error (missing data, bad flag value, broken checkpoint) raises
 """
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,8 +22,9 @@ from pathlib import Path
 from ..cli import UsageError
 
 #: What ``minitx train`` does with no arguments (sized for a few minutes on a 2-core CPU).
-MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=1000, eval_interval=250, eval_iters=10,
-                lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99, dropout=0.0, weight_decay=0.1)
+MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=3000, eval_interval=500, eval_iters=20,
+                lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99, dropout=0.0, weight_decay=0.1,
+                threads=min(2, os.cpu_count() or 1))
 ARCH_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "beta2", "weight_decay", "eval_interval",
                "eval_iters", "grad_accum", "seed", "threads")
@@ -47,7 +49,7 @@ def add_parser(sub) -> None:
                       ("--eval-interval", int), ("--eval-iters", int), ("--grad-accum", int), ("--seed", int)):
         g.add_argument(flag, type=typ, default=None)
     g.add_argument("--threads", type=int, default=None,
-                   help="data-parallel replicas, one Python thread each (default 1; try 2 on a 2-core CPU)")
+                   help="data-parallel replicas, one Python thread each (default: 2 if the CPU has 2 cores)")
     g.add_argument("--out", default="out", help="output folder: ckpt/, metrics.jsonl, loss.png (default: out)")
     g.add_argument("--resume", action="store_true", help="continue the checkpoint in OUT/ckpt")
     g.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end (0: none)")
