@@ -203,3 +203,24 @@ def test_subprocess_errors(trained, tmp_path, argv, fragment):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and fragment in proc.stderr
+
+
+def test_bpe_tokenizer_round_trip(tmp_path, capsys):
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["train", "--data", str(data), "--tokenizer", "bpe", "--vocab-size", "270", "--out", str(out),
+                 "--max-iters", "2", "--eval-interval", "2", *TINY]) == 0
+    meta = json.loads((out / "ckpt" / "checkpoint.json").read_text())
+    assert meta["tokenizer"]["type"] == "bpe" and meta["config"]["vocab_size"] == 270
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(out / "ckpt"), "--prompt", "the quick", "--max-new-tokens", "5",
+                 "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("the quick")
+
+
+def test_vocab_size_needs_bpe(trained, capsys):
+    _, data, _ = trained
+    rc, err = run_main(["train", "--data", str(data), "--vocab-size", "300", "--out", "unused", "--no-progress"],
+                       capsys)
+    assert_one_line_error(rc, err, "--vocab-size")
