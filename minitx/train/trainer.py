@@ -408,7 +408,8 @@ class Trainer:
                 if (it % c.eval_interval == 0 or it == c.max_iters) and not (skip_eval and it == start):
                     record = self._evaluate_and_save(rate)
                     self._print(bar, f"iter {it}: train loss {record['train_loss']:.4f}, "
-                                     f"val loss {record['val_loss']:.4f}")
+                                     f"val loss {record['val_loss']:.4f}, lr {record['lr']:.2e}, "
+                                     f"{record['tokens_per_sec']:,.0f} tokens/s")
                     tick, tokens = time.perf_counter(), 0  # throughput excludes evaluation time
                 if it == end:
                     break
