@@ -38,11 +38,16 @@ per source from that source's rows only, with a stable sort for ties, and
 padding is masked out of attention; so a batch gives the same outputs as
 decoding each input alone (a test checks it).
 
-Example::
+Example (an untrained model, so the words are random; the shapes are the point)::
 
-    >>> from minitx.beam import beam_search_seq2seq          # doctest: +SKIP
-    >>> hyps = beam_search_seq2seq(model, src, beam_size=4)  # best first, per source
-    >>> hyps[0][0].tokens, hyps[0][0].score
+    >>> import numpy as np
+    >>> from minitx.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    >>> model = Seq2Seq(Seq2SeqConfig.from_preset("s2s-test", src_vocab_size=9, tgt_vocab_size=9))
+    >>> hyps = beam_search_seq2seq(model, np.array([[5, 6, 7], [8, 3, 0]]), beam_size=3, max_new_tokens=4)
+    >>> len(hyps), len(hyps[0])      # per source, up to beam_size hypotheses, best first
+    (2, 3)
+    >>> hyps[0][0].score >= hyps[0][1].score
+    True
 """
 from __future__ import annotations
 

@@ -286,3 +286,26 @@ def test_tagger_and_mlm_match_pytorch():
     ref_grads.update({"dense.weight": Wd.grad.numpy().T, "dense.bias": bd.grad.numpy(), "ln_head.weight": g.grad.numpy(),
                       "ln_head.bias": beta.grad.numpy(), "out_bias": ob.grad.numpy()})
     assert_parity(mlm, loss, ref, ref_grads)
+
+
+def test_mlm_pretraining_steps_lower_the_loss():
+    """BERT's objective trains: a few AdamW steps on masked reviews lower the masked-token loss."""
+    from minitx.datasets import Vocab, make_sentiment
+    from minitx.datasets.vocab import CLS, MASK, PAD
+    from minitx.optim import AdamW
+    from minitx.tasks.common import pad_batch
+
+    texts = [t.split() for t, _ in make_sentiment(64, 1, 1, seed=0)["train"]]
+    vocab = Vocab.build(texts)
+    ids = pad_batch([[CLS] + vocab.encode(t) for t in texts], PAD)[:, :24]
+    model = EncoderMLM(EncoderConfig(vocab_size=len(vocab), max_len=24, n_layer=1, n_head=2, d_model=32), seed=0)
+    opt = AdamW(model.named_parameters(), lr=3e-3, weight_decay=0.0)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(30):
+        inputs, targets = mask_tokens(ids, rng, mask_id=MASK, vocab_size=len(vocab), special_ids=(PAD, CLS))
+        model.zero_grad()
+        losses.append(model.loss(inputs, targets)[0])
+        model.backward_loss()
+        opt.step()
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
