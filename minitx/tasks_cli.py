@@ -282,7 +282,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("train-tagger", help="train a token tagger (encoder; default: generated NER)")
-    _add_training_options(p, preset="enc-small", max_iters=800, batch_size=32, lr=1e-3, eval_interval=200,
+    _add_training_options(p, preset="enc-small", max_iters=400, batch_size=32, lr=1e-3, eval_interval=100,
                           label_smoothing=0.0)
     p.add_argument("--tags", help="comma-separated tag set (default: the tags of --train)")
     p.set_defaults(func=cmd_train_tagger)
@@ -292,7 +292,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("train-translator", help="train an encoder-decoder translator (default: generated data)")
-    _add_training_options(p, preset="s2s-small", max_iters=2000, batch_size=64, lr=1e-3, eval_interval=500,
+    _add_training_options(p, preset="s2s-small", max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
                           label_smoothing=0.1)
     p.add_argument("--share-embeddings", action="store_true", help="one joint vocabulary and embedding")
     p.add_argument("--eval-beam", type=int, default=4, help="also score the test set with this beam (0: skip)")
