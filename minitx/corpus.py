@@ -54,9 +54,10 @@ import hashlib
 import os
 import sys
 import sysconfig
-import tempfile
 import warnings
 from pathlib import Path
+
+from .fileio import atomic_write_bytes
 
 __all__ = ["PACKAGES", "CORPUS_VERSION", "default_corpus", "build_corpus", "cache_dir",
            "cache_path", "load_text"]
@@ -184,23 +185,9 @@ def _read_cache(path: Path) -> str | None:
 
 
 def _write_cache(path: Path, text: str) -> None:
-    """Write atomically: temporary file in the same folder, fsync, rename."""
+    """Write the checksummed cache atomically (see :mod:`minitx.fileio`)."""
     body = text.encode("utf-8")
-    data = _HEADER + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".corpus-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, _HEADER + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
 
 
 def default_corpus(*, use_cache: bool = True) -> str:

@@ -86,7 +86,7 @@ class CharTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Versioned text: a header line, then the characters as one JSON list."""
-        from .formats import atomic_write_text  # noqa: PLC0415
+        from ..fileio import atomic_write_text  # noqa: PLC0415
 
         atomic_write_text(path, f"{MAGIC} {VERSION}\n{json.dumps(self.chars)}\n")
 
