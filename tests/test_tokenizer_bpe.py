@@ -3,9 +3,11 @@ import os
 from pathlib import Path
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minitx.tokenizer import bpe as bpe_module
 from minitx.tokenizer import (
     GPT2_SPLIT_PATTERN,
     GPT4_SPLIT_PATTERN,
@@ -286,3 +288,94 @@ def test_fast_chunk_bpe_equals_reference(piece):
     tok = trained()
     assert tok._bpe(piece) == tok._bpe_reference(piece)
     assert tok.decode_bytes(tok._bpe(piece)) == piece
+
+
+# -- the fast encoding path (space cut, piece cache, glue) == the plain regex path ----------
+# Pieces of text chosen to stress the cut at spaces: runs of spaces, spaces after
+# other whitespace (where the cut is *not* a chunk boundary and pieces are glued),
+# CRLF, contractions, digit runs, Unicode letters and whitespace, punctuation.
+ATOMS = [
+    " ", " ", " ", "  ", "   ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2003", "\u3000",
+    "a", "Z", "word", "The", "é", "東京", "🤖", "'s", "'LL", "'ve", "'", "1", "12345", "٣", ".", ",", "!?", "_x", "$",
+    "...", "-", "\"",
+]
+adversarial_text = st.lists(st.sampled_from(ATOMS), max_size=40).map("".join)
+_plain = {}
+_greedy = {}
+
+
+def merges_across_chunks(pattern):
+    """A tokenizer whose merges were learnt *without* a split pattern (so they cross chunk
+    boundaries: ``" 1"``, ``"d."``, ``"\\n "``), used with ``pattern``: any mistake in
+    where the encoder cuts chunks then shows up in the ids."""
+    if pattern not in _greedy:
+        rng = __import__("random").Random(0)
+        text = SAMPLE + "".join(rng.choice(ATOMS) for _ in range(4000))
+        learnt = BPETokenizer(pattern=r"[\s\S]+").train(text, 700)
+        tok = BPETokenizer(pattern=pattern)
+        tok._init_tables(learnt.byte_ids, learnt._merge_list, {})
+        _greedy[pattern] = tok
+    return _greedy[pattern]
+
+
+def plain_twin(tok):
+    """The same tokenizer with the space-cut fast path switched off (split the whole text with the regex)."""
+    if id(tok) not in _plain:
+        twin = BPETokenizer(pattern=tok.pattern)
+        twin._init_tables(tok.byte_ids, tok._merge_list, tok.special_tokens)
+        twin._space_split_safe = False
+        _plain[id(tok)] = twin
+    return _plain[id(tok)]
+
+
+# The first cut is str.split(" "), or the regex (?<=\S) where many spaces follow spaces;
+# force each in turn (0: always str.split; 10**9: the regex whenever a space follows a space).
+CUTS = {"str.split": 0, "regex": 10**9}
+
+
+@pytest.mark.parametrize("cut", CUTS)
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+@settings(max_examples=300, deadline=None)
+@given(text=adversarial_text)
+def test_space_cut_path_equals_regex_path(pattern, cut, text):
+    saved, bpe_module._REGEX_CUT_FRACTION = bpe_module._REGEX_CUT_FRACTION, CUTS[cut]
+    try:
+        for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):  # shared: caches fill up across examples
+            assert tok._space_split_safe
+            ids = tok.encode_ordinary(text)
+            assert ids == plain_twin(tok).encode_ordinary(text)
+            assert ids == tok.encode_reference(text, allowed_special="none")
+            assert tok.encode_ordinary(text) == ids  # again, all from the caches
+    finally:
+        bpe_module._REGEX_CUT_FRACTION = saved
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", " ", "  ", " " * 50, "a", " a", "  a", "a ", "a  ", "a b", "a  b", "a   b c", "a\n b", "a\n\n  b",
+        "a \n b", "a\t b", "a\x1c b", "a\xa0 b", "a\u3000  b", " \n ", "x  y  z  ", "\n    return x\n    pass\n",
+        "end.  Next", "it's  12  3", "a " * 30 + " " * 5 + "b", "a 1 b", "x 12345", "x 12345 y", "go 2day", "é 東京 x",
+    ],
+)
+@pytest.mark.parametrize("cut", CUTS)
+def test_space_cut_edge_cases(pattern, text, cut, monkeypatch):
+    monkeypatch.setattr(bpe_module, "_REGEX_CUT_FRACTION", CUTS[cut])
+    for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):
+        for _ in range(2):  # cold-ish, then from the caches
+            assert tok.encode_ordinary(text) == tok.encode_reference(text, allowed_special="none")
+
+
+def test_str_isspace_covers_the_patterns_whitespace():
+    """Gluing uses ``str.isspace``; it must accept every character the patterns' ``\\s`` does (all of Unicode)."""
+    every_char = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    assert all(c.isspace() for c in regex.findall(r"\s", every_char))
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+@settings(max_examples=100, deadline=None)
+@given(word=st.text(alphabet="abcxyzABCXYZsdmtlrev", min_size=1, max_size=30))
+def test_space_plus_ascii_word_is_one_chunk(pattern, word):
+    """The piece cache skips the regex for ASCII letters: ``" " + word`` is a single chunk."""
+    assert split_text(" " + word, pattern) == [" " + word]

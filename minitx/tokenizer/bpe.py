@@ -37,8 +37,10 @@ Two implementations, side by side
 
 Encoding likewise has :meth:`BPETokenizer.encode_reference` (split, then BPE on
 every chunk) and the fast :meth:`BPETokenizer.encode`, which adds a cache of
-chunk -> ids (natural text repeats its words constantly) and a direct lookup
-for chunks that are already a whole token.
+chunk -> ids (natural text repeats its words constantly), a direct lookup
+for chunks that are already a whole token, and a cheap first cut at spaces
+with a cache per space-separated piece, so that the regex runs only on
+pieces not seen before.
 """
 from __future__ import annotations
 
@@ -251,7 +253,26 @@ _NO_MERGE = (_INF, -1)
 #: Patterns for which a space that follows a non-whitespace character is
 #: always a chunk boundary (proof in :meth:`BPETokenizer.encode_ordinary`).
 _SPACE_SPLIT_SAFE = {GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN}
-_space_split = regex.compile(r"(?<=\S) ").split
+#: Marks, in the piece cache, a piece after which the space is *not* a chunk
+#: boundary (see :meth:`BPETokenizer.encode_ordinary`). A real entry is never
+#: empty: it holds the ids of at least the leading space.
+_GLUE = ()
+#: The first cut done by the regex engine, at spaces after non-whitespace only.
+#: Slower than ``str.split(" ")`` on prose, but used when more than
+#: 1/``_REGEX_CUT_FRACTION`` of the ``str.split`` pieces are empty (most spaces
+#: follow spaces, as in indented code): gluing so many pieces back in Python
+#: would cost more.
+_cut_after_non_space = regex.compile(r"(?<=\S) ").split
+_REGEX_CUT_FRACTION = 4
+
+
+def _glues(piece: str) -> bool:
+    """True if the space after ``piece`` may not be a chunk boundary: ``piece`` is empty or ends in whitespace.
+
+    ``str.isspace`` accepts every character that the patterns' ``\\s``
+    accepts (and ``\\x1c``-``\\x1f`` besides): erring towards gluing is safe.
+    """
+    return not piece or piece[-1].isspace()
 
 
 class BPETokenizer:
@@ -499,37 +520,86 @@ class BPETokenizer:
         return list(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(text))))
 
     def _encode_after_space(self, piece: str) -> tuple[int, ...]:
+        """The ids of ``" " + piece``, or ``_GLUE`` if the space after ``piece`` is not a chunk boundary."""
+        if _glues(piece):
+            return _GLUE
+        if piece.isascii() and piece.isalpha():
+            return self._chunk_cache[" " + piece]  # " word" is one chunk in both patterns
         return tuple(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(" " + piece))))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` ignoring special tokens (their text is encoded like any other).
 
         The fast path. The split regex is the largest cost of encoding, so for
-        the GPT-2 and GPT-4 patterns the text is first cut, much more cheaply,
-        at every space that follows a non-whitespace character, and each piece
-        (``"word,"``, ``"end.\\nThe"``) is looked up whole in a cache of
+        the GPT-2 and GPT-4 patterns the text is first cut, much more cheaply
+        (``str.split(" ")``), at every space, and each piece (``"word,"``,
+        ``"end.\\nThe"``) is looked up whole in a cache of
         ``" " + piece -> ids``; the regex runs only on cache misses.
 
-        Why that is exact: at such a space the chunk before it has ended (no
-        alternative of either pattern continues from a letter, digit or
-        symbol into a space), and no alternative looks behind, so matching
-        the rest of the text from that space gives the same chunks as matching
-        the whole text. The piece before it ends in non-whitespace, so the
-        ``$`` and ``(?!\\S)`` tests of the whitespace alternatives cannot
-        see the cut either. The tests check this against
-        :meth:`encode_reference` and tiktoken on adversarial whitespace.
+        Why that is exact: at a space that follows a non-whitespace character
+        the chunk before it has ended (no alternative of either pattern
+        continues from a letter, digit or symbol into a space), and no
+        alternative looks behind, so matching the rest of the text from that
+        space gives the same chunks as matching the whole text. The piece
+        before it ends in non-whitespace, so the ``$`` and ``(?!\\S)`` tests of
+        the whitespace alternatives cannot see the cut either.
+
+        A space after whitespace (runs of spaces, indentation) or at the start
+        is not such a boundary. The cache answers ``_GLUE`` for a piece that
+        is empty or ends in whitespace; :meth:`_glue_pieces` then joins it
+        with the pieces after it, up to one that ends in non-whitespace, and
+        looks the joined text up instead. (So any cut at spaces is exact; where
+        runs of spaces abound, the regex ``(?<=\\S) `` makes fewer bad cuts.)
+        The tests check all this against :meth:`encode_reference`, the plain
+        regex path and tiktoken on adversarial whitespace.
         """
         if self.prefix_space and text and not text.startswith(" "):
             text = " " + text
         try:
             if not self._space_split_safe:
                 return self._encode_chunks(text)
-            pieces = _space_split(text)
-            out = self._encode_chunks(pieces[0])
-            out.extend(chain.from_iterable(map(self._space_cache.__getitem__, islice(pieces, 1, None))))
+            pieces = text.split(" ")
+            if pieces.count("") * _REGEX_CUT_FRACTION > len(pieces):
+                pieces = _cut_after_non_space(text)
+            # The first piece has no space before it: split it with the
+            # pattern, together with the pieces that must be glued to it.
+            first = 1
+            while first < len(pieces) and _glues(pieces[first - 1]):
+                first += 1
+            out = self._encode_chunks(" ".join(pieces[:first]))
+            found = list(map(self._space_cache.__getitem__, islice(pieces, first, None)))
+            if _GLUE in found:
+                self._glue_pieces(found, pieces[first:])
+            out.extend(chain.from_iterable(found))
             return out
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc, text) from None
+
+    def _glue_pieces(self, found: list, pieces: list[str]) -> None:
+        """Fix up ``found`` in place where a space cut is not a chunk boundary.
+
+        ``found[i]`` is the piece cache's answer for ``pieces[i]``. A run of
+        pieces ``j..k`` where ``j..k-1`` answer ``_GLUE`` and ``k`` does not
+        (or is the last piece) is one stretch of text,
+        ``" " + " ".join(pieces[j : k + 1])``, that starts just after a chunk
+        boundary and ends at one; its ids go to ``found[k]``. ``_GLUE`` is the
+        empty tuple, so the markers left at ``j..k-1`` add nothing to the output.
+        """
+        n = len(found)
+        j = found.index(_GLUE)
+        while True:
+            k = j
+            while found[k] is _GLUE and k + 1 < n:
+                k += 1
+            joined = " ".join(pieces[j : k + 1])
+            if found[k] is _GLUE:  # the run reaches the end of the text: encode what is left
+                found[k] = self._encode_chunks(" " + joined)
+            else:
+                found[k] = self._space_cache[joined]
+            try:
+                j = found.index(_GLUE, k + 1)
+            except ValueError:
+                return
 
     def encode_reference(self, text: str, allowed_special="none_raise") -> list[int]:
         """The readable path: split, then BPE every chunk; no cache, no shortcut.
