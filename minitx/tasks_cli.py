@@ -178,7 +178,8 @@ def cmd_train_tagger(args) -> int:
         data = make_ner(args.n_train or 6000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     tags = args.tags.split(",") if args.tags else None
-    tagger = Tagger.fit(train, val, _train_config(args), preset=args.preset, tags=tags, out_dir=args.out,
+    tagger = Tagger.fit(train, val, _train_config(args), preset=args.preset, tags=tags,
+                        word_dropout=args.word_dropout, out_dir=args.out,
                         label_smoothing=args.label_smoothing, progress=not args.no_progress,
                         **_model_overrides(args, encoder_only=True))
     _print_scores("val", tagger.evaluate(val))
@@ -285,6 +286,8 @@ def add_parser(sub) -> None:
     _add_training_options(p, preset="enc-small", max_iters=400, batch_size=32, lr=1e-3, eval_interval=100,
                           label_smoothing=0.0)
     p.add_argument("--tags", help="comma-separated tag set (default: the tags of --train)")
+    p.add_argument("--word-dropout", type=float, default=0.1,
+                   help="replace training words by <unk> with this probability (default 0.1)")
     p.set_defaults(func=cmd_train_tagger)
 
     p = sub.add_parser("tag", help="tag the words of sentences with a trained tagger")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets.metrics import entity_f1
-from ..datasets.vocab import PAD, LabelSet, Vocab
+from ..datasets.vocab import PAD, UNK, LabelSet, Vocab
 from ..models.encoder import EncoderConfig, EncoderTagger
 from .common import pad_batch, read_task, save_task, train_loop
 
@@ -69,10 +69,19 @@ class Tagger:
 
     @classmethod
     def fit(cls, train_rows, val_rows, train_config, *, preset: str = "enc-small", tags=None, min_freq: int = 2,
-            out_dir=None, label_smoothing: float = 0.0, progress: bool = True, log=print,
-            **model_overrides) -> "Tagger":
-        """Train on ``[(words, tags), ...]``. ``min_freq=2``: words seen once become ``<unk>``,
-        so the model learns to tag words it has never seen from their context."""
+            word_dropout: float = 0.1, out_dir=None, label_smoothing: float = 0.0, progress: bool = True,
+            log=print, **model_overrides) -> "Tagger":
+        """Train on ``[(words, tags), ...]``.
+
+        Names the model has never seen arrive as ``<unk>``, and must be
+        tagged from their context ("police in <unk> are searching for").
+        Two things teach that: ``min_freq=2`` (words seen once become
+        ``<unk>``) and **word dropout**: in every training batch each word
+        is replaced by ``<unk>`` with probability ``word_dropout``, so the
+        model cannot rely on memorising the names alone.
+        """
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout: got {word_dropout!r}, expected a number in [0, 1)")
         tag_set = LabelSet(tags if tags is not None else sorted({t for _, ts in train_rows for t in ts}), "tag")
         check_tagged(train_rows, tag_set, "train")
         check_tagged(val_rows, tag_set, "val")
@@ -87,7 +96,11 @@ class Tagger:
         def get_batch(rng):
             idx = rng.integers(0, len(x_all), train_config.batch_size)
             T = lengths[idx].max()
-            return x_all[idx, :T], y_all[idx, :T]
+            x = x_all[idx, :T]  # (B, T)
+            if word_dropout:
+                hide = (rng.random(x.shape) < word_dropout) & (x != PAD)
+                x = np.where(hide, UNK, x)
+            return x, y_all[idx, :T]
 
         self.history = train_loop(self.model, get_batch, lambda: self.evaluate(val_rows), train_config,
                                   main_metric="f1", out_dir=out_dir, save=self.save,
