@@ -78,7 +78,7 @@ def _model_overrides(args, *, encoder_only: bool) -> dict:
     return out
 
 
-def _split(rows, args, what: str):
+def _split(rows, args):
     """Return ``(train, val, test)`` rows from ``--train/--val/--test`` files."""
     if len(rows) < 2 and not args.val:
         raise ValueError(f"--train {args.train}: {len(rows)} example(s), expected at least 2 (or pass --val)")
@@ -97,7 +97,7 @@ def _texts(args) -> list[str]:
         path = Path(args.input)
         if not path.is_file():
             raise ValueError(f"--input {args.input!r}: not found, expected a text file")
-        texts += [line for line in path.read_text(encoding="utf-8").splitlines()]
+        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise ValueError("no input: expected TEXT arguments or --input FILE")
     return texts
@@ -125,8 +125,12 @@ def cmd_train_classifier(args) -> int:
         train = flip(read_tsv(args.train, 2))
         val = flip(read_tsv(args.val, 2)) if args.val else None
         test = flip(read_tsv(args.test, 2)) if args.test else None
+        n_labels = len({y for _, y in train})
+        if n_labels > 2 and n_labels > len(train) // 2:
+            raise ValueError(f"--train {args.train}: {n_labels} distinct labels in {len(train)} lines, expected a few "
+                             "(the format is label<TAB>text; is the file text<TAB>label?)")
         if val is None:
-            train, val, _ = _split(train, args, "classification")
+            train, val, _ = _split(train, args)
     else:
         data = make_sentiment(args.n_train or 8000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
@@ -173,7 +177,7 @@ def cmd_train_tagger(args) -> int:
         val = split(read_tsv(args.val, 2)) if args.val else None
         test = split(read_tsv(args.test, 2)) if args.test else None
         if val is None:
-            train, val, _ = _split(train, args, "tagging")
+            train, val, _ = _split(train, args)
     else:
         data = make_ner(args.n_train or 6000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
@@ -234,7 +238,7 @@ def cmd_train_translator(args) -> int:
         val = read_tsv(args.val, 2) if args.val else None
         test = read_tsv(args.test, 2) if args.test else None
         if val is None:
-            train, val, _ = _split(train, args, "translation")
+            train, val, _ = _split(train, args)
     else:
         data = make_translation(args.n_train or 20000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]

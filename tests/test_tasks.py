@@ -101,7 +101,7 @@ def test_cli_tagger_and_translator_on_generated_data(tmp_path, monkeypatch, caps
         assert run_cli(monkeypatch, ["translate", "--checkpoint", ckpt, "the red cat sees a dog", *extra]) == 0
 
 
-@pytest.mark.parametrize("case", ["unknown_label", "malformed", "empty_source", "tag_count", "bad_beam",
+@pytest.mark.parametrize("case", ["unknown_label", "swapped_columns", "malformed", "empty_source", "tag_count", "bad_beam",
                                   "wrong_task", "missing_ckpt", "no_input"])
 def test_cli_bad_input_is_one_line_exit_2(case, tmp_path, monkeypatch, capsys):
     good = tmp_path / "good.tsv"
@@ -115,6 +115,10 @@ def test_cli_bad_input_is_one_line_exit_2(case, tmp_path, monkeypatch, capsys):
         write_tsv(bad, [("postive", "great plot")])
         argv = ["train-classifier", "--train", str(good), "--val", str(bad), "--out", str(tmp_path / "o"), *TINY]
         expect = "unknown label 'postive'"
+    elif case == "swapped_columns":
+        write_tsv(bad, [(f"review number {i}", "positive") for i in range(10)])
+        argv = ["train-classifier", "--train", str(bad), "--out", str(tmp_path / "o"), *TINY]
+        expect = "is the file text<TAB>label?"
     elif case == "malformed":
         bad.write_text("positive\tgreat plot\njust one field\n")
         argv = ["train-classifier", "--train", str(bad), "--out", str(tmp_path / "o"), *TINY]
