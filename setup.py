@@ -25,6 +25,9 @@ setup(
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
         "cuda": ["cupy-cuda13x>=14"],
+        # One BLAS thread per data-parallel training thread (see minitx/train/trainer.py);
+        # without it training still works, the threads just share BLAS less well.
+        "fast": ["threadpoolctl>=3.1"],
         "dev": ["pytest>=7", "hypothesis>=6.80", "threadpoolctl>=3.1"],
         "plot": ["matplotlib>=3.6"],
     },
