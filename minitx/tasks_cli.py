@@ -139,7 +139,8 @@ def cmd_train_classifier(args) -> int:
         known = {y for _, y in train}
         for i, (_, y) in enumerate(test):
             if y not in known:
-                raise ValueError(f"--test example {i + 1}: unknown label {y!r}, expected one of {', '.join(sorted(known))}")
+                raise ValueError(f"--test example {i + 1}: unknown label {y!r}, "
+                                 f"expected one of {', '.join(sorted(known))}")
     clf = TextClassifier.fit(train, val, _train_config(args), preset=args.preset, pooling=args.pooling,
                              labels=labels, out_dir=args.out, label_smoothing=args.label_smoothing,
                              progress=not args.no_progress, **_model_overrides(args, encoder_only=True))

@@ -48,7 +48,8 @@ ADJECTIVES = {
 # verb (3rd person singular, plural) -> stem; agreement adds e / en
 VERBS = {
     ("sees", "see"): "vid", ("likes", "like"): "am", ("finds", "find"): "trov", ("follows", "follow"): "sekv",
-    ("helps", "help"): "ajut", ("watches", "watch"): "spekt", ("carries", "carry"): "port", ("visits", "visit"): "vizit",
+    ("helps", "help"): "ajut", ("watches", "watch"): "spekt", ("carries", "carry"): "port",
+    ("visits", "visit"): "vizit",
     ("paints", "paint"): "pikt", ("calls", "call"): "vok", ("hears", "hear"): "aud", ("knows", "know"): "kon",
 }
 PREPOSITIONS = {"near": "apud", "in": "en", "with": "kun", "under": "sub", "behind": "post"}

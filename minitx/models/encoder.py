@@ -404,22 +404,6 @@ def mask_tokens(ids, rng, *, mask_id: int, vocab_size: int, special_ids=(), p: f
     return inputs, targets
 
 
-def init_bert_style(model: Module, std: float = 0.02) -> None:
-    """Re-initialise every Linear weight N(0, std^2) and its bias 0 (BERT's init).
-
-    PyTorch-style uniform init (the :class:`~minitx.nn.Linear` default) also
-    trains; this is what BERT does and it helps deeper stacks a little.
-    """
-    rng = getattr(model, "rng", np.random.default_rng(0))
-    for name, p in model.named_parameters():
-        if ".norm" in name or "ln_" in name or name.endswith(("tok_emb.weight", "pos.weight")):
-            continue
-        if name.endswith(".bias"):
-            p.data[...] = 0
-        elif p.data.ndim == 2:
-            p.data[...] = to_device((rng.standard_normal(p.data.shape) * std).astype(p.data.dtype))
-
-
 __all__ = ["ENCODER_PRESETS", "EncoderClassifier", "EncoderConfig", "EncoderMLM", "EncoderTagger", "POOLINGS",
-           "TransformerEncoder", "check_ids", "init_bert_style", "mask_tokens", "pool_backward", "pool_forward",
+           "TransformerEncoder", "check_ids", "mask_tokens", "pool_backward", "pool_forward",
            "tied_head_backward", "tied_head_forward"]
