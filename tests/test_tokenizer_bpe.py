@@ -329,7 +329,7 @@ def plain_twin(tok):
 
 
 # The first cut is str.split(" "), or the regex (?<=\S) where many spaces follow spaces;
-# force each in turn (0: always str.split; 10**9: the regex whenever a space follows a space).
+# force each in turn (0: always str.split; 10**9: the regex whenever the text has a double space).
 CUTS = {"str.split": 0, "regex": 10**9}
 
 
@@ -338,7 +338,7 @@ CUTS = {"str.split": 0, "regex": 10**9}
 @settings(max_examples=300, deadline=None)
 @given(text=adversarial_text)
 def test_space_cut_path_equals_regex_path(pattern, cut, text):
-    saved, bpe_module._REGEX_CUT_FRACTION = bpe_module._REGEX_CUT_FRACTION, CUTS[cut]
+    saved, bpe_module._REGEX_CUT_EVERY = bpe_module._REGEX_CUT_EVERY, CUTS[cut]
     try:
         for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):  # shared: caches fill up across examples
             assert tok._space_split_safe
@@ -347,7 +347,7 @@ def test_space_cut_path_equals_regex_path(pattern, cut, text):
             assert ids == tok.encode_reference(text, allowed_special="none")
             assert tok.encode_ordinary(text) == ids  # again, all from the caches
     finally:
-        bpe_module._REGEX_CUT_FRACTION = saved
+        bpe_module._REGEX_CUT_EVERY = saved
 
 
 @pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
@@ -361,7 +361,7 @@ def test_space_cut_path_equals_regex_path(pattern, cut, text):
 )
 @pytest.mark.parametrize("cut", CUTS)
 def test_space_cut_edge_cases(pattern, text, cut, monkeypatch):
-    monkeypatch.setattr(bpe_module, "_REGEX_CUT_FRACTION", CUTS[cut])
+    monkeypatch.setattr(bpe_module, "_REGEX_CUT_EVERY", CUTS[cut])
     for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):
         for _ in range(2):  # cold-ish, then from the caches
             assert tok.encode_ordinary(text) == tok.encode_reference(text, allowed_special="none")

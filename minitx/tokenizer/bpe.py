@@ -258,12 +258,11 @@ _SPACE_SPLIT_SAFE = {GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN}
 #: empty: it holds the ids of at least the leading space.
 _GLUE = ()
 #: The first cut done by the regex engine, at spaces after non-whitespace only.
-#: Slower than ``str.split(" ")`` on prose, but used when more than
-#: 1/``_REGEX_CUT_FRACTION`` of the ``str.split`` pieces are empty (most spaces
-#: follow spaces, as in indented code): gluing so many pieces back in Python
-#: would cost more.
+#: Slower than ``str.split(" ")`` on prose, but used when the text has more
+#: than one double space per ``_REGEX_CUT_EVERY`` characters (indented code):
+#: gluing that many pieces back in Python would cost more.
 _cut_after_non_space = regex.compile(r"(?<=\S) ").split
-_REGEX_CUT_FRACTION = 4
+_REGEX_CUT_EVERY = 32
 
 
 def _glues(piece: str) -> bool:
@@ -558,9 +557,10 @@ class BPETokenizer:
         try:
             if not self._space_split_safe:
                 return self._encode_chunks(text)
-            pieces = text.split(" ")
-            if pieces.count("") * _REGEX_CUT_FRACTION > len(pieces):
+            if text.count("  ") * _REGEX_CUT_EVERY > len(text):
                 pieces = _cut_after_non_space(text)
+            else:
+                pieces = text.split(" ")
             # The first piece has no space before it: split it with the
             # pattern, together with the pieces that must be glued to it.
             first = 1
