@@ -7,6 +7,9 @@ an ``add_parser(subparsers)`` function, so this file stays a table of contents:
     minitx tokenizer   train a BPE tokenizer / encode text with one
     minitx train       train a GPT (no arguments: the README's main job)
     minitx generate    sample from a trained GPT checkpoint
+    minitx train-classifier / classify     sentiment-style classification (encoder)
+    minitx train-tagger / tag              named-entity tagging (encoder)
+    minitx train-translator / translate    translation (encoder-decoder, beam search)
     minitx bench       benchmark the CUDA kernels against cuBLAS and PyTorch (GPU)
 
 Errors a user can cause (a missing file, a bad flag value, a corrupted
@@ -29,12 +32,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _registrars():
     # Imported lazily: `minitx --help` should not pay for NumPy-heavy imports.
-    from minitx import demo
+    from minitx import demo, tasks_cli
     from minitx.bench import cli as bench_cli
     from minitx.tokenizer import cli as tokenizer_cli
     from minitx.train import cli as train_cli
 
-    return [demo.add_parser, tokenizer_cli.add_parser, train_cli.add_parser, bench_cli.add_parser]
+    return [demo.add_parser, tokenizer_cli.add_parser, train_cli.add_parser, tasks_cli.add_parser,
+            bench_cli.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

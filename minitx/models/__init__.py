@@ -1,7 +1,12 @@
-"""Models built from :mod:`minitx.nn` layers.
+"""Models built from :mod:`minitx.nn` layers: the three families of the transformer.
 
-    gpt.py    decoder-only GPT: config + presets, forward/backward, tied head, KV cache
+    gpt.py      decoder-only (GPT): causal blocks, tied head, KV cache
+    encoder.py  encoder-only (BERT-style): classification, tagging, masked-LM
+    seq2seq.py  encoder-decoder (the original Transformer / T5-style): translation
 """
+from .encoder import EncoderClassifier, EncoderConfig, EncoderMLM, EncoderTagger, TransformerEncoder
 from .gpt import GPT, PRESETS, GPTConfig
+from .seq2seq import Seq2Seq, Seq2SeqConfig
 
-__all__ = ["GPT", "GPTConfig", "PRESETS"]
+__all__ = ["GPT", "GPTConfig", "PRESETS", "EncoderClassifier", "EncoderConfig", "EncoderMLM", "EncoderTagger",
+           "TransformerEncoder", "Seq2Seq", "Seq2SeqConfig"]
