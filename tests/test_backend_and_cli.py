@@ -18,7 +18,7 @@ def test_numpy_is_the_default_backend():
 
 
 def test_unknown_backend_is_named():
-    with pytest.raises(ValueError, match=r"backend: got 'torch', expected one of \('numpy', 'cupy'\)"):
+    with pytest.raises(ValueError, match=r"backend: got 'torch', expected one of \('numpy', 'cupy', 'kernels'\)"):
         backend.set_backend("torch")
     assert backend.get_backend() == "numpy"
 

@@ -5,7 +5,10 @@
 #
 # Runs on one GPU (sized for an H200: Python 3.12, CuPy 14.x for CUDA 13,
 # PyTorch 2.11, no network) from the source tree, in under 6 minutes:
-#   1. the GPU property tests (tests/test_kernels_gpu.py) and the CPU gate,
+#   1. the GPU property tests (tests/test_kernels_gpu.py), the GPU training
+#      tests (tests/test_gpu_training.py: a GPT step on the kernels and cupy
+#      backends against numpy, KV-cache generation, checkpoints CPU <-> GPU,
+#      `minitx train/generate --device cuda`), the dispatch tests and the CPU gate,
 #   2. `minitx bench kernels` (matmul 4096^3 ladder + sweep, attention T=4096,
 #      softmax, LayerNorm) against cuBLAS / PyTorch.
 # Writes into OUTDIR: report.md (GPU, driver, date, commit, test summary,
@@ -44,7 +47,8 @@ PY
 } > "$REPORT"
 
 echo "== 1/2 tests ==" | tee -a "$OUTDIR/tests.log"
-timeout 170 $PY -m pytest -q -p no:cacheprovider -rs tests/test_kernels_gpu.py tests/test_kernels_cpu.py \
+timeout 185 $PY -m pytest -q -p no:cacheprovider -rs tests/test_kernels_gpu.py tests/test_gpu_training.py \
+  tests/test_backend_dispatch.py tests/test_kernels_cpu.py \
   --junitxml="$OUTDIR/tests.xml" 2>&1 | tee -a "$OUTDIR/tests.log"
 TEST_RC=${PIPESTATUS[0]}
 {
@@ -58,7 +62,7 @@ TEST_RC=${PIPESTATUS[0]}
 } >> "$REPORT"
 
 echo "== 2/2 benchmarks ==" | tee -a "$OUTDIR/tests.log"
-timeout 170 $PY -c "from minitx.bench.kernels import run; run('$OUTDIR')" 2>&1 | tee "$OUTDIR/bench.log"
+timeout 165 $PY -c "from minitx.bench.kernels import run; run('$OUTDIR')" 2>&1 | tee "$OUTDIR/bench.log"
 BENCH_RC=${PIPESTATUS[0]}
 {
   echo "## Benchmarks (exit status $BENCH_RC; median of L2-flushed repetitions, CUDA events)"

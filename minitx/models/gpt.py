@@ -51,7 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE, array_module, to_device
+from .. import ops
+from ..backend import DEFAULT_DTYPE, array_module, device_of, kernels_enabled, to_device
 from ..nn import DecoderBlock, Dropout, Embedding, KVCache, LayerNorm, LearnedPositionalEmbedding, Module, ModuleList
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 
@@ -134,6 +135,8 @@ class GPTConfig:
 # --------------------------------------------------------------------------
 def lm_head_forward(h, W):
     """``h [B, T, D], W [V, D] -> logits [B, T, V]``: a score per vocabulary entry."""
+    if kernels_enabled(h) and ops.matmul_supported(h, W):  # "kernels" backend: minitx's CUDA matmul
+        return ops.lm_head_forward(h, W)
     return h @ W.T, (h, W)  # (B, T, D) @ (D, V) -> (B, T, V)
 
 
@@ -146,6 +149,8 @@ def lm_head_backward(dlogits, cache):
     (n runs over all B*T positions). ``dW`` is *added* to the embedding's
     gradient, next to the scatter-add from the input lookup.
     """
+    if kernels_enabled(dlogits) and ops.matmul_supported(dlogits, cache[1]):  # "kernels" backend
+        return ops.lm_head_backward(dlogits, cache)
     h, W = cache
     V, D = W.shape
     dh = dlogits @ W  # (B, T, V) @ (V, D) -> (B, T, D)
@@ -164,6 +169,11 @@ class GPT(Module):
     top. ``seed`` makes initialisation *and* dropout reproducible: the model
     owns one ``numpy.random.Generator`` (``self.rng``) shared by every
     dropout layer, whose state a checkpoint saves.
+
+    On a GPU: ``model.to("cuda")`` (see :meth:`~minitx.nn.Module.to`) moves
+    the weights; token ids and targets may stay NumPy arrays, ``forward`` and
+    :meth:`loss` copy them to the weights' device. The initial weights are
+    drawn on the host either way, so a seed gives the same model on both.
     """
 
     def __init__(self, config: GPTConfig, *, seed: int = 0, rng=None, dtype=DEFAULT_DTYPE):
@@ -208,6 +218,7 @@ class GPT(Module):
         if start + T > self.config.block_size:
             raise ValueError(f"GPT idx: {start + T} positions (past {start} + new {T}), expected at most "
                              f"block_size={self.config.block_size}; crop the context first")
+        idx = self._on_weights_device(idx)  # NumPy ids for a GPU model are copied over; else untouched
         x = self.wpe(self.wte(idx), start)  # (B, T, D) + (T, D) -> (B, T, D)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
@@ -237,12 +248,17 @@ class GPT(Module):
             model.backward_loss()        # dL/dtheta added into every p.grad
         """
         logits = self.forward(idx)  # (B, T, V)
-        loss, self.loss_cache = cross_entropy_forward(logits, targets)
+        loss, self.loss_cache = cross_entropy_forward(logits, self._on_weights_device(targets))
         return float(loss), logits
 
     def backward_loss(self, scale: float = 1.0) -> None:
         """Backward from the last :meth:`loss`; ``scale`` multiplies dL (gradient accumulation uses 1/k)."""
         self.backward(cross_entropy_backward(scale, self.loss_cache))  # dlogits: (B, T, V)
+
+    def _on_weights_device(self, a):
+        """``a`` (token ids, targets) on the device of the weights; unchanged when it is there already."""
+        w = self.wte.weight.data
+        return a if array_module(a) is array_module(w) else to_device(a, device_of(w))
 
     # ---- incremental decoding ---------------------------------------------
     def new_kv_caches(self) -> list[KVCache]:

@@ -28,7 +28,8 @@ import math
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE, array_module
+from .. import ops
+from ..backend import DEFAULT_DTYPE, array_module, kernels_enabled
 from .checks import check_array, check_mask, check_positive_int
 from .dropout import dropout_backward, dropout_forward
 from .linear import Linear
@@ -145,6 +146,12 @@ class MultiHeadAttention(Module):
 
     After ``forward`` the attention weights ``[B, H, Tq, Tk]`` are kept in
     ``self.attn_weights`` for plotting (and returned with ``return_weights=True``).
+
+    On the ``kernels`` backend (GPU arrays) the causal and key-padding cases
+    run minitx's flash-attention kernels, which never store the weights:
+    ``attn_weights`` is then ``None`` unless ``return_weights=True`` (which
+    takes the CuPy path). Dropout on the weights or a dense ``attn_mask`` also
+    take the CuPy path; :mod:`minitx.ops` lists the cases.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, cross: bool = False, causal: bool = False, bias: bool = True,
@@ -205,6 +212,14 @@ class MultiHeadAttention(Module):
             if kv_cache is not None:
                 k, v = kv_cache.append(k, v)  # (B, H, past + Tq, hs)
 
+        if kernels_enabled(q) and ops.attention_supported(
+                q, k, v, dropout_active=self.training and self.dropout_p > 0, attn_mask=attn_mask,
+                return_weights=return_weights):  # "kernels" backend: flash attention, masks as flags
+            y, self.sdpa_cache = ops.attention_forward(q, k, v, causal=self.causal,
+                                                       key_padding_mask=key_padding_mask)  # (B, H, Tq, hs)
+            self.attn_weights = None  # flash attention never forms (B, H, Tq, Tk)
+            return self.proj(merge_heads(y))  # (B, Tq, D)
+
         allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
         if self.causal:
             allowed = causal_mask(Tq, Tk, start=past, xp=xp)  # (Tq, Tk)
@@ -224,7 +239,10 @@ class MultiHeadAttention(Module):
     def backward(self, dout):
         """``dout [B, Tq, D] -> dx`` (self), or ``(dx, dmemory)`` (cross)."""
         dy = split_heads(self.proj.backward(dout), self.n_heads)  # (B, H, Tq, hs)
-        dq, dk, dv = scaled_dot_product_attention_backward(dy, self.sdpa_cache)
+        if isinstance(self.sdpa_cache, ops.AttentionKernelCache):  # the forward ran flash attention
+            dq, dk, dv = ops.attention_backward(dy, self.sdpa_cache)  # (B, H, T, hs) each
+        else:
+            dq, dk, dv = scaled_dot_product_attention_backward(dy, self.sdpa_cache)
         if self.cross:
             dx = self.q.backward(merge_heads(dq))  # (B, Tq, D)
             xp = array_module(dk)

@@ -11,13 +11,16 @@ import math
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE, to_device
+from .. import ops
+from ..backend import DEFAULT_DTYPE, kernels_enabled, to_device
 from .checks import check_array
 from .module import Module, Parameter
 
 
 def linear_forward(x, W, b=None):
     """``[..., in], [in, out], [out] -> [..., out]``; caches ``x`` and ``W``."""
+    if kernels_enabled(x) and ops.matmul_supported(x, W):  # "kernels" backend: minitx's CUDA matmul
+        return ops.linear_forward(x, W, b)
     # One 2-D product over all leading positions: NumPy runs (B, T, in) @ (in, out)
     # as B separate small products, which is several times slower.
     out = x.reshape(-1, x.shape[-1]) @ W  # (N, in) @ (in, out) -> (N, out), N = prod(leading dims)
@@ -34,6 +37,8 @@ def linear_backward(dout, cache):
         dL/db    = sum_n dL/dy[n]
     Flattening the leading axes turns the sum over n into one matrix product.
     """
+    if kernels_enabled(dout) and ops.matmul_supported(dout, cache[1]):  # "kernels" backend
+        return ops.linear_backward(dout, cache)
     x, W, has_bias = cache
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..backend import array_module
+import numpy as np
+
+from ..backend import DEVICES, array_module, check_cuda, to_device
 
 
 class Parameter:
@@ -116,6 +118,55 @@ class Module:
         """Evaluation mode (dropout off)."""
         return self.train(False)
 
+    # ---- devices --------------------------------------------------------
+    def to(self, device: str) -> "Module":
+        """Move every parameter (data *and* grad) and every array buffer to ``device``; returns self.
+
+        ``device`` is ``"cpu"`` (NumPy arrays) or ``"cuda"`` (CuPy arrays).
+        Buffers are plain array attributes such as the sinusoidal table of
+        :class:`~minitx.nn.SinusoidalPositionalEncoding`. A parameter reached
+        twice (GPT's tied ``wte``) is moved once, so it stays tied. Moving
+        replaces ``p.data`` and ``p.grad`` by new arrays, so:
+
+        * build the optimizer *after* moving (its moment buffers are created
+          like ``p.data``), or load its state again;
+        * caches of an earlier forward pass are not moved: run forward again;
+        * dropout masks keep coming from the host generator (see
+          :mod:`minitx.nn.dropout`), so the RNG state needs no move.
+
+        Whether the GPU runs CuPy's ops or minitx's kernels is the backend's
+        business (:func:`minitx.backend.set_backend`), not the module's.
+        """
+        if device not in DEVICES:
+            raise ValueError(f"Module.to: got device {device!r}, expected one of {DEVICES}")
+        if device == "cuda":
+            reason = check_cuda()
+            if reason is not None:
+                raise ValueError(f"Module.to('cuda'): no CUDA device visible ({reason}); expected an NVIDIA GPU "
+                                 "with CuPy installed: pip install minitx[cuda]")
+        moved: set[int] = set()
+        for module in self._modules():
+            for name, value in list(vars(module).items()):
+                if isinstance(value, Parameter) and id(value) not in moved:
+                    moved.add(id(value))
+                    value.data = to_device(value.data, device)
+                    value.grad = to_device(value.grad, device)
+                elif _is_array(value):
+                    setattr(module, name, to_device(value, device))  # a buffer
+        return self
+
+    def _modules(self) -> Iterator["Module"]:
+        """This module and every module below it, each once."""
+        seen: set[int] = set()
+        stack = [self]
+        while stack:
+            m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield m
+            stack.extend(child for _, child in reversed(list(m.named_children())))
+
     # ---- state ----------------------------------------------------------
     def state_dict(self) -> dict:
         """``{name: array}`` for every parameter (the arrays themselves, not copies)."""
@@ -154,6 +205,12 @@ class Module:
             lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
         lines.append(")")
         return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
+
+
+def _is_array(value) -> bool:
+    """A NumPy or CuPy ndarray (not a scalar, not a cache tuple)."""
+    return isinstance(value, np.ndarray) or (type(value).__name__ == "ndarray"
+                                             and type(value).__module__.startswith("cupy"))
 
 
 class ModuleList(Module):

@@ -8,6 +8,16 @@ prints a sample. Then::
 
     minitx generate --checkpoint out/ckpt --prompt "Return the" --temperature 0.8
 
+On an NVIDIA GPU add ``--device cuda`` to either command. ``--backend`` then
+picks how the GPU computes: ``cupy`` (the default: CuPy's ops and cuBLAS,
+the mature path) or ``kernels`` (minitx's own CUDA kernels for matmul,
+softmax, LayerNorm and attention; CuPy for the rest). ``cupy`` is the
+default because it is the well-trodden, fast path; ``kernels`` is there to
+run, compare and learn from minitx's kernels. Checkpoints are NumPy arrays
+either way, so a model trained on the GPU generates on the CPU and back.
+Without CuPy or a visible GPU, ``--device cuda`` stops with a one-line error
+(exit status 2) before anything is read or written.
+
 Every user error (missing data, bad flag value, broken checkpoint) raises
 :class:`~minitx.cli.UsageError` or ``ValueError`` *before* anything is written;
 ``minitx.cli.main`` prints it as one line and exits with status 2.
@@ -28,6 +38,55 @@ MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=3000
 ARCH_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "beta2", "weight_decay", "eval_interval",
                "eval_iters", "grad_accum", "seed", "threads")
+#: The GPU backend ``--device cuda`` uses unless ``--backend`` says otherwise.
+DEFAULT_CUDA_BACKEND = "cupy"
+
+
+def _add_device_flags(parser) -> None:
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where to compute (default: cpu); cuda needs an NVIDIA GPU and CuPy")
+    parser.add_argument("--backend", choices=("numpy", "cupy", "kernels"), default=None,
+                        help="numpy on the CPU; on cuda: cupy (default, cuBLAS) or kernels (minitx's CUDA kernels "
+                             "for matmul, softmax, LayerNorm, attention)")
+
+
+def _select_device(args) -> tuple[str, str]:
+    """Validate ``--device``/``--backend``; returns ``(device, backend)`` without changing anything yet."""
+    from ..backend import check_cuda  # noqa: PLC0415
+
+    device, name = args.device, args.backend
+    if device == "cpu":
+        if name not in (None, "numpy"):
+            raise UsageError(f"--backend {name}: runs on the GPU, expected --device cuda with it "
+                             "(the CPU backend is numpy)")
+        return device, "numpy"
+    if name == "numpy":
+        raise UsageError("--backend numpy: runs on the CPU, expected cupy or kernels with --device cuda")
+    reason = check_cuda()
+    if reason is not None:
+        raise UsageError(f"--device cuda: no CUDA device visible ({reason}); expected an NVIDIA GPU with CuPy "
+                         "installed: pip install minitx[cuda]")
+    return device, name or DEFAULT_CUDA_BACKEND
+
+
+class _using_backend:
+    """Select a backend for the duration of a command, then restore the previous one."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        from .. import backend  # noqa: PLC0415
+
+        self.previous = backend.get_backend()
+        backend.set_backend(self.name)
+        return self
+
+    def __exit__(self, *exc):
+        from .. import backend  # noqa: PLC0415
+
+        backend.set_backend(self.previous)
+        return False
 
 
 def add_parser(sub) -> None:
@@ -54,6 +113,7 @@ def add_parser(sub) -> None:
     g.add_argument("--resume", action="store_true", help="continue the checkpoint in OUT/ckpt")
     g.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end (0: none)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+    _add_device_flags(t)
     t.set_defaults(func=run_train)
 
     gen = sub.add_parser("generate", help="sample text from a trained GPT checkpoint",
@@ -67,6 +127,7 @@ def add_parser(sub) -> None:
     gen.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this string (repeatable)")
     gen.add_argument("--seed", type=int, default=None, help="make the sample reproducible")
     gen.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every step")
+    _add_device_flags(gen)
     gen.set_defaults(func=run_generate)
 
 
@@ -150,12 +211,23 @@ def _plan_resume(args, ckpt_dir):
 
 
 def run_train(args) -> int:
+    if args.sample_tokens < 0:
+        raise UsageError(f"--sample-tokens: got {args.sample_tokens}, expected an integer >= 0")
+    device, backend_name = _select_device(args)  # before any data is read
+    if device == "cuda":
+        if args.threads is not None and args.threads != 1:
+            raise UsageError(f"--threads {args.threads}: data-parallel threads are a CPU feature, expected 1 "
+                             "(or no --threads) with --device cuda")
+        args.threads = 1
+    with _using_backend(backend_name):
+        return _train(args, device)
+
+
+def _train(args, device: str) -> int:
     from ..models import GPT  # noqa: PLC0415
     from .checkpoint import META_FILE  # noqa: PLC0415
     from .trainer import Trainer  # noqa: PLC0415
 
-    if args.sample_tokens < 0:
-        raise UsageError(f"--sample-tokens: got {args.sample_tokens}, expected an integer >= 0")
     out = Path(args.out)
     ckpt_dir = out / "ckpt"
     if out.exists() and not out.is_dir():
@@ -169,12 +241,15 @@ def run_train(args) -> int:
             print(f"note: {ckpt_dir} holds an earlier run; this new run replaces it at its first checkpoint "
                   "(use --resume to continue it instead)", file=sys.stderr)
 
-    model = GPT(config, seed=train_config.seed)
+    model = GPT(config, seed=train_config.seed).to(device)  # weights drawn on the host, then moved
     trainer = Trainer(model, dataset, train_config, out, tokenizer=tokenizer, extra_meta=extra,
                       progress=not args.no_progress)
     if state is not None:
         trainer.resume(*state)
-    print(f"GPT {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide, block {config.block_size}: "
+    from ..backend import get_backend  # noqa: PLC0415
+
+    where = "" if device == "cpu" else f" on cuda ({get_backend()} backend)"
+    print(f"GPT {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide, block {config.block_size}{where}: "
           f"{model.num_parameters():,} parameters; {type(tokenizer).__name__} vocab {tokenizer.vocab_size}; "
           f"{len(dataset.train):,} train / {len(dataset.val):,} val tokens; "
           f"{'resuming at iteration ' + str(trainer.iter) if state else 'starting'} -> {train_config.max_iters}",
@@ -213,13 +288,21 @@ def _default_prompt(tokenizer) -> str:
 # minitx generate
 # --------------------------------------------------------------------------
 def run_generate(args) -> int:
-    from ..generate import check_sampling_args, generate_text  # noqa: PLC0415
-    from .trainer import load_model  # noqa: PLC0415
+    from ..generate import check_sampling_args  # noqa: PLC0415
 
     check_sampling_args(args.temperature, args.top_k, args.top_p, args.max_new_tokens)  # before the slow part
     if args.stop is not None and any(not s for s in args.stop):
         raise UsageError("--stop: got an empty string, expected non-empty text")
-    model, tokenizer, _ = load_model(args.checkpoint)
+    device, backend_name = _select_device(args)
+    with _using_backend(backend_name):
+        return _generate(args, device)
+
+
+def _generate(args, device: str) -> int:
+    from ..generate import generate_text  # noqa: PLC0415
+    from .trainer import load_model  # noqa: PLC0415
+
+    model, tokenizer, _ = load_model(args.checkpoint, device=device)
     try:
         ids = tokenizer.encode(args.prompt)
     except ValueError as exc:

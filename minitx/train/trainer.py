@@ -38,6 +38,14 @@ in two Python threads; NumPy releases the GIL inside its kernels, so both CPU
 cores work. The two gradients are then averaged, exactly what multi-GPU data
 parallelism does with an all-reduce. BLAS is told to use one thread per
 replica (``threadpoolctl``, optional), so the threads do not fight over cores.
+
+**On a GPU** the same loop runs unchanged: move the model first
+(``model.to("cuda")``, then build the Trainer, whose optimizer buffers are
+created next to the weights), and pick the backend (``cupy`` or ``kernels``,
+:func:`minitx.backend.set_backend`). Batches are drawn on the host and copied
+over by :meth:`GPT.loss <minitx.models.gpt.GPT.loss>`; checkpoints are written
+as NumPy arrays, so a run saved on the GPU resumes or generates on the CPU
+and back. One replica only (``threads=1``) on a GPU.
 """
 from __future__ import annotations
 
@@ -53,6 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..backend import device_of
 from ..models.gpt import GPT, GPTConfig
 from ..optim import AdamW, clip_grad_norm, cosine_with_warmup
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -203,6 +212,9 @@ class Trainer:
         self.extra_meta = dict(extra_meta or {})
         self.progress, self.log = progress, log
         dataset.check_block_size(model.config.block_size)
+        if config.threads > 1 and device_of(model.wte.weight.data) != "cpu":
+            raise ValueError(f"threads: got {config.threads} with the model on the GPU, expected 1 "
+                             "(data-parallel threads are a CPU feature)")
         self.optimizer = AdamW(model.named_parameters(), lr=config.lr, betas=(config.beta1, config.beta2),
                                weight_decay=config.weight_decay)
         self.data_rng = np.random.default_rng([config.seed, 1])
@@ -329,6 +341,10 @@ class Trainer:
         except (KeyError, TypeError, ValueError):
             raise ValueError("checkpoint.json lacks iter or rng states; expected a minitx training checkpoint") from None
         replica_states = meta["rng"].get("replicas", [])
+        if len(replica_states) != len(self.replicas) - 1 and self.model.config.dropout == 0:
+            # without dropout the replicas' generators are never drawn from: nothing to match, so a
+            # checkpoint moves between thread counts (and onto a GPU, which runs one replica)
+            replica_states = [r.rng.bit_generator.state for r in self.replicas[1:]]
         if len(replica_states) != len(self.replicas) - 1:
             raise ValueError(f"checkpoint was trained with threads={len(replica_states) + 1}, expected "
                              f"threads={len(self.replicas)} (the dropout streams must match to resume exactly)")
@@ -483,12 +499,17 @@ def read_checkpoint(directory) -> tuple[dict, dict, dict]:
     return model_state, optim_arrays, meta
 
 
-def load_model(directory, *, dtype=None) -> tuple[GPT, object, dict]:
-    """``(model, tokenizer, meta)`` from a checkpoint folder, model in eval mode."""
+def load_model(directory, *, dtype=None, device: str = "cpu") -> tuple[GPT, object, dict]:
+    """``(model, tokenizer, meta)`` from a checkpoint folder, model in eval mode on ``device``.
+
+    Checkpoints hold NumPy arrays whichever device wrote them, so any
+    checkpoint loads on ``"cpu"`` or ``"cuda"``.
+    """
     model_state, _, meta = read_checkpoint(directory)
     config = GPTConfig.from_dict(meta["config"])
     model = GPT(config, seed=0, **({} if dtype is None else {"dtype": dtype}))
     model.load_state_dict(model_state)
+    model.to(device)
     tokenizer = tokenizer_from_meta(meta.get("tokenizer"))
     if tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"checkpoint tokenizer has {tokenizer.vocab_size} tokens, expected at most the model's "
