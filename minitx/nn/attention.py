@@ -48,14 +48,18 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 
     """
     xp = array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 upcast
-    scores = q @ k.swapaxes(-1, -2)  # (..., Tq, hs) @ (..., hs, Tk) -> (..., Tq, Tk)
-    scores *= scale
-    if mask is not None:  # in place: scores is a fresh (..., Tq, Tk) array
-        xp.copyto(scores, xp.finfo(scores.dtype).min, where=~xp.asarray(mask))
-    weights, _ = softmax_forward(scores, name="attention scores")  # (..., Tq, Tk)
+    q_scaled = q * scale  # scaling Q (Tq x hs) is cheaper than scaling the scores (Tq x Tk)
+    scores = q_scaled @ k.swapaxes(-1, -2)  # (..., Tq, hs) @ (..., hs, Tk) -> (..., Tq, Tk)
+    grad_mask = None  # what the backward pass must zero explicitly (see there)
+    if mask is not None:
+        mask = xp.asarray(mask)
+        xp.copyto(scores, xp.finfo(scores.dtype).min, where=~mask)  # in place: scores is a fresh array
+        if not bool(mask.any(axis=-1).all()):  # some query sees no key at all
+            grad_mask = mask
+    weights, _ = softmax_forward(scores, name="attention scores", overwrite_input=True)  # (..., Tq, Tk)
     dropped, drop_mask = dropout_forward(weights, dropout_p, rng, training)
     out = dropped @ v  # (..., Tq, Tk) @ (..., Tk, hv) -> (..., Tq, hv)
-    return out, weights, (q, k, v, mask, weights, dropped, drop_mask, scale)
+    return out, weights, (q_scaled, k, v, grad_mask, weights, dropped, drop_mask, scale)
 
 
 def scaled_dot_product_attention_backward(dout, cache):
@@ -64,20 +68,28 @@ def scaled_dot_product_attention_backward(dout, cache):
         out = P' V            ->  dV  = P'^T dout,   dP' = dout V^T
         P'  = dropout(P)      ->  dP  = dP' * drop_mask
         P   = softmax(S)      ->  dS  = P * (dP - rowsum(dP * P))
-        S   = Q K^T * scale   ->  dQ  = dS K * scale,  dK = dS^T Q * scale
+        S   = (Q scale) K^T   ->  dQ  = dS K * scale,  dK = dS^T (Q scale)
+
+    (FlashAttention computes the same row sums as rowsum(dout * out), which
+    needs no Tq x Tk array; see tutorial 03. Here P is at hand, and summing
+    dP * P keeps dS exactly 0 where a row has a single visible key.)
+
     A masked score is a constant, not a function of Q and K, so its dS is 0.
-    (Where a row keeps some keys, P = 0 there already zeroes it; a row with
-    every key masked has uniform P, so the mask must be applied explicitly.)
+    Where a row keeps some keys, P = 0 there already zeroes it; a row with
+    every key masked has uniform P, so only then is the mask applied here.
     """
-    q, k, v, mask, weights, dropped, drop_mask, scale = cache
+    q_scaled, k, v, grad_mask, weights, dropped, drop_mask, scale = cache
+    xp = array_module(dout)
     dv = dropped.swapaxes(-1, -2) @ dout  # (..., Tk, Tq) @ (..., Tq, hv) -> (..., Tk, hv)
-    dweights = dropout_backward(dout @ v.swapaxes(-1, -2), drop_mask)  # (..., Tq, Tk)
-    dscores = softmax_backward(dweights, weights)  # (..., Tq, Tk)
-    if mask is not None:
-        dscores = array_module(dscores).where(mask, dscores, 0.0)
-    dscores *= scale
+    dscores = dropout_backward(dout @ v.swapaxes(-1, -2), drop_mask)  # dP: (..., Tq, Tk), a fresh array
+    D = xp.einsum("...ij,...ij->...i", dscores, weights)  # (..., Tq) rowsum(dP * P), no temporary
+    dscores -= D[..., None]
+    dscores *= weights  # dS = P * (dP - D), in place
+    if grad_mask is not None:
+        dscores = xp.where(grad_mask, dscores, 0.0)
     dq = dscores @ k  # (..., Tq, Tk) @ (..., Tk, hs) -> (..., Tq, hs)
-    dk = dscores.swapaxes(-1, -2) @ q  # (..., Tk, Tq) @ (..., Tq, hs) -> (..., Tk, hs)
+    dq *= scale
+    dk = dscores.swapaxes(-1, -2) @ q_scaled  # (..., Tk, Tq) @ (..., Tq, hs) -> (..., Tk, hs)
     return dq, dk, dv
 
 
@@ -221,7 +233,7 @@ class MultiHeadAttention(Module):
             return self.proj(merge_heads(y))  # (B, Tq, D)
 
         allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
-        if self.causal:
+        if self.causal and Tq > 1:  # one new query (KV-cached decoding) may see every key
             allowed = causal_mask(Tq, Tk, start=past, xp=xp)  # (Tq, Tk)
         if attn_mask is not None:
             allowed = ~attn_mask if allowed is None else allowed & ~attn_mask

@@ -10,18 +10,20 @@ from ..backend import array_module, kernels_enabled
 from .checks import check_finite_rows
 
 
-def softmax_forward(x, name: str = "softmax input"):
+def softmax_forward(x, name: str = "softmax input", *, overwrite_input: bool = False):
     """``[..., C] -> [..., C]`` probabilities; caches the output.
 
     ``name`` is what an error message calls ``x`` if it holds NaN or Inf.
+    ``overwrite_input=True`` computes in ``x``'s own memory: attention uses it
+    on its freshly made ``(B, H, T, T)`` scores, saving an allocation.
     """
     if kernels_enabled(x) and ops.softmax_supported(x):  # "kernels" backend: minitx's CUDA softmax
         return ops.softmax_forward(x)
     xp = array_module(x)
     m = x.max(axis=-1, keepdims=True)  # (..., 1)
     check_finite_rows(name, m)
-    e = x - m
-    xp.exp(e, out=e)  # in place: attention calls this on (B, H, T, T) arrays
+    e = xp.subtract(x, m, out=x if overwrite_input else None)
+    xp.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e, e
 
