@@ -21,13 +21,25 @@ def embedding_forward(ids, W):
 def embedding_backward(dout, cache):
     """dL/dW[i] = sum of dL/dout[n] over the positions n where ids[n] == i.
 
-    ``add.at`` is an *unbuffered* add: a row id that appears twice is added
-    twice (plain fancy-index ``dW[ids] += dout`` would keep only one of them).
+    A plain ``dW[ids] += dout`` would be wrong: when an id appears twice,
+    fancy-index assignment keeps only one of the two additions. On the CPU
+    we sort the positions by id and add up each run of equal ids with
+    ``add.reduceat`` (one vectorised pass); elsewhere ``add.at``, the
+    unbuffered scatter-add, does the same job (on NumPy it is several times
+    slower, on CuPy it is an atomic add).
     """
     ids, w_shape = cache
     xp = array_module(dout)
     dW = xp.zeros(w_shape, dtype=dout.dtype)  # (V, D)
-    xp.add.at(dW, ids.reshape(-1), dout.reshape(-1, w_shape[1]))
+    flat = ids.reshape(-1).astype(xp.int64, copy=False)  # (N,)
+    rows = dout.reshape(-1, w_shape[1])  # (N, D)
+    if xp is not np:
+        xp.add.at(dW, flat, rows)
+        return dW
+    order = np.argsort(flat, kind="stable")  # positions grouped by id, in a fixed order
+    sorted_ids = flat[order]  # (N,) e.g. [2, 2, 5, 7, 7, 7]
+    starts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))  # first position of each run: [0, 2, 3]
+    dW[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)  # one summed row per distinct id
     return dW
 
 

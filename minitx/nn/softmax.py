@@ -43,10 +43,14 @@ def log_softmax_forward(x):
     xp = array_module(x)
     m = x.max(axis=-1, keepdims=True)  # (..., 1)
     check_finite_rows("log_softmax input", m)
-    shifted = x - m
-    lse = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))  # (..., 1)
-    out = shifted - lse
-    return out, xp.exp(out)
+    shifted = x - m  # (..., C)
+    e = xp.exp(shifted)  # (..., C)
+    total = e.sum(axis=-1, keepdims=True)  # (..., 1)
+    out = shifted
+    out -= xp.log(total)  # x - m - log(sum exp(x - m)) = x - logsumexp(x), in place
+    probs = e
+    probs /= total  # softmax(x), from the same exponentials: no second exp()
+    return out, probs
 
 
 def log_softmax_backward(dy, probs):
