@@ -184,13 +184,23 @@ def make_replica(model: GPT, seed=0) -> GPT:
     return replica
 
 
+_BLAS_CONTROLLER = None
+
+
 def _blas_single_thread():
-    """``threadpoolctl`` limits BLAS to one thread per replica; without it, a no-op."""
+    """``threadpoolctl`` limits BLAS to one thread per replica; without it, a no-op.
+
+    The controller (which scans the loaded libraries, about a millisecond) is
+    built once; switching the limit afterwards costs microseconds.
+    """
+    global _BLAS_CONTROLLER
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional dependency
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - optional dependency
     except ImportError:
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 # --------------------------------------------------------------------------
@@ -249,8 +259,7 @@ class Trainer:
                 replica.backward_loss(scale * len(rows) / x.shape[0])  # weight by the share of the batch
             return loss * len(rows) / x.shape[0]
 
-        with _blas_single_thread():  # a process-wide setting: set once, around both threads
-            losses = list(self._pool.map(work, self.replicas, parts))
+        losses = list(self._pool.map(work, self.replicas, parts))  # BLAS: one thread each (see train_step)
         for replica in self.replicas[1:]:  # the "all-reduce": sum the shares into the main model's grads
             for p, q in zip(self.model.parameters(), replica.parameters()):
                 p.grad += q.grad
@@ -258,7 +267,19 @@ class Trainer:
         return float(sum(losses))
 
     def train_step(self) -> tuple[float, float]:
-        """Run iteration ``self.iter``; returns ``(loss, lr)``. Raises TrainingDiverged on NaN/Inf."""
+        """Run iteration ``self.iter``; returns ``(loss, lr)``. Raises TrainingDiverged on NaN/Inf.
+
+        With data-parallel threads, BLAS is held at one thread for the whole
+        step (a process-wide setting): had the optimizer's maths run with BLAS's
+        own second thread, that thread would still be busy-waiting, stealing a
+        core, when the replicas start the next step.
+        """
+        if self._pool is None:
+            return self._train_step()
+        with _blas_single_thread():
+            return self._train_step()
+
+    def _train_step(self) -> tuple[float, float]:
         c = self.config
         lr = c.lr_at(self.iter)
         self.optimizer.lr = lr
