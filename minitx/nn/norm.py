@@ -26,10 +26,11 @@ _AVERAGERS: dict = {}
 
 def _averager(xp, D: int, dtype):
     """The ``(D, 1)`` column of 1/D that turns a matmul into a row mean (made once per size)."""
-    key = (xp.__name__, D, np.dtype(dtype).str)
-    if key not in _AVERAGERS:
-        _AVERAGERS[key] = xp.full((D, 1), 1.0 / D, dtype=dtype)
-    return _AVERAGERS[key]
+    key = (xp, D, dtype)
+    column = _AVERAGERS.get(key)
+    if column is None:
+        column = _AVERAGERS[key] = xp.full((D, 1), 1.0 / D, dtype=dtype)
+    return column
 
 
 def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
