@@ -184,6 +184,16 @@ def make_replica(model: GPT, seed=0) -> GPT:
     return replica
 
 
+def _share_out(items: list, n: int) -> list[list]:
+    """Deal ``(parameter, ...)`` tuples into ``n`` lists of about equal total size (largest first)."""
+    shares, sizes = [[] for _ in range(n)], [0] * n
+    for item in sorted(items, key=lambda it: -it[0].data.size):
+        i = sizes.index(min(sizes))  # the lightest share so far
+        shares[i].append(item)
+        sizes[i] += item[0].data.size
+    return shares
+
+
 _BLAS_CONTROLLER = None
 
 
@@ -233,6 +243,7 @@ class Trainer:
         self.history: list[dict] = []  # every metrics.jsonl record of this run
         self.replicas = [model] + [make_replica(model, [config.seed, 3, i]) for i in range(1, config.threads)]
         self._pool = ThreadPoolExecutor(config.threads) if config.threads > 1 else None
+        self._reduce_shares = _share_out(list(zip(*[r.parameters() for r in self.replicas])), config.threads)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -254,16 +265,22 @@ class Trainer:
         parts = np.array_split(np.arange(x.shape[0]), len(self.replicas))  # (B,) -> n x (B/n,)
 
         def work(replica, rows):
+            if replica is not self.model:
+                replica.zero_grad()  # this replica's gradients hold only this step's share
             with np.errstate(over="ignore", invalid="ignore"):  # per thread: NumPy's error state is thread-local
                 loss, _ = replica.loss(x[rows], y[rows])
                 replica.backward_loss(scale * len(rows) / x.shape[0])  # weight by the share of the batch
             return loss * len(rows) / x.shape[0]
 
         losses = list(self._pool.map(work, self.replicas, parts))  # BLAS: one thread each (see train_step)
-        for replica in self.replicas[1:]:  # the "all-reduce": sum the shares into the main model's grads
-            for p, q in zip(self.model.parameters(), replica.parameters()):
-                p.grad += q.grad
-                q.grad[...] = 0
+
+        def all_reduce(share):  # sum the replicas' gradients into the main model's, for a share of the parameters
+            for p, *others in share:
+                for q in others:
+                    p.grad += q.grad
+
+        for _ in self._pool.map(all_reduce, self._reduce_shares):  # each thread reduces its own share
+            pass
         return float(sum(losses))
 
     def train_step(self) -> tuple[float, float]:
