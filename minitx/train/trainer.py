@@ -262,15 +262,17 @@ class Trainer:
                 self.model.backward_loss(scale)
             return loss
         # data parallel: split the batch, one replica per thread, then average
-        parts = np.array_split(np.arange(x.shape[0]), len(self.replicas))  # (B,) -> n x (B/n,)
+        B, n = x.shape[0], len(self.replicas)
+        parts = [slice(i * B // n, (i + 1) * B // n) for i in range(n)]  # contiguous shares of the batch
 
         def work(replica, rows):
             if replica is not self.model:
                 replica.zero_grad()  # this replica's gradients hold only this step's share
             with np.errstate(over="ignore", invalid="ignore"):  # per thread: NumPy's error state is thread-local
                 loss, _ = replica.loss(x[rows], y[rows])
-                replica.backward_loss(scale * len(rows) / x.shape[0])  # weight by the share of the batch
-            return loss * len(rows) / x.shape[0]
+                share = (rows.stop - rows.start) / B
+                replica.backward_loss(scale * share)  # weight by the share of the batch
+            return loss * share
 
         losses = list(self._pool.map(work, self.replicas, parts))  # BLAS: one thread each (see train_step)
 
