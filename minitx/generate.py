@@ -145,8 +145,11 @@ def iter_tokens(model, idx, max_new_tokens: int, *, temperature: float = 1.0, to
         caches = model.new_kv_caches() if use_kv_cache else None
         logits = model.forward(context, kv_caches=caches)[:, -1]  # (B, V) prefill: the whole prompt once
         for step in range(max_new_tokens):
-            probs = next_token_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)  # (B, V)
-            nxt = sample_from(probs, rng)  # (B,)
+            if temperature == 0:  # greedy: the argmax, no distribution needed (nor any randomness)
+                nxt = to_numpy(logits).argmax(axis=-1)  # (B,)
+            else:
+                probs = next_token_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)  # (B, V)
+                nxt = sample_from(probs, rng)  # (B,)
             yield nxt
             if step == max_new_tokens - 1:
                 break  # the last token needs no logits after it

@@ -44,8 +44,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     xc = x - mu  # (..., D)
     var = (xc * xc) @ mean  # (..., 1) biased variance, as in the paper
     var += eps
-    rstd = xp.sqrt(var, out=var)
-    xp.reciprocal(rstd, out=rstd)  # (..., 1) 1 / sqrt(var + eps)
+    rstd = xp.power(var, -0.5, out=var)  # (..., 1) 1 / sqrt(var + eps)
     xhat = xc
     xhat *= rstd  # (..., D), in place of xc
     y = xhat * gamma
