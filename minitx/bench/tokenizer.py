@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     text, source = load_text(args.data, args.mib)
-    print(f"# minitx tokenizer benchmark\n")
+    print("# minitx tokenizer benchmark\n")
     print(f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit()}")
     print(f"- machine: {describe_machine()}; {versions()}")
     print(f"- text: {source}")

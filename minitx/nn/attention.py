@@ -34,7 +34,7 @@ from .checks import check_array, check_mask, check_positive_int
 from .dropout import dropout_backward, dropout_forward
 from .linear import Linear
 from .module import Module
-from .softmax import softmax_backward, softmax_forward
+from .softmax import softmax_forward
 
 
 # --------------------------------------------------------------------------
