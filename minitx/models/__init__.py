@@ -4,7 +4,13 @@
     encoder.py  encoder-only (BERT-style): classification, tagging, masked-LM
     seq2seq.py  encoder-decoder (the original Transformer / T5-style): translation
 """
-from .encoder import EncoderClassifier, EncoderConfig, EncoderMLM, EncoderTagger, TransformerEncoder
+from .encoder import (
+           EncoderClassifier,
+           EncoderConfig,
+           EncoderMLM,
+           EncoderTagger,
+           TransformerEncoder,
+)
 from .gpt import GPT, PRESETS, GPTConfig
 from .seq2seq import Seq2Seq, Seq2SeqConfig
 

@@ -48,16 +48,26 @@ Example::
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..backend import DEFAULT_DTYPE, array_module, to_device
-from ..nn import (Dropout, Embedding, EncoderBlock, LayerNorm, LearnedPositionalEmbedding, Linear, Module, ModuleList,
-                  Parameter, SinusoidalPositionalEncoding)
+from ..nn import (
+    Dropout,
+    Embedding,
+    EncoderBlock,
+    LayerNorm,
+    LearnedPositionalEmbedding,
+    Linear,
+    Module,
+    ModuleList,
+    Parameter,
+    SinusoidalPositionalEncoding,
+)
 from ..nn.activations import Activation
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
+from .config import PresetConfig
 
 # --------------------------------------------------------------------------
 # Configuration
@@ -79,7 +89,7 @@ def _positive_int(owner: str, name: str, value) -> None:
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(PresetConfig):
     """The shape of an encoder stack (shared by the classifier, tagger, MLM and seq2seq encoder).
 
     ``norm_first=True`` is pre-norm with a final LayerNorm (GPT-2 style, stable
@@ -99,6 +109,8 @@ class EncoderConfig:
     positions: str = "learned"
     pad_id: int = 0
 
+    PRESETS = ENCODER_PRESETS  # for from_preset (a class attribute, not a field)
+
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "n_layer", "n_head", "d_model"):
             _positive_int("EncoderConfig", name, getattr(self, name))
@@ -113,25 +125,6 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig positions: got {self.positions!r}, expected one of {POSITIONS}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"EncoderConfig pad_id: got {self.pad_id!r}, expected an id in [0, {self.vocab_size})")
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "EncoderConfig":
-        if name not in ENCODER_PRESETS:
-            raise ValueError(f"preset: got {name!r}, expected one of {', '.join(ENCODER_PRESETS)}")
-        fields = dict(ENCODER_PRESETS[name])
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**fields)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"EncoderConfig: unknown fields {unknown}, expected only {sorted(names)}")
-        return cls(**d)
 
 
 def check_ids(name: str, ids, max_len: int) -> None:

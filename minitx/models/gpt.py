@@ -45,7 +45,6 @@ Example::
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -53,8 +52,18 @@ import numpy as np
 
 from .. import ops
 from ..backend import DEFAULT_DTYPE, array_module, device_of, kernels_enabled, to_device
-from ..nn import DecoderBlock, Dropout, Embedding, KVCache, LayerNorm, LearnedPositionalEmbedding, Module, ModuleList
+from ..nn import (
+    DecoderBlock,
+    Dropout,
+    Embedding,
+    KVCache,
+    LayerNorm,
+    LearnedPositionalEmbedding,
+    Module,
+    ModuleList,
+)
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
+from .config import PresetConfig
 
 # --------------------------------------------------------------------------
 # Configuration and presets
@@ -79,7 +88,7 @@ def _positive_int(owner: str, name: str, value) -> None:
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(PresetConfig):
     """Everything that fixes the model's shape (and nothing about training).
 
     ``d_ff`` (the MLP width) is ``4 * n_embd`` as in GPT-2. ``bias=False``
@@ -94,6 +103,8 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
 
+    PRESETS = PRESETS  # for from_preset (a class attribute, not a field)
+
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             _positive_int("GPTConfig", name, getattr(self, name))
@@ -102,32 +113,6 @@ class GPTConfig:
                              "expected n_embd divisible by n_head")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig dropout: got {self.dropout!r}, expected a number in [0, 1)")
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "GPTConfig":
-        """A named size with optional overrides, e.g. ``from_preset("gpt-micro", vocab_size=65)``."""
-        if name not in PRESETS:
-            raise ValueError(f"preset: got {name!r}, expected one of {', '.join(PRESETS)}")
-        fields = dict(PRESETS[name])
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        if "vocab_size" not in fields:
-            raise ValueError(f"preset {name!r} has no vocab_size: pass vocab_size= (the tokenizer's size)")
-        return cls(**fields)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        """Inverse of :meth:`to_dict`; unknown or missing keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"GPTConfig: unknown fields {unknown}, expected only {sorted(names)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:  # a missing required field
-            raise ValueError(f"GPTConfig: {exc}") from None
 
 
 # --------------------------------------------------------------------------

@@ -55,18 +55,38 @@ Parameter names::
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..backend import DEFAULT_DTYPE, array_module
-from ..nn import (DecoderBlock, Dropout, Embedding, KVCache, LayerNorm, LearnedPositionalEmbedding, Module, ModuleList,
-                  SinusoidalPositionalEncoding)
-from ..nn.attention import merge_heads, scaled_dot_product_attention_forward, split_heads
+from ..nn import (
+    DecoderBlock,
+    Dropout,
+    Embedding,
+    KVCache,
+    LayerNorm,
+    LearnedPositionalEmbedding,
+    Module,
+    ModuleList,
+    SinusoidalPositionalEncoding,
+)
+from ..nn.attention import (
+    merge_heads,
+    scaled_dot_product_attention_forward,
+    split_heads,
+)
 from ..nn.blocks import residual_forward
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
-from .encoder import POSITIONS, EncoderConfig, TransformerEncoder, check_ids, tied_head_backward, tied_head_forward
+from .config import PresetConfig
+from .encoder import (
+    POSITIONS,
+    EncoderConfig,
+    TransformerEncoder,
+    check_ids,
+    tied_head_backward,
+    tied_head_forward,
+)
 
 SEQ2SEQ_PRESETS: dict[str, dict] = {
     "s2s-test": dict(n_enc_layer=1, n_dec_layer=1, n_head=2, d_model=16, max_len=16),  # unit tests
@@ -77,7 +97,7 @@ SEQ2SEQ_PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(PresetConfig):
     """The shape of an encoder-decoder model. Special ids are shared by both vocabularies."""
 
     src_vocab_size: int
@@ -96,6 +116,8 @@ class Seq2SeqConfig:
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+
+    PRESETS = SEQ2SEQ_PRESETS  # for from_preset (a class attribute, not a field)
 
     def __post_init__(self):
         # The encoder config validates the shared fields.
@@ -116,25 +138,6 @@ class Seq2SeqConfig:
                              n_head=self.n_head, d_model=self.d_model, d_ff=self.d_ff, dropout=self.dropout,
                              norm_first=self.norm_first, activation=self.activation, positions=self.positions,
                              pad_id=self.pad_id)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "Seq2SeqConfig":
-        if name not in SEQ2SEQ_PRESETS:
-            raise ValueError(f"preset: got {name!r}, expected one of {', '.join(SEQ2SEQ_PRESETS)}")
-        fields = dict(SEQ2SEQ_PRESETS[name])
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**fields)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Seq2SeqConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"Seq2SeqConfig: unknown fields {unknown}, expected only {sorted(names)}")
-        return cls(**d)
 
 
 def shift_right(tgt, bos_id: int, pad_id: int):
