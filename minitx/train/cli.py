@@ -42,6 +42,15 @@ TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "beta2
 DEFAULT_CUDA_BACKEND = "cupy"
 
 
+def _default_help(what: str, flag: str) -> str:
+    """``"what (default N)"``, the default being the main job's (or the preset's) value."""
+    key = flag[2:].replace("-", "_")
+    if key in ARCH_FLAGS:  # architecture: the main job's value, or the preset's once --preset is given
+        return f"{what} (default {MAIN_JOB[key]}, or the preset's with --preset)" if key in MAIN_JOB else \
+            f"{what} (default: the preset's)"
+    return f"{what} (default {MAIN_JOB[key]})" if key in MAIN_JOB else what
+
+
 def _add_device_flags(parser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where to compute (default: cpu); cuda needs an NVIDIA GPU and CuPy")
@@ -99,14 +108,21 @@ def add_parser(sub) -> None:
     g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (default 512)")
     g = t.add_argument_group("model")
     g.add_argument("--preset", default=None, help=f"named size (default {MAIN_JOB['preset']}); see minitx.models.PRESETS")
-    for flag, typ in (("--n-layer", int), ("--n-head", int), ("--n-embd", int), ("--block-size", int),
-                      ("--dropout", float)):
-        g.add_argument(flag, type=typ, default=None)
+    for flag, typ, what in (("--n-layer", int, "transformer blocks"), ("--n-head", int, "attention heads"),
+                            ("--n-embd", int, "model width d_model (divisible by --n-head)"),
+                            ("--block-size", int, "context window in tokens"),
+                            ("--dropout", float, "dropout probability in [0, 1)")):
+        g.add_argument(flag, type=typ, default=None, help=_default_help(what, flag))
     g = t.add_argument_group("training")
-    for flag, typ in (("--batch-size", int), ("--max-iters", int), ("--lr", float), ("--min-lr", float),
-                      ("--warmup-iters", int), ("--beta2", float), ("--weight-decay", float),
-                      ("--eval-interval", int), ("--eval-iters", int), ("--grad-accum", int), ("--seed", int)):
-        g.add_argument(flag, type=typ, default=None)
+    for flag, typ, what in (("--batch-size", int, "sequences per step"), ("--max-iters", int, "training steps"),
+                            ("--lr", float, "peak learning rate"), ("--min-lr", float, "learning rate after the cosine"),
+                            ("--warmup-iters", int, "linear warmup steps"), ("--beta2", float, "AdamW beta2"),
+                            ("--weight-decay", float, "AdamW decay on 2-D weights"),
+                            ("--eval-interval", int, "steps between evaluations and checkpoints"),
+                            ("--eval-iters", int, "batches per loss estimate"),
+                            ("--grad-accum", int, "micro-batches per optimizer step"),
+                            ("--seed", int, "seed for initialisation, batches and dropout")):
+        g.add_argument(flag, type=typ, default=None, help=_default_help(what, flag))
     g.add_argument("--threads", type=int, default=None,
                    help="data-parallel replicas, one Python thread each (default: 2 if the CPU has 2 cores)")
     g.add_argument("--out", default="out", help="output folder: ckpt/, metrics.jsonl, loss.png (default: out)")
@@ -120,7 +136,7 @@ def add_parser(sub) -> None:
                          description="Continue a prompt with a trained GPT.")
     gen.add_argument("--checkpoint", required=True, metavar="DIR", help="a checkpoint folder, e.g. out/ckpt")
     gen.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    gen.add_argument("--max-new-tokens", type=int, default=300)
+    gen.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate (default 300)")
     gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 safer, >1 wilder")
     gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with mass >= p")
