@@ -70,6 +70,24 @@ def test_generate_is_seedable_and_kv_cache_agrees(trained, capsys):
     assert outs[0] == outs[1] == outs[2] and outs[0].startswith("the ")
 
 
+def test_generate_beam_search(trained, capsys):
+    """--beam 1 is greedy decoding; a wider beam prints beam_search_gpt's best continuation."""
+    from minitx.beam import beam_search_gpt
+    from minitx.train.trainer import load_model
+
+    _, _, ckpt = trained
+    base = ["generate", "--checkpoint", str(ckpt), "--prompt", "the ", "--max-new-tokens", "4"]
+    assert main(base + ["--temperature", "0"]) == 0
+    greedy = capsys.readouterr().out
+    assert main(base + ["--beam", "1"]) == 0
+    assert capsys.readouterr().out == greedy
+    assert main(base + ["--beam", "3"]) == 0
+    beam3 = capsys.readouterr().out
+    model, tokenizer, _ = load_model(ckpt)
+    best = beam_search_gpt(model, [tokenizer.encode("the ")], beam_size=3, max_new_tokens=4)[0][0]
+    assert beam3 == "the " + tokenizer.decode(best.tokens) + "\n"
+
+
 def test_resume_continues_to_more_iterations(trained, tmp_path, capsys):
     root, data, ckpt = trained
     out = tmp_path / "o"
@@ -135,6 +153,9 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     (["--top-k", "0"], "top_k: got 0"),
     (["--max-new-tokens", "-3"], "max_new_tokens: got -3"),
     (["--prompt", ""], "empty prompt"),
+    (["--beam", "0"], "--beam: got 0, expected at least 1"),
+    (["--beam", "2", "--stop", "x"], "--stop with --beam"),
+    (["--beam", "2", "--max-new-tokens", "50"], "block_size"),
 ])
 def test_bad_generate_input(trained, argv, fragment, capsys):
     _, _, ckpt = trained

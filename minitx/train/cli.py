@@ -143,6 +143,10 @@ def add_parser(sub) -> None:
     gen.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this string (repeatable)")
     gen.add_argument("--seed", type=int, default=None, help="make the sample reproducible")
     gen.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every step")
+    gen.add_argument("--beam", type=int, default=None, metavar="N",
+                     help="beam search with N beams instead of sampling (deterministic; the sampling flags are unused)")
+    gen.add_argument("--length-penalty", type=float, default=1.0,
+                     help="beam search ranks by log-probability / length**penalty (default 1.0)")
     _add_device_flags(gen)
     gen.set_defaults(func=run_generate)
 
@@ -309,6 +313,10 @@ def run_generate(args) -> int:
     check_sampling_args(args.temperature, args.top_k, args.top_p, args.max_new_tokens)  # before the slow part
     if args.stop is not None and any(not s for s in args.stop):
         raise UsageError("--stop: got an empty string, expected non-empty text")
+    if args.beam is not None and args.beam < 1:
+        raise UsageError(f"--beam: got {args.beam}, expected at least 1 beam")
+    if args.beam is not None and args.stop is not None:
+        raise UsageError("--stop with --beam: beam search stops at the end token, expected one or the other")
     device, backend_name = _select_device(args)
     with _using_backend(backend_name):
         return _generate(args, device)
@@ -326,6 +334,13 @@ def _generate(args, device: str) -> int:
     if not ids:
         raise UsageError("--prompt: got an empty prompt, expected at least one character")
     sys.stdout.write(args.prompt)
+    if args.beam is not None:  # the most likely continuation, not a sample
+        from ..beam import beam_search_gpt  # noqa: PLC0415
+
+        best = beam_search_gpt(model, [ids], beam_size=args.beam, max_new_tokens=args.max_new_tokens,
+                               length_penalty=args.length_penalty)[0][0]
+        sys.stdout.write(tokenizer.decode(best.tokens) + "\n")
+        return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         generate_text(model, tokenizer, args.prompt, args.max_new_tokens, temperature=args.temperature,
