@@ -15,6 +15,8 @@ from minitx.gradcheck import gradcheck, gradcheck_module
 from minitx.models.encoder import (EncoderClassifier, EncoderConfig, EncoderMLM, EncoderTagger, mask_tokens,
                                    pool_backward, pool_forward)
 
+from torch_reference import load_into_torch, map_encoder_layer, torch_grads
+
 IDS = np.array([[1, 5, 6, 7, 3, 0], [1, 7, 3, 0, 0, 0], [1, 4, 4, 9, 8, 2]])  # 0 = padding
 
 
@@ -141,38 +143,13 @@ def rel_err(ours, ref) -> float:
 
 
 def torch_encoder_layer(torch, block, d_model, n_head, d_ff, norm_first):
-    """An ``nn.TransformerEncoderLayer`` holding the weights of a minitx ``EncoderBlock``."""
+    """An ``nn.TransformerEncoderLayer`` holding the weights of a minitx ``EncoderBlock``, and its weight map."""
     F = torch.nn.functional
     layer = torch.nn.TransformerEncoderLayer(d_model, n_head, d_ff, dropout=0.0, batch_first=True,
                                              norm_first=norm_first, activation=lambda x: F.gelu(x, approximate="tanh"))
-    t = lambda a: torch.tensor(np.ascontiguousarray(a))  # noqa: E731
-    with torch.no_grad():
-        layer.self_attn.in_proj_weight.copy_(t(block.attn.qkv.weight.data.T))
-        layer.self_attn.in_proj_bias.copy_(t(block.attn.qkv.bias.data))
-        layer.self_attn.out_proj.weight.copy_(t(block.attn.proj.weight.data.T))
-        layer.self_attn.out_proj.bias.copy_(t(block.attn.proj.bias.data))
-        layer.linear1.weight.copy_(t(block.ff.fc.weight.data.T))
-        layer.linear1.bias.copy_(t(block.ff.fc.bias.data))
-        layer.linear2.weight.copy_(t(block.ff.proj.weight.data.T))
-        layer.linear2.bias.copy_(t(block.ff.proj.bias.data))
-        for ours, theirs in ((block.norm_attn, layer.norm1), (block.norm_ff, layer.norm2)):
-            theirs.weight.copy_(t(ours.weight.data))
-            theirs.bias.copy_(t(ours.bias.data))
-    return layer
-
-
-def encoder_layer_grads(layer, prefix):
-    """minitx name -> torch gradient (transposed back to minitx's layout)."""
-    g = lambda p: p.grad.detach().numpy()  # noqa: E731
-    out = {
-        f"{prefix}attn.qkv.weight": g(layer.self_attn.in_proj_weight).T, f"{prefix}attn.qkv.bias": g(layer.self_attn.in_proj_bias),
-        f"{prefix}attn.proj.weight": g(layer.self_attn.out_proj.weight).T, f"{prefix}attn.proj.bias": g(layer.self_attn.out_proj.bias),
-        f"{prefix}ff.fc.weight": g(layer.linear1.weight).T, f"{prefix}ff.fc.bias": g(layer.linear1.bias),
-        f"{prefix}ff.proj.weight": g(layer.linear2.weight).T, f"{prefix}ff.proj.bias": g(layer.linear2.bias),
-    }
-    for name, norm in (("norm_attn", layer.norm1), ("norm_ff", layer.norm2)):
-        out[f"{prefix}{name}.weight"], out[f"{prefix}{name}.bias"] = g(norm.weight), g(norm.bias)
-    return out
+    wmap = map_encoder_layer(layer, d_model)
+    load_into_torch(block, wmap)
+    return layer, wmap
 
 
 def torch_encoder(torch, encoder):
@@ -181,7 +158,7 @@ def torch_encoder(torch, encoder):
     d_ff = c.d_ff or 4 * c.d_model
     tok = torch.tensor(encoder.tok_emb.weight.data.copy(), requires_grad=True)
     pos = torch.tensor(encoder.pos.weight.data.copy(), requires_grad=True)
-    layers = [torch_encoder_layer(torch, b, c.d_model, c.n_head, d_ff, c.norm_first) for b in encoder.blocks]
+    layers = [torch_encoder_layer(torch, b, c.d_model, c.n_head, d_ff, c.norm_first) for b in encoder.blocks]  # (layer, map)
     final = encoder.ln_f if c.norm_first else encoder.ln_emb
     ln = torch.nn.LayerNorm(c.d_model)
     with torch.no_grad():
@@ -194,7 +171,7 @@ def torch_encoder(torch, encoder):
         x = tok[ids_t] + pos[: ids.shape[1]]
         if not c.norm_first:
             x = ln(x)
-        for layer in layers:
+        for layer, _ in layers:
             x = layer(x, src_key_padding_mask=pad)
         return (ln(x) if c.norm_first else x), pad
 
@@ -202,8 +179,8 @@ def torch_encoder(torch, encoder):
         out = {f"{prefix}tok_emb.weight": tok.grad.numpy(), f"{prefix}pos.weight": pos.grad.numpy()}
         lname = "ln_f" if c.norm_first else "ln_emb"
         out[f"{prefix}{lname}.weight"], out[f"{prefix}{lname}.bias"] = ln.weight.grad.numpy(), ln.bias.grad.numpy()
-        for i, layer in enumerate(layers):
-            out.update(encoder_layer_grads(layer, f"{prefix}blocks.{i}."))
+        for i, (_, wmap) in enumerate(layers):
+            out.update(torch_grads(wmap, f"{prefix}blocks.{i}."))
         return out
 
     return run, grads, tok

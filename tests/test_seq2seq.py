@@ -1,7 +1,8 @@
 """Encoder-decoder model: gradient checks (float64), PyTorch parity (float32),
 and incremental decoding that equals the teacher-forced pass.
 
-The PyTorch reference: the encoder from :mod:`tests.test_encoder`'s builder
+The PyTorch reference (weight maps in ``tests/torch_reference.py``): the encoder from
+:mod:`tests.test_encoder`'s builder
 (``nn.TransformerEncoderLayer``) and ``nn.TransformerDecoderLayer`` for each
 decoder block (cross-attention ``in_proj_weight = cat(q.weight.T, kv.weight.T)``),
 with a causal ``tgt_mask``, ``tgt_key_padding_mask`` and
@@ -16,6 +17,7 @@ from minitx.gradcheck import gradcheck, gradcheck_module
 from minitx.models.seq2seq import Seq2Seq, Seq2SeqConfig, shift_right
 
 from test_encoder import assert_parity, torch_encoder, unit_scale_embeddings
+from torch_reference import load_into_torch, map_decoder_layer, torch_grads
 
 SRC = np.array([[5, 6, 7, 3, 0], [7, 3, 0, 0, 0], [4, 4, 9, 8, 6]])  # 0 = padding
 TGT = np.array([[4, 5, 6, 2, 0, 0], [8, 2, 0, 0, 0, 0], [9, 9, 4, 3, 7, 2]])  # ends in EOS (2), then padding
@@ -89,46 +91,13 @@ def test_generate_greedy_and_sampling_are_reproducible():
 
 # ---------------------------------------------------------------- PyTorch parity
 def torch_decoder_layer(torch, block, d_model, n_head, d_ff, norm_first):
+    """An ``nn.TransformerDecoderLayer`` holding the weights of a minitx ``DecoderBlock``, and its weight map."""
     F = torch.nn.functional
     layer = torch.nn.TransformerDecoderLayer(d_model, n_head, d_ff, dropout=0.0, batch_first=True,
                                              norm_first=norm_first, activation=lambda x: F.gelu(x, approximate="tanh"))
-    t = lambda a: torch.tensor(np.ascontiguousarray(a))  # noqa: E731
-    with torch.no_grad():
-        layer.self_attn.in_proj_weight.copy_(t(block.attn.qkv.weight.data.T))
-        layer.self_attn.in_proj_bias.copy_(t(block.attn.qkv.bias.data))
-        layer.self_attn.out_proj.weight.copy_(t(block.attn.proj.weight.data.T))
-        layer.self_attn.out_proj.bias.copy_(t(block.attn.proj.bias.data))
-        ca = block.cross_attn
-        layer.multihead_attn.in_proj_weight.copy_(t(np.concatenate([ca.q.weight.data.T, ca.kv.weight.data.T])))
-        layer.multihead_attn.in_proj_bias.copy_(t(np.concatenate([ca.q.bias.data, ca.kv.bias.data])))
-        layer.multihead_attn.out_proj.weight.copy_(t(ca.proj.weight.data.T))
-        layer.multihead_attn.out_proj.bias.copy_(t(ca.proj.bias.data))
-        layer.linear1.weight.copy_(t(block.ff.fc.weight.data.T))
-        layer.linear1.bias.copy_(t(block.ff.fc.bias.data))
-        layer.linear2.weight.copy_(t(block.ff.proj.weight.data.T))
-        layer.linear2.bias.copy_(t(block.ff.proj.bias.data))
-        for ours, theirs in ((block.norm_attn, layer.norm1), (block.norm_cross, layer.norm2), (block.norm_ff, layer.norm3)):
-            theirs.weight.copy_(t(ours.weight.data))
-            theirs.bias.copy_(t(ours.bias.data))
-    return layer
-
-
-def decoder_layer_grads(layer, prefix):
-    g = lambda p: p.grad.detach().numpy()  # noqa: E731
-    D = layer.linear1.weight.shape[1]
-    mha = layer.multihead_attn
-    out = {
-        f"{prefix}attn.qkv.weight": g(layer.self_attn.in_proj_weight).T, f"{prefix}attn.qkv.bias": g(layer.self_attn.in_proj_bias),
-        f"{prefix}attn.proj.weight": g(layer.self_attn.out_proj.weight).T, f"{prefix}attn.proj.bias": g(layer.self_attn.out_proj.bias),
-        f"{prefix}cross_attn.q.weight": g(mha.in_proj_weight)[:D].T, f"{prefix}cross_attn.q.bias": g(mha.in_proj_bias)[:D],
-        f"{prefix}cross_attn.kv.weight": g(mha.in_proj_weight)[D:].T, f"{prefix}cross_attn.kv.bias": g(mha.in_proj_bias)[D:],
-        f"{prefix}cross_attn.proj.weight": g(mha.out_proj.weight).T, f"{prefix}cross_attn.proj.bias": g(mha.out_proj.bias),
-        f"{prefix}ff.fc.weight": g(layer.linear1.weight).T, f"{prefix}ff.fc.bias": g(layer.linear1.bias),
-        f"{prefix}ff.proj.weight": g(layer.linear2.weight).T, f"{prefix}ff.proj.bias": g(layer.linear2.bias),
-    }
-    for name, norm in (("norm_attn", layer.norm1), ("norm_cross", layer.norm2), ("norm_ff", layer.norm3)):
-        out[f"{prefix}{name}.weight"], out[f"{prefix}{name}.bias"] = g(norm.weight), g(norm.bias)
-    return out
+    wmap = map_decoder_layer(layer, d_model)
+    load_into_torch(block, wmap)
+    return layer, wmap
 
 
 @pytest.mark.parametrize("share", [False, True])
@@ -160,7 +129,7 @@ def test_seq2seq_matches_pytorch(share, norm_first):
     x = tgt_tok[tgt_in] + tgt_pos[:T]
     if not norm_first:
         x = ln(x)
-    for layer in layers:
+    for layer, _ in layers:
         x = layer(x, memory, tgt_mask=causal, tgt_key_padding_mask=tgt_in == 0, memory_key_padding_mask=src_pad)
     if norm_first:
         x = ln(x)
@@ -176,6 +145,6 @@ def test_seq2seq_matches_pytorch(share, norm_first):
     ref_grads["tgt_pos.weight"] = tgt_pos.grad.numpy()
     lname = "ln_dec" if norm_first else "ln_tgt_emb"
     ref_grads[f"{lname}.weight"], ref_grads[f"{lname}.bias"] = ln.weight.grad.numpy(), ln.bias.grad.numpy()
-    for i, layer in enumerate(layers):
-        ref_grads.update(decoder_layer_grads(layer, f"dec_blocks.{i}."))
+    for i, (_, wmap) in enumerate(layers):
+        ref_grads.update(torch_grads(wmap, f"dec_blocks.{i}."))
     assert_parity(model, loss, ref, ref_grads)

@@ -85,6 +85,17 @@ from minitx.nn import (
 )
 
 torch = pytest.importorskip("torch", reason="PyTorch parity tests need torch (pip install torch==2.13.0)")
+
+from torch_reference import (  # noqa: E402 - after the skip: these helpers only make sense with torch
+    load_into_torch,
+    map_decoder_layer,
+    map_encoder_layer,
+    map_ff,
+    map_layernorm,
+    map_linear,
+    map_mha,
+    torch_grads,
+)
 F = torch.nn.functional
 torch.set_num_threads(2)
 
@@ -142,54 +153,10 @@ def padding_mask(rng, B: int, T: int):
     return np.arange(T)[None, :] >= lengths[:, None]
 
 
-# A weight map: minitx parameter name -> (torch parameter, transpose?, row slice of the torch tensor or None).
-def map_linear(prefix, tlin):
-    m = {f"{prefix}weight": (tlin.weight, True, None)}
-    if tlin.bias is not None:
-        m[f"{prefix}bias"] = (tlin.bias, False, None)
-    return m
-
-
-def map_layernorm(prefix, tln):
-    return {f"{prefix}weight": (tln.weight, False, None), f"{prefix}bias": (tln.bias, False, None)}
-
-
-def map_mha(prefix, tmha, cross: bool, d: int):
-    w, b = tmha.in_proj_weight, tmha.in_proj_bias
-    if cross:
-        m = {f"{prefix}q.weight": (w, True, slice(0, d)), f"{prefix}kv.weight": (w, True, slice(d, 3 * d))}
-        if b is not None:
-            m.update({f"{prefix}q.bias": (b, False, slice(0, d)), f"{prefix}kv.bias": (b, False, slice(d, 3 * d))})
-    else:
-        m = {f"{prefix}qkv.weight": (w, True, None)}
-        if b is not None:
-            m[f"{prefix}qkv.bias"] = (b, False, None)
-    m.update(map_linear(f"{prefix}proj.", tmha.out_proj))
-    return m
-
-
-def map_ff(prefix, fc, proj):
-    return {**map_linear(f"{prefix}fc.", fc), **map_linear(f"{prefix}proj.", proj)}
-
-
-def load_into_torch(module, wmap) -> None:
-    """Copy every minitx parameter into its torch counterpart; the names must match one to one."""
-    ours = dict(module.named_parameters())
-    assert set(ours) == set(wmap), f"unmapped: minitx-only {set(ours) - set(wmap)}, map-only {set(wmap) - set(ours)}"
-    with torch.no_grad():
-        for name, (tp, transpose, rows) in wmap.items():
-            value = torch.from_numpy(ours[name].data.T.copy() if transpose else ours[name].data.copy())
-            target = tp if rows is None else tp[rows]
-            assert tuple(target.shape) == tuple(value.shape), f"{name}: torch {tuple(target.shape)}, ours {value.shape}"
-            target.copy_(value)
-
-
 def check_param_grads(module, wmap, what: str) -> None:
+    ref = torch_grads(wmap)
     for name, p in module.named_parameters():
-        tp, transpose, rows = wmap[name]
-        assert tp.grad is not None, f"{what}: torch parameter for {name} received no gradient"
-        g = tp.grad if rows is None else tp.grad[rows]
-        check(f"{what} d{name}", p.grad, g.T if transpose else g)
+        check(f"{what} d{name}", p.grad, ref[name])
 
 
 def gelu_tanh_torch(x):
@@ -625,17 +592,6 @@ BLOCK_SHAPES = [  # B, T, S (memory length), d_model, n_heads, d_ff
     (3, 7, 11, 12, 3, 13),   # primes
 ]
 BLOCK_ACTIVATIONS = ["gelu_exact", "relu", "gelu"]  # "gelu" = tanh GELU (GPT-2)
-
-
-def map_encoder_layer(layer, d):
-    return {**map_layernorm("norm_attn.", layer.norm1), **map_mha("attn.", layer.self_attn, False, d),
-            **map_layernorm("norm_ff.", layer.norm2), **map_ff("ff.", layer.linear1, layer.linear2)}
-
-
-def map_decoder_layer(layer, d):
-    return {**map_layernorm("norm_attn.", layer.norm1), **map_mha("attn.", layer.self_attn, False, d),
-            **map_layernorm("norm_cross.", layer.norm2), **map_mha("cross_attn.", layer.multihead_attn, True, d),
-            **map_layernorm("norm_ff.", layer.norm3), **map_ff("ff.", layer.linear1, layer.linear2)}
 
 
 @pytest.mark.parametrize("shape", BLOCK_SHAPES)
