@@ -3,7 +3,7 @@
 Each subcommand lives next to the code it drives and registers itself through
 an ``add_parser(subparsers)`` function, so this file stays a table of contents:
 
-    minitx demo        build a tiny transformer, run forward + backward, gradient-check it
+    minitx demo        build a tiny GPT, run forward + backward, gradient-check it
     minitx tokenizer   train a BPE tokenizer / encode text with one
     minitx train       train a GPT (no arguments: the README's main job)
     minitx generate    sample from a trained GPT checkpoint
