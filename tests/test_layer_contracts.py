@@ -110,10 +110,18 @@ def test_state_dict_round_trip_and_validation():
 
 def test_tied_parameter_is_listed_once_and_accumulates():
     emb = Embedding(5, 4, rng=np.random.default_rng(0))
-    head = Linear(4, 5, bias=False)
-    head.weight = emb.weight  # tie (shapes differ in real models; here only identity matters)
-    holder = ModuleList([emb, head])
+    other = Embedding(5, 4)
+    other.weight = emb.weight  # tie: one Parameter used by two modules
+    holder = ModuleList([emb, other])
     assert len(holder.parameters()) == 1
+    ids, g = np.array([[1, 2, 1]]), np.ones((1, 3, 4), np.float32)
+    holder.zero_grad()
+    for module in (emb, other):
+        module(ids)
+        module.backward(g)
+    np.testing.assert_array_equal(emb.weight.grad[1], 4.0)  # id 1: twice per use, two uses
+    np.testing.assert_array_equal(emb.weight.grad[2], 2.0)
+    np.testing.assert_array_equal(emb.weight.grad[0], 0.0)
 
 
 def test_train_eval_switches_dropout():
