@@ -71,7 +71,8 @@ def corpus_bleu(hypotheses, references, max_n: int = 4) -> float:
     """Corpus BLEU (0-100) of whitespace-tokenised strings, one reference each."""
     hypotheses, references = list(hypotheses), list(references)
     if len(hypotheses) != len(references):
-        raise ValueError(f"corpus_bleu: got {len(hypotheses)} hypotheses for {len(references)} references")
+        raise ValueError(f"corpus_bleu: got {len(hypotheses)} hypotheses for {len(references)} references, "
+                         "expected one reference per hypothesis")
     matches, totals = [0] * max_n, [0] * max_n
     hyp_len = ref_len = 0
     for hyp, ref in zip(hypotheses, references):

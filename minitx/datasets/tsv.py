@@ -22,7 +22,8 @@ def read_tsv(path: str | os.PathLike, n_fields: int = 2) -> list[tuple[str, ...]
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"TSV file {str(path)!r}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise ValueError(f"TSV file {str(path)!r}: not UTF-8 ({exc.reason} at byte {exc.start}), "
+                         "expected UTF-8 text") from None
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():

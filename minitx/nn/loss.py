@@ -39,7 +39,8 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     valid = t != ignore_index  # (N,)
     t_safe = xp.where(valid, t, 0)
     if t_safe.size and (int(t_safe.min()) < 0 or int(t_safe.max()) >= C):
-        raise ValueError(f"cross_entropy targets: got a class id outside [0, {C}) that is not ignore_index={ignore_index}")
+        raise ValueError(f"cross_entropy targets: got a class id outside [0, {C}) that is not ignore_index={ignore_index}; "
+                         f"expected ids in [0, {C}) or {ignore_index}")
     logp, probs = log_softmax_forward(z)  # (N, C) each
     n_valid = int(valid.sum())
     nll = -logp[xp.arange(z.shape[0]), t_safe]  # (N,)

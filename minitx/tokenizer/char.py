@@ -42,7 +42,8 @@ class CharTokenizer:
         """Use the distinct characters of ``text``; ``vocab_size``, if given, must fit them."""
         self._set_chars(text)
         if vocab_size is not None and vocab_size < len(self.chars):
-            raise ValueError(f"vocab_size: got {vocab_size}, but the text has {len(self.chars)} distinct characters")
+            raise ValueError(f"vocab_size: got {vocab_size}, but the text has {len(self.chars)} distinct characters, "
+                             f"expected at least {len(self.chars)}")
         return self
 
     @property
@@ -95,7 +96,8 @@ class CharTokenizer:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a minitx character tokenizer file (not UTF-8)") from None
+            raise ValueError(f"{path}: not a minitx character tokenizer file (not UTF-8), "
+                             "expected a file written by CharTokenizer.save") from None
         if len(lines) != 2 or lines[0] != f"{MAGIC} {VERSION}":
             raise ValueError(f"{path}: not a minitx character tokenizer file (expected '{MAGIC} {VERSION}' + one JSON line)")
         try:
