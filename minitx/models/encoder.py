@@ -66,6 +66,7 @@ from ..nn import (
     SinusoidalPositionalEncoding,
 )
 from ..nn.activations import Activation
+from ..nn.checks import check_positive_int
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 from .config import PresetConfig
 
@@ -81,11 +82,6 @@ ENCODER_PRESETS: dict[str, dict] = {
 
 POOLINGS = ("first", "mean")
 POSITIONS = ("learned", "sinusoidal")
-
-
-def _positive_int(owner: str, name: str, value) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner} {name}: got {value!r}, expected a positive integer")
 
 
 @dataclass
@@ -113,9 +109,9 @@ class EncoderConfig(PresetConfig):
 
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "n_layer", "n_head", "d_model"):
-            _positive_int("EncoderConfig", name, getattr(self, name))
+            check_positive_int(f"EncoderConfig {name}", getattr(self, name))
         if self.d_ff is not None:
-            _positive_int("EncoderConfig", "d_ff", self.d_ff)
+            check_positive_int("EncoderConfig d_ff", self.d_ff)
         if self.d_model % self.n_head:
             raise ValueError(f"EncoderConfig d_model={self.d_model} with n_head={self.n_head}: "
                              "expected d_model divisible by n_head")
@@ -300,7 +296,7 @@ class EncoderClassifier(_EncoderWithLoss):
 
     def __init__(self, config: EncoderConfig, n_classes: int, *, pooling: str = "first", seed: int = 0, rng=None,
                  dtype=DEFAULT_DTYPE):
-        _positive_int("EncoderClassifier", "n_classes", n_classes)
+        check_positive_int("EncoderClassifier n_classes", n_classes)
         if pooling not in POOLINGS:
             raise ValueError(f"EncoderClassifier pooling: got {pooling!r}, expected one of {POOLINGS}")
         self.config, self.n_classes, self.pooling = config, n_classes, pooling
@@ -328,7 +324,7 @@ class EncoderTagger(_EncoderWithLoss):
     """
 
     def __init__(self, config: EncoderConfig, n_tags: int, *, seed: int = 0, rng=None, dtype=DEFAULT_DTYPE):
-        _positive_int("EncoderTagger", "n_tags", n_tags)
+        check_positive_int("EncoderTagger n_tags", n_tags)
         self.config, self.n_tags = config, n_tags
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.encoder = TransformerEncoder(config, rng=self.rng, dtype=dtype)

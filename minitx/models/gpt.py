@@ -62,6 +62,7 @@ from ..nn import (
     Module,
     ModuleList,
 )
+from ..nn.checks import check_positive_int
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 from .config import PresetConfig
 
@@ -80,11 +81,6 @@ PRESETS: dict[str, dict] = {
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, block_size=1024, vocab_size=50257),  # 774M
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, block_size=1024, vocab_size=50257),  # 1558M
 }
-
-
-def _positive_int(owner: str, name: str, value) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner} {name}: got {value!r}, expected a positive integer")
 
 
 @dataclass
@@ -107,7 +103,7 @@ class GPTConfig(PresetConfig):
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _positive_int("GPTConfig", name, getattr(self, name))
+            check_positive_int(f"GPTConfig {name}", getattr(self, name))
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig n_embd={self.n_embd} with n_head={self.n_head}: "
                              "expected n_embd divisible by n_head")

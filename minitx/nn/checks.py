@@ -6,6 +6,8 @@ NumPy. These helpers raise ``ValueError`` with exactly that sentence.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import array_module
 
 
@@ -51,7 +53,8 @@ def check_finite_rows(name: str, row_stat) -> None:
 
 
 def check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    """An ``int`` (or NumPy integer) >= 1; ``True`` is not accepted as 1."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name}: got {value!r}, expected a positive integer")
 
 
