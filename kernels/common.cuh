@@ -39,6 +39,12 @@ __device__ __forceinline__ float bf16_to_float(unsigned short h) {
     return __uint_as_float(((unsigned int)h) << 16);
 }
 
+// The two pieces of inline PTX below are the only hardware-specific code in
+// minitx's kernels. The CPU emulator (minitx/cuda/emulator.py) compiles these
+// sources with g++ and defines MINITX_EMULATOR, supplying its own versions
+// that follow the same PTX ISA rules; kernels must reach tensor cores and
+// bf16 conversion through these wrappers only.
+#ifndef MINITX_EMULATOR
 // Two floats -> two bf16 packed in one 32-bit register (lo in the low half),
 // rounded to nearest even by the hardware conversion (sm_80+).
 __device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi) {
@@ -62,6 +68,7 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const unsigned int a[
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#endif  // MINITX_EMULATOR
 
 // Block-wide reductions for blocks of NT threads (a multiple of 32). `red`
 // is a __shared__ scratch array of at least NT/32 floats. Every thread gets

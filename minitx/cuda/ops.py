@@ -1,5 +1,7 @@
 """Launch wrappers: minitx's CUDA kernels as functions on CuPy arrays.
 
+(Or on NumPy arrays, run by the CPU emulator: see :func:`use_runtime`.)
+
 Each wrapper checks its inputs, works out the launch with
 :mod:`minitx.cuda.launch`, packs the arguments with exact scalar types and
 launches on CuPy's current stream. ``version`` picks a rung of the ladder;
@@ -13,6 +15,7 @@ launches on CuPy's current stream. ``version`` picks a rung of the ladder;
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -21,10 +24,60 @@ from . import launch
 from .loader import get_function
 
 
-def _cupy():
-    import cupy  # noqa: PLC0415 - only on a GPU
+class CupyRuntime:
+    """Where the wrappers' arrays live and how a kernel is launched: CuPy on a GPU.
 
-    return cupy
+    The wrappers below never name CuPy directly; they ask the active runtime
+    for its array module (``xp``), a device pointer, the SM count and a
+    launch. :mod:`minitx.cuda.emulator` supplies a second runtime that runs
+    the very same kernel sources on the CPU over NumPy arrays, so the
+    wrappers and the kernels are exercised in CI without a GPU.
+    """
+
+    name = "cupy"
+    array_kind = "CuPy"  # for error messages
+
+    @property
+    def xp(self):
+        import cupy  # noqa: PLC0415 - only on a GPU
+
+        return cupy
+
+    def ptr(self, x) -> int:
+        return x.data.ptr
+
+    def sm_count(self) -> int:
+        return self.xp.cuda.Device().attributes["MultiProcessorCount"]
+
+    def launch(self, v: launch.Variant, cfg: launch.Launch, args: tuple) -> None:
+        fn = get_function(v)
+        if cfg.shared_mem > launch.DEFAULT_SMEM_LIMIT and fn.max_dynamic_shared_size_bytes < cfg.shared_mem:
+            fn.max_dynamic_shared_size_bytes = cfg.shared_mem  # opt in above 48 KiB
+        fn(cfg.grid, cfg.block, args, shared_mem=cfg.shared_mem)
+
+
+_runtime = CupyRuntime()
+
+
+def active_runtime():
+    """The runtime the wrappers use now (CuPy unless :func:`use_runtime` says otherwise)."""
+    return _runtime
+
+
+@contextlib.contextmanager
+def use_runtime(runtime):
+    """Run the wrappers on ``runtime`` inside the ``with`` block (e.g. the CPU emulator)."""
+    global _runtime
+    before, _runtime = _runtime, runtime
+    try:
+        yield runtime
+    finally:
+        _runtime = before
+
+
+def _cupy():
+    """The active runtime's array module (CuPy, or NumPy under the emulator)."""
+    return _runtime.xp
 
 
 def _variant(op, version, variant, head_size=None):
@@ -36,8 +89,7 @@ def _variant(op, version, variant, head_size=None):
 
 
 def _run(v, cfg, *args):
-    fn = get_function(v)
-    fn(cfg.grid, cfg.block, launch.pack_args(v.template, *args), shared_mem=cfg.shared_mem)
+    _runtime.launch(v, cfg, launch.pack_args(v.template, *args))
 
 
 # --------------------------------------------------------------------------
@@ -48,7 +100,7 @@ def _matrix_view(x, name, dtype):
     cp = _cupy()
     if not isinstance(x, cp.ndarray) or x.dtype != dtype or x.ndim not in (2, 3):
         raise ValueError(f"matmul {name}: got {type(x).__name__} {getattr(x, 'dtype', '')} "
-                         f"with shape {getattr(x, 'shape', '')}, expected a 2-D or 3-D CuPy {np.dtype(dtype).name} array")
+                         f"with shape {getattr(x, 'shape', '')}, expected a 2-D or 3-D {_runtime.array_kind} {np.dtype(dtype).name} array")
     item = x.itemsize
     if any(s < 0 or s % item for s in x.strides):
         x = cp.ascontiguousarray(x)
@@ -101,7 +153,7 @@ def matmul(a, b, *, version: str = "v7_warptile", variant=None, trans_a: bool = 
     c = cp.empty(shape, dtype=cp.float32) if out is None else out
     if c.shape != shape or c.dtype != cp.float32 or not c.flags.c_contiguous:
         raise ValueError(f"matmul out: got {c.shape} {c.dtype}, expected a C-contiguous float32 array of shape {shape}")
-    vec = matmul_vec_flags(a_cs, a_rs, a_bs, a.data.ptr, b_cs, b_rs, b_bs, b.data.ptr, N, M * N, c.data.ptr, batch)
+    vec = matmul_vec_flags(a_cs, a_rs, a_bs, _runtime.ptr(a), b_cs, b_rs, b_bs, _runtime.ptr(b), N, M * N, _runtime.ptr(c), batch)
     cfg = launch.matmul_launch(v, M, N, K, batch)
     _run(v, cfg, M, N, K, a, a_rs, a_cs, a_bs, b, b_rs, b_cs, b_bs, c, N, M * N if batch > 1 else 0, vec)
     return c
@@ -154,7 +206,7 @@ def _rows(x, name):
     cp = _cupy()
     if not isinstance(x, cp.ndarray) or x.dtype != cp.float32 or x.ndim < 1 or x.size == 0:
         raise ValueError(f"{name}: got {type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}, "
-                         "expected a non-empty CuPy float32 array")
+                         f"expected a non-empty {_runtime.array_kind} float32 array")
     return cp.ascontiguousarray(x)
 
 
@@ -195,7 +247,7 @@ def layernorm_backward(dy, x, gamma, mean, rstd, *, variant=None):
     dx = cp.empty_like(x)
     dgamma = cp.zeros(D, dtype=cp.float32)
     dbeta = cp.zeros(D, dtype=cp.float32)
-    sm = cp.cuda.Device().attributes["MultiProcessorCount"]
+    sm = _runtime.sm_count()
     cfg, per_block = launch.layernorm_bwd_launch(v, rows, D, sm)
     _run(v, cfg, dy, x, cp.ascontiguousarray(gamma), mean, rstd, dx, dgamma, dbeta, rows, D, per_block)
     return dx, dgamma, dbeta
@@ -210,7 +262,7 @@ def _attn_inputs(q, k, v, keep):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, cp.ndarray) or t.dtype != cp.float32 or t.ndim not in (3, 4):
             raise ValueError(f"attention {name}: got {getattr(t, 'dtype', type(t).__name__)} {getattr(t, 'shape', '')}, "
-                             "expected a CuPy float32 array [B, H, T, hs] or [BH, T, hs]")
+                             f"expected a {_runtime.array_kind} float32 array [B, H, T, hs] or [BH, T, hs]")
     if q.shape[:-2] != k.shape[:-2] or k.shape != v.shape or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"attention: shapes q {q.shape}, k {k.shape}, v {v.shape}; expected matching batch/heads, "
                          "k and v equal, one head size")
@@ -239,8 +291,6 @@ def attention_forward(q, k, v, *, causal: bool = False, keep=None, version: str 
     o = cp.empty_like(q3)
     lse = cp.empty((BH, Tq), dtype=cp.float32)
     cfg = launch.attention_fwd_launch(kv, BH, Tq, Tk, hs)
-    if kv.template == "attention_v1_naive" and cfg.shared_mem > launch.DEFAULT_SMEM_LIMIT:
-        get_function(kv).max_dynamic_shared_size_bytes = cfg.shared_mem
     _run(kv, cfg, q3, k3, v3, o, lse, H, Tq, Tk, hs, 1.0 / math.sqrt(hs), int(causal), Tk - Tq, keep)
     return o.reshape(q.shape), lse.reshape(q.shape[:-1])
 
