@@ -178,12 +178,15 @@ def test_layernorm_forward_backward(dev, fwd, rows, D, seed):
     dy = rng.standard_normal((rows, D)).astype(np.float32)
     ref, cache = layernorm_forward(x.astype(np.float64), gamma.astype(np.float64), beta.astype(np.float64))
     rdx, rdg, rdb = layernorm_backward(dy.astype(np.float64), cache)
+    rstd_terms = dy * gamma / np.sqrt(x.astype(np.float64).var(-1, keepdims=True) + 1e-5)
     with dev.session(seed):
         y, (mean, rstd) = ops.layernorm_forward(dev.put(x), dev.put(gamma), dev.put(beta), variant=fwd)
         assert rel_err(dev.get(y), ref) <= FP32_TOL
         for bwd in launch.variants("layernorm_bwd"):
             dx, dg, db = ops.layernorm_backward(dev.put(dy), dev.put(x), dev.put(gamma), mean, rstd, variant=bwd)
-            assert rel_err(dev.get(dx), rdx) <= 1e-4  # cancellation in g - mean(g) - xhat mean(g xhat)
+            # dx = rstd (g - mean(g) - xhat mean(g xhat)) cancels (for D = 2 to ~1e-3 of its terms): the
+            # error is measured against the size of the terms, ||rstd * g||
+            assert rel_err(dev.get(dx), rdx, scale=float(np.linalg.norm(rstd_terms))) <= 1e-4
             assert rel_err(dev.get(dg), rdg) <= FP32_TOL * 10
             assert rel_err(dev.get(db), rdb) <= FP32_TOL * 10
 
