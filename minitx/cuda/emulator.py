@@ -244,6 +244,19 @@ def _extent(a: np.ndarray) -> tuple[int, int]:
 # --------------------------------------------------------------------------
 # The runtime minitx.cuda.ops launches through
 # --------------------------------------------------------------------------
+def _check_limits(where: str, cfg: launch.Launch, static_smem: int) -> None:
+    """Refuse a launch an sm_90 GPU would refuse."""
+    threads = int(np.prod(cfg.block))
+    if threads > MAX_THREADS_PER_BLOCK:
+        raise EmulatorError(f"{where}: {threads} threads per block, expected at most {MAX_THREADS_PER_BLOCK}")
+    if cfg.shared_mem + static_smem > MAX_SMEM_PER_BLOCK:
+        raise EmulatorError(f"{where}: {cfg.shared_mem} B dynamic + {static_smem} B static shared memory, "
+                            f"expected at most {MAX_SMEM_PER_BLOCK}")
+    if cfg.grid[0] > launch.INT32_MAX or cfg.grid[1] > 65535 or cfg.grid[2] > 65535:
+        raise EmulatorError(f"{where}: grid {cfg.grid} exceeds the GPU's limits")
+
+
+
 class PoisonedNumPy:
     """NumPy as the wrappers' array module, with ``empty`` returning NaN-filled arrays."""
 
@@ -289,42 +302,25 @@ class EmulatorRuntime:
         self.run(build(v.source), v.name_expression, cfg, args, static_smem=v.static_smem)
 
     def run(self, module: Module, where: str, cfg: launch.Launch, args: tuple, static_smem: int = 0) -> None:
-        """Launch ``where`` (a name expression in ``module``) with ``cfg``; ``args`` as pack_args makes them."""
-        threads = int(np.prod(cfg.block))
+        """Launch ``where`` (a name expression in ``module``) with ``cfg``; ``args`` as pack_args makes them.
+
+        Three steps: check the launch against the GPU's limits and the kernel's
+        C signature; copy every array into guarded memory and build the
+        ``void* args[]`` that cuLaunchKernel would take; run, then check the
+        slack after each buffer and copy back what the kernel changed.
+        """
         if where not in module.index:
             raise EmulatorError(f"{where}: not compiled into this module (have {sorted(module.index)})")
-        if threads > MAX_THREADS_PER_BLOCK:
-            raise EmulatorError(f"{where}: {threads} threads per block, expected at most {MAX_THREADS_PER_BLOCK}")
-        if cfg.shared_mem + static_smem > MAX_SMEM_PER_BLOCK:
-            raise EmulatorError(f"{where}: {cfg.shared_mem} B dynamic + {static_smem} B static shared memory, "
-                                f"expected at most {MAX_SMEM_PER_BLOCK}")
-        if cfg.grid[0] > launch.INT32_MAX or cfg.grid[1] > 65535 or cfg.grid[2] > 65535:
-            raise EmulatorError(f"{where}: grid {cfg.grid} exceeds the GPU's limits")
+        _check_limits(where, cfg, static_smem)
         sizes = module.param_sizes(where)
         if len(sizes) != len(args):
             raise EmulatorError(f"{where}: packed {len(args)} arguments, the kernel takes {len(sizes)}")
-        guards: list[tuple[Guarded, np.ndarray, int, int, bytes]] = []
-        holders, pointers = [], []
+        guards: list[tuple[Guarded, np.ndarray | None, int, int, bytes]] = []  # (copy, original, lo, hi, bytes)
         try:
-            for n, (arg, size) in enumerate(zip(args, sizes)):
-                if isinstance(arg, np.ndarray) and arg.ndim > 0:
-                    if size != 8:
-                        raise EmulatorError(f"{where} argument {n}: an array passed for a {size}-byte parameter")
-                    lo, hi = _extent(arg)
-                    before = ctypes.string_at(lo, hi - lo)
-                    g = Guarded(hi - lo, like=lo)
-                    ctypes.memmove(g.addr, lo, hi - lo)
-                    guards.append((g, arg, lo, hi, before))
-                    holders.append(ctypes.c_uint64(g.addr + (arg.ctypes.data - lo)))
-                else:
-                    scalar = np.asarray(arg)
-                    if scalar.dtype.itemsize != size:
-                        raise EmulatorError(f"{where} argument {n}: packed as {scalar.dtype} ({scalar.dtype.itemsize} "
-                                            f"bytes), the kernel's parameter has {size} bytes")
-                    holders.append(ctypes.create_string_buffer(scalar.tobytes(), size))
-                pointers.append(ctypes.cast(ctypes.pointer(holders[-1]), ctypes.c_void_p))
-            argv = (ctypes.c_void_p * max(1, len(pointers)))(*pointers)
-            smem = Guarded(cfg.shared_mem) if cfg.shared_mem else None
+            holders = [self._marshal(where, n, arg, size, guards) for n, (arg, size) in enumerate(zip(args, sizes))]
+            argv = (ctypes.c_void_p * max(1, len(holders)))(
+                *(ctypes.cast(ctypes.pointer(h), ctypes.c_void_p) for h in holders))
+            smem = Guarded(cfg.shared_mem) if cfg.shared_mem else None  # dynamic shared memory, 16-byte aligned
             if smem:
                 guards.append((smem, None, 0, 0, b""))
             err = ctypes.create_string_buffer(1024)
@@ -334,19 +330,34 @@ class EmulatorRuntime:
                                               err, len(err))
             if rc != 0:
                 raise EmulatorError(f"{where}: {self._explain(err.value.decode(), guards, args)}")
-            for n, (g, arg, *_) in enumerate(guards):
+            for g, arg, *_ in guards:
                 if g.slack_written():
                     which = "dynamic shared memory" if arg is None else self._name(arg, args)
                     raise EmulatorError(f"{where}: wrote within {ALIGN} bytes past the end of {which}")
             for g, arg, lo, hi, before in guards:  # copy back what the kernel changed
-                if arg is not None:
-                    after = ctypes.string_at(g.addr, hi - lo)
-                    if after != before:
-                        ctypes.memmove(lo, g.addr, hi - lo)
+                if arg is not None and ctypes.string_at(g.addr, hi - lo) != before:
+                    ctypes.memmove(lo, g.addr, hi - lo)
             self.launches += 1
         finally:
             for g, *_ in guards:
                 g.close()
+
+    @staticmethod
+    def _marshal(where, n, arg, size, guards):
+        """One argument's value as the kernel receives it (a ctypes object); arrays go to guarded copies."""
+        if isinstance(arg, np.ndarray) and arg.ndim > 0:
+            if size != 8:
+                raise EmulatorError(f"{where} argument {n}: an array passed for a {size}-byte parameter")
+            lo, hi = _extent(arg)
+            g = Guarded(hi - lo, like=lo)
+            guards.append((g, arg, lo, hi, ctypes.string_at(lo, hi - lo)))
+            ctypes.memmove(g.addr, lo, hi - lo)
+            return ctypes.c_uint64(g.addr + (arg.ctypes.data - lo))  # the pointer, into the copy
+        scalar = np.asarray(arg)
+        if scalar.dtype.itemsize != size:
+            raise EmulatorError(f"{where} argument {n}: packed as {scalar.dtype} ({scalar.dtype.itemsize} bytes), "
+                                f"the kernel's parameter has {size} bytes")
+        return ctypes.create_string_buffer(scalar.tobytes(), size)
 
     @staticmethod
     def _explain(message: str, guards, args) -> str:
