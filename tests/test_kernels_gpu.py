@@ -224,3 +224,61 @@ def test_head_size_over_128_is_refused():
     x = cp.zeros((1, 1, 4, 129), dtype=cp.float32)
     with pytest.raises(ValueError, match="at most 128"):
         ops.attention_forward(x, x, x)
+
+
+TC_VARIANTS = launch.variants("attention_tc_fwd", "v3_tc")
+
+
+def bf16_attention_reference(q, k, v, causal, keep):
+    """float64 attention of bf16 inputs, and the elementwise error bound of the bf16 weights.
+
+    The tensor-core kernel rounds each softmax weight to bf16 (relative error
+    <= 2^-8) before ``P V`` and divides by the fp32 sum of the unrounded
+    weights: ``|out - ref| <= 2^-8 * sum_j p_j |v_j| / l`` plus fp32 rounding.
+    """
+    q, k, v = (t.astype(np.float64) for t in (q, k, v))
+    ref, lse = R.naive_attention(q, k, v, causal, keep)
+    abs_v, _ = R.naive_attention(q, k, np.abs(v), causal, keep)
+    return ref, lse, (2**-8 + 2e-5) * abs_v + 1e-6
+
+
+@pytest.mark.parametrize("variant", TC_VARIANTS, ids=[v.name_expression for v in TC_VARIANTS])
+@FEW
+@given(case=attn_case())
+def test_attention_tensor_cores_forward(variant, case):
+    """bf16 in: within the bf16-weight bound of float64 attention on the same bf16 inputs; lse to 1e-5."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    cp = _cp()
+    q, k, v, causal, keep, _ = _attn_inputs(case)
+    if q.shape[-1] > variant.p["D"]:
+        return
+    bits = [ops.to_bf16_bits(t) for t in (q, k, v)]
+    qb, kb, vb = (ops.from_bf16_bits(b) for b in bits)  # the values the kernel sees
+    o, lse = ops.attention_forward_bf16(*(cp.asarray(b) for b in bits), causal=causal,
+                                        keep=None if keep is None else cp.asarray(keep), variant=variant)
+    ref, lse_ref, bound = bf16_attention_reference(qb, kb, vb, causal, keep)
+    o = o.get()
+    assert np.all(np.isfinite(o)), "NaN/Inf in the kernel output (unwritten element?)"
+    assert np.all(np.abs(o - ref) <= bound), f"max excess {np.max(np.abs(o - ref) - bound):.3g}"
+    assert rel_err(o, ref) <= 1e-2
+    twin, _ = R.flash_attention_forward_bf16(qb, kb, vb, causal, keep, block_q=16 * variant.p["WARPS"],
+                                             block_k=variant.p["BC"])
+    assert rel_err(o, twin) <= 1e-3  # same algorithm; differs only where a weight rounds the other way
+    lse = lse.get()
+    np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
+    finite = np.isfinite(lse_ref)
+    np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_attention_tensor_cores_long_and_many_heads():
+    """T = 1000 causal with the default variants, and B*H = 768 (grid.y)."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    cp = _cp()
+    rng = np.random.default_rng(0)
+    for shape in ((1, 2, 1000, 64), (64, 12, 37, 128)):
+        bits = [ops.to_bf16_bits(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
+        o, _ = ops.attention_forward_bf16(*(cp.asarray(b) for b in bits), causal=True)
+        ref, _, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), True, None)
+        assert np.all(np.abs(o.get() - ref) <= bound)
