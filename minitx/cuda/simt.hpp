@@ -1,0 +1,447 @@
+// simt.hpp: a CPU emulator for minitx's CUDA kernels (the C++ half).
+//
+// minitx/cuda/emulator.py compiles a kernel source from kernels/ with g++,
+// with this header in front of it, and calls minitx_emu_launch() through
+// ctypes. The kernel text is the same text NVRTC compiles for the GPU; only
+// the CUDA vocabulary is given a CPU meaning here:
+//
+//   a CUDA thread      one fiber (ucontext) with its own stack; every thread
+//                      of a block is a fiber, and the blocks of the grid run
+//                      one after another
+//   __syncthreads()    the fiber parks; when every live thread of the block
+//                      is parked there, all of them go on
+//   __shfl_*_sync      the 32 lanes of a warp meet at a warp barrier, swap
+//                      values through a per-warp mailbox, meet again
+//   mma.sync (bf16)    the lanes post their fragments to the mailbox; each
+//                      lane rebuilds A (16x16) and B (16x8) from all 32 of
+//                      them by the PTX ISA fragment tables and computes its
+//                      own four outputs
+//   __shared__         a static array (one block runs at a time); dynamic
+//                      shared memory is a buffer filled with NaN before each
+//                      block, so reading what nobody wrote shows up
+//
+// What it catches: wrong indexing of every kind (including fragment layouts),
+// missing barriers that matter for the order in which threads happen to run
+// (the Python side runs each test a second time with threads and blocks in
+// reverse order), warps that reach different barriers, reads and writes past
+// the end of any global or dynamic shared buffer (guard pages; the fault is
+// reported with its block and thread), unwritten outputs (poisoned with
+// NaN). What it cannot catch: anything about speed, and memory-model races
+// that no sequential schedule of the threads shows.
+#pragma once
+
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
+#define MINITX_EMULATOR 1
+
+// ---------------------------------------------------------------------------
+// CUDA keywords with a CPU meaning
+// ---------------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__ static
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 { unsigned int x = 1, y = 1, z = 1; };
+struct __attribute__((aligned(8))) float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+
+// CUDA's min/max accept mixed argument types.
+template <class A, class B>
+inline std::common_type_t<A, B> min(A a, B b) {
+    using T = std::common_type_t<A, B>;
+    return T(a) < T(b) ? T(a) : T(b);
+}
+template <class A, class B>
+inline std::common_type_t<A, B> max(A a, B b) {
+    using T = std::common_type_t<A, B>;
+    return T(a) < T(b) ? T(b) : T(a);
+}
+
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline float __expf(float x) { return expf(x); }
+inline float __logf(float x) { return logf(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fsqrt_rn(float x) { return sqrtf(x); }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+inline float __uint_as_float(unsigned int i) { float f; memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+inline unsigned int __float_as_uint(float f) { unsigned int i; memcpy(&i, &f, 4); return i; }
+
+// ---------------------------------------------------------------------------
+// The machine: one launch at a time, one block at a time, one fiber per thread
+// ---------------------------------------------------------------------------
+namespace minitx_emu {
+
+enum State { READY, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
+
+struct Thread {
+    ucontext_t ctx;
+    uint3 tid;
+    int linear, warp, lane;
+    State state;
+};
+
+constexpr int MAILBOX_WORDS = 16;  // per lane: enough for an mma's A, B and C fragments
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr size_t GUARD_BYTES = 4096;
+
+struct Machine {
+    dim3 grid, block;
+    uint3 block_idx;
+    std::vector<Thread> threads;
+    std::vector<uint32_t> mailbox;  // [warps][32][MAILBOX_WORDS]
+    char* stacks = nullptr;
+    size_t stacks_bytes = 0;
+    unsigned char* dyn_smem = nullptr;
+    size_t dyn_smem_bytes = 0;
+    void (*invoke)(void**) = nullptr;
+    void** args = nullptr;
+    ucontext_t scheduler;
+    sigjmp_buf escape;
+    bool failed = false;
+    char error[1024];
+};
+
+inline Machine* M = nullptr;   // the launch in progress
+inline Thread* cur = nullptr;  // the fiber running now
+
+inline void fail(const char* what) {
+    if (!M->failed) {
+        M->failed = true;
+        snprintf(M->error, sizeof M->error, "%s (block (%u, %u, %u), thread (%u, %u, %u))", what, M->block_idx.x,
+                 M->block_idx.y, M->block_idx.z, cur ? cur->tid.x : 0, cur ? cur->tid.y : 0, cur ? cur->tid.z : 0);
+    }
+}
+
+// Park the running fiber in `s` and return to the scheduler.
+inline void park(State s) {
+    cur->state = s;
+    Thread* me = cur;
+    swapcontext(&me->ctx, &M->scheduler);
+    cur = me;
+    if (M->failed) {  // the scheduler is tearing the launch down: never resume kernel code
+        me->state = DONE;
+        swapcontext(&me->ctx, &M->scheduler);
+    }
+}
+
+inline void syncthreads() { park(AT_BLOCK_BARRIER); }
+inline void warp_barrier() { park(AT_WARP_BARRIER); }
+inline uint32_t* mailbox(int warp, int lane) {
+    return &M->mailbox[((size_t)warp * 32 + lane) * MAILBOX_WORDS];
+}
+inline void* dynamic_smem() { return M->dyn_smem; }
+
+// A warp-wide value exchange: post `v`, wait for the warp, read lane `src`'s.
+template <class T>
+inline T exchange(unsigned int mask, T v, int src) {
+    static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+    if (mask != 0xffffffffu) fail("a shuffle with a partial lane mask (the emulator supports full warps only)");
+    memcpy(mailbox(cur->warp, cur->lane), &v, sizeof(T));
+    warp_barrier();
+    T r;
+    memcpy(&r, mailbox(cur->warp, src & 31), sizeof(T));
+    warp_barrier();  // nobody overwrites the mailbox before every lane has read it
+    return r;
+}
+
+// bf16 <-> float, round to nearest even (what cvt.rn.bf16x2.f32 does).
+inline uint32_t float_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;  // NaN stays NaN
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+inline float bf16_bits_to_float(uint32_t h) { return __uint_as_float(h << 16); }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, by the PTX ISA's
+// fragment tables ("Matrix fragments for mma.m16n8k16 with floating point
+// type"), with g = lane / 4 and t = lane % 4. A register holds two bf16, the
+// lower-indexed element in the low 16 bits.
+//   A (16 x 16, row-major):  a0: rows g,   cols 2t, 2t+1     a1: rows g+8, cols 2t, 2t+1
+//                            a2: rows g,   cols 2t+8, 2t+9   a3: rows g+8, cols 2t+8, 2t+9
+//   B (16 x 8, "col"):       b0: rows 2t, 2t+1 of col g      b1: rows 2t+8, 2t+9 of col g
+//   C, D (16 x 8, fp32):     c0, c1: row g, cols 2t, 2t+1    c2, c3: row g+8, cols 2t, 2t+1
+inline void mma_m16n8k16_bf16(float c[4], const unsigned int a[4], const unsigned int b[2]) {
+    uint32_t* box = mailbox(cur->warp, cur->lane);
+    for (int i = 0; i < 4; ++i) box[i] = a[i];
+    box[4] = b[0];
+    box[5] = b[1];
+    warp_barrier();
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const uint32_t* f = mailbox(cur->warp, l);
+        const int g = l / 4, t = l % 4;
+        const int arow[4] = {g, g + 8, g, g + 8}, acol[4] = {2 * t, 2 * t, 2 * t + 8, 2 * t + 8};
+        for (int r = 0; r < 4; ++r) {
+            A[arow[r]][acol[r]] = bf16_bits_to_float(f[r] & 0xffffu);
+            A[arow[r]][acol[r] + 1] = bf16_bits_to_float(f[r] >> 16);
+        }
+        for (int r = 0; r < 2; ++r) {
+            B[2 * t + 8 * r][g] = bf16_bits_to_float(f[4 + r] & 0xffffu);
+            B[2 * t + 8 * r + 1][g] = bf16_bits_to_float(f[4 + r] >> 16);
+        }
+    }
+    warp_barrier();
+    const int g = cur->lane / 4, t = cur->lane % 4;
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + 8 * (i / 2), col = 2 * t + (i % 2);
+        float acc = c[i];
+        for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];  // bf16 x bf16 is exact in fp32
+        c[i] = acc;
+    }
+}
+
+// One fiber's life: run the kernel body, then report done.
+inline void fiber_entry() {
+    M->invoke(M->args);
+    cur->state = DONE;
+    // returning follows uc_link back to the scheduler
+}
+
+// Run every fiber of the current block until all are parked or done, then
+// open whichever barrier is complete. Returns false (with M->error) on a
+// deadlock or a fault.
+inline bool run_block(bool reverse) {
+    const int n = (int)M->threads.size();
+    const int warps = (n + 31) / 32;
+    for (int i = 0; i < n; ++i) {
+        Thread& t = M->threads[i];
+        getcontext(&t.ctx);
+        t.ctx.uc_stack.ss_sp = M->stacks + (size_t)i * STACK_BYTES + GUARD_BYTES;  // above its guard page
+        t.ctx.uc_stack.ss_size = STACK_BYTES - GUARD_BYTES;
+        t.ctx.uc_link = &M->scheduler;
+        t.state = READY;
+        makecontext(&t.ctx, fiber_entry, 0);
+    }
+    if (M->dyn_smem_bytes) {  // NaN in every float slot: reading an unwritten word is visible
+        for (size_t i = 0; i + 4 <= M->dyn_smem_bytes; i += 4) memcpy(M->dyn_smem + i, "\xff\xff\xff\x7f", 4);
+    }
+    for (;;) {
+        for (int k = 0; k < n; ++k) {
+            Thread& t = M->threads[reverse ? n - 1 - k : k];
+            if (t.state != READY) continue;
+            cur = &t;
+            swapcontext(&M->scheduler, &t.ctx);
+            cur = nullptr;
+            if (M->failed) return false;
+        }
+        bool any_live = false, released = false;
+        for (int w = 0; w < warps; ++w) {
+            int live = 0, at_warp = 0;
+            for (int l = 32 * w; l < n && l < 32 * (w + 1); ++l) {
+                const State s = M->threads[l].state;
+                live += s != DONE;
+                at_warp += s == AT_WARP_BARRIER;
+            }
+            any_live |= live > 0;
+            if (at_warp == 0) continue;
+            if (at_warp != live || live != min(32, n - 32 * w)) {
+                snprintf(M->error, sizeof M->error,
+                         "warp %d of block (%u, %u, %u): %d of its %d lanes are at a warp-wide operation, "
+                         "the others have exited or wait at __syncthreads (divergent shuffle or mma)",
+                         w, M->block_idx.x, M->block_idx.y, M->block_idx.z, at_warp, min(32, n - 32 * w));
+                M->failed = true;
+                return false;
+            }
+            for (int l = 32 * w; l < n && l < 32 * (w + 1); ++l) M->threads[l].state = READY;
+            released = true;
+        }
+        if (!any_live) return true;
+        if (released) continue;
+        // Every live thread waits at __syncthreads (threads that exited count as arrived).
+        for (Thread& t : M->threads)
+            if (t.state == AT_BLOCK_BARRIER) t.state = READY;
+    }
+}
+
+inline void on_fault(int, siginfo_t* info, void*) {
+    char what[160];
+    snprintf(what, sizeof what, "memory fault at address 0x%llx", (unsigned long long)(uintptr_t)info->si_addr);
+    fail(what);
+    siglongjmp(M->escape, 1);
+}
+
+}  // namespace minitx_emu
+
+#define threadIdx (minitx_emu::cur->tid)
+#define blockIdx (minitx_emu::M->block_idx)
+#define blockDim (minitx_emu::M->block)
+#define gridDim (minitx_emu::M->grid)
+#define __syncthreads() minitx_emu::syncthreads()
+#define __syncwarp(...) minitx_emu::warp_barrier()
+
+template <class T>
+inline T __shfl_sync(unsigned int mask, T v, int src, int width = 32) {
+    (void)width;
+    return minitx_emu::exchange(mask, v, src);
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned int mask, T v, int lane_mask, int width = 32) {
+    (void)width;
+    return minitx_emu::exchange(mask, v, minitx_emu::cur->lane ^ lane_mask);
+}
+template <class T>
+inline T __shfl_down_sync(unsigned int mask, T v, unsigned int delta, int width = 32) {
+    (void)width;
+    const int src = minitx_emu::cur->lane + (int)delta;
+    return minitx_emu::exchange(mask, v, src < 32 ? src : minitx_emu::cur->lane);
+}
+
+// One block runs at a time on one OS thread, so a plain read-modify-write is atomic.
+template <class T>
+inline T atomicAdd(T* address, T value) {
+    const T old = *address;
+    *address = old + value;
+    return old;
+}
+
+// The two hardware-specific wrappers common.cuh leaves to the emulator.
+inline unsigned int pack_bf16x2(float lo, float hi) {
+    return minitx_emu::float_to_bf16(lo) | (minitx_emu::float_to_bf16(hi) << 16);
+}
+inline void mma_bf16_16816(float c[4], const unsigned int a[4], const unsigned int b[2]) {
+    minitx_emu::mma_m16n8k16_bf16(c, a, b);
+}
+
+// ---------------------------------------------------------------------------
+// Kernel table: how emulator.py finds, checks and calls each template instance
+// ---------------------------------------------------------------------------
+namespace minitx_emu {
+
+template <class F>
+struct Signature;
+template <class... P>
+struct Signature<void (*)(P...)> {
+    static constexpr int count = sizeof...(P);
+    static inline const size_t sizes[sizeof...(P) + 1] = {sizeof(P)..., 0};
+    template <auto F, size_t... I>
+    static void call(void** a, std::index_sequence<I...>) {
+        F(*static_cast<std::remove_cv_t<P>*>(a[I])...);
+    }
+};
+
+template <auto F>
+void invoke(void** args) {
+    using S = Signature<decltype(F)>;
+    S::template call<F>(args, std::make_index_sequence<S::count>{});
+}
+
+struct Entry {
+    const char* name;  // the name expression launch.py uses, e.g. "softmax_v1_online<4>"
+    void (*invoke)(void**);
+    int param_count;
+    const size_t* param_sizes;
+};
+
+// Run one kernel launch: every block of `grid`, each as block_threads fibers.
+// `args` is what cuLaunchKernel takes: one pointer to each argument's value.
+// Returns 0, or 1 with a one-line reason in `err`.
+inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t dyn_smem_bytes, void** args,
+                  int reverse, char* err, size_t errlen) {
+    Machine m;
+    M = &m;
+    m.grid = grid;
+    m.block = block;
+    m.invoke = e.invoke;
+    m.args = args;
+    m.dyn_smem = static_cast<unsigned char*>(dyn_smem);
+    m.dyn_smem_bytes = dyn_smem_bytes;
+    m.error[0] = 0;
+    const int n = (int)(block.x * block.y * block.z);
+    m.threads.resize(n);
+    for (int i = 0; i < n; ++i) {  // threadIdx.x varies fastest; warps are runs of 32 linear ids
+        Thread& t = m.threads[i];
+        t.linear = i;
+        t.warp = i / 32;
+        t.lane = i % 32;
+        t.tid = {i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+    }
+    m.mailbox.assign((size_t)((n + 31) / 32) * 32 * MAILBOX_WORDS, 0u);
+    m.stacks_bytes = (size_t)n * STACK_BYTES;
+    void* st = mmap(nullptr, m.stacks_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (st == MAP_FAILED) {
+        snprintf(err, errlen, "could not map %zu bytes of fiber stacks", m.stacks_bytes);
+        M = nullptr;
+        return 1;
+    }
+    m.stacks = static_cast<char*>(st);
+    for (int i = 0; i < n; ++i) mprotect(m.stacks + (size_t)i * STACK_BYTES, GUARD_BYTES, PROT_NONE);
+
+    // Faults (a guard page after a buffer, or a fiber's stack guard) come back here.
+    std::vector<char> alt(64 * 1024);
+    stack_t ss{}, old_ss{};
+    ss.ss_sp = alt.data();
+    ss.ss_size = alt.size();
+    sigaltstack(&ss, &old_ss);
+    struct sigaction sa{}, old_segv{}, old_bus{};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+#if defined(__x86_64__)
+    const unsigned int mxcsr = _mm_getcsr();
+    _mm_setcsr(mxcsr | 0x8040);  // flush-to-zero and denormals-are-zero, as -ftz=true on the GPU
+#endif
+    int rc = 0;
+    if (sigsetjmp(m.escape, 1) == 0) {
+        const long long blocks = (long long)grid.x * grid.y * grid.z;
+        for (long long b = 0; b < blocks && rc == 0; ++b) {
+            const long long id = reverse ? blocks - 1 - b : b;
+            m.block_idx = {(unsigned)(id % grid.x), (unsigned)((id / grid.x) % grid.y),
+                           (unsigned)(id / ((long long)grid.x * grid.y))};
+            if (!run_block(reverse != 0)) rc = 1;
+        }
+    } else {
+        rc = 1;
+    }
+#if defined(__x86_64__)
+    _mm_setcsr(mxcsr);
+#endif
+    sigaction(SIGSEGV, &old_segv, nullptr);
+    sigaction(SIGBUS, &old_bus, nullptr);
+    sigaltstack(&old_ss, nullptr);
+    munmap(m.stacks, m.stacks_bytes);
+    if (rc) snprintf(err, errlen, "%s", m.error[0] ? m.error : "kernel failed");
+    M = nullptr;
+    cur = nullptr;
+    return rc;
+}
+
+#define MINITX_EMU_ENTRY(expr, ...)                                                          \
+    minitx_emu::Entry {                                                                      \
+        expr, &minitx_emu::invoke<&__VA_ARGS__>, minitx_emu::Signature<decltype(&__VA_ARGS__)>::count, \
+            minitx_emu::Signature<decltype(&__VA_ARGS__)>::sizes                             \
+    }
+
+}  // namespace minitx_emu
