@@ -264,7 +264,9 @@ def test_attention_tensor_cores_forward(variant, case):
     assert rel_err(o, ref) <= 1e-2
     twin, _ = R.flash_attention_forward_bf16(qb, kb, vb, causal, keep, block_q=16 * variant.p["WARPS"],
                                              block_k=variant.p["BC"])
-    assert rel_err(o, twin) <= 1e-3  # same algorithm; differs only where a weight rounds the other way
+    # Same algorithm; the two differ only where a weight's fp32 value sits so close to a bf16
+    # rounding boundary that the kernel and NumPy round it different ways: both within the bound.
+    assert np.all(np.abs(o - twin) <= 2 * bound)
     lse = lse.get()
     np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
     finite = np.isfinite(lse_ref)
