@@ -290,3 +290,245 @@ __global__ void attention_v3_tc_fwd(
                 (m[h] == MINITX_MASKED) ? -INFINITY : (m[h] + log2f(l[h])) * 0.6931471805599453f;
     }
 }
+
+// ---------------------------------------------------------------------------
+// attention_v3_tc_bwd: the backward pass on tensor cores (FlashAttention-2
+// scheme, as attention_v2_flash_bwd but with every product an mma).
+//
+// One block per tile of BC = 16 * WARPS keys; warp w owns keys 16w..16w+15 of
+// the tile and keeps their dK, dV [16, D] in accumulator fragments for the
+// whole kernel. The block loops over tiles of BR queries; per warp and tile:
+//
+//   S^T  [16, BR] = K_w Q^T            dP^T [16, BR] = V_w dO^T
+//   P^T  = exp(S^T * scale - lse)      recomputed from the forward's lse
+//   dS^T = P^T * (dP^T - delta)        delta = rowsum(dO * O) (attention_bwd_delta)
+//   dV  += P^T dO                      dK += dS^T Q        (scale applied at the end)
+//
+// S^T is computed transposed (keys as the mma's M) so that P^T and dS^T sit
+// in accumulator fragments whose pairs of n8 tiles are A fragments of the dV
+// and dK products: the register reuse of the forward, again. Their B operands
+// (dO and Q with queries as K) are gathered from row-major shared memory with
+// two 16-bit loads per register. dQ needs dS with queries as M, so dS^T goes
+// through shared memory (bf16): the block then computes dQ_tile [BR, D] =
+// dS [BR, BC] K [BC, D] split over warps (16 query rows x D / CG features
+// each) and adds it to dq (fp32, zeroed by the caller) with atomicAdd.
+//
+// P and dS are rounded to bf16 for the mma (as FlashAttention does). A query
+// whose lse is -inf (every key masked) has P = 1/Tk and dS = 0, as in v2.
+// Dynamic shared memory (bf16 unless noted): sK, sV [BC][D + 8], sQ, sdO
+// [BR][D + 8], sdS [BR][BC + 8], then float sL, sDelta [BR].
+// ---------------------------------------------------------------------------
+
+// Stage rows [r0, r0 + rows) of a [T, hs] bf16 matrix as dst[rows][D + 8],
+// zero-filling past T and hs (16-byte chunks when vec).
+template <int D, int NT>
+__device__ __forceinline__ void load_rows_bf16(unsigned short* dst, const unsigned short* __restrict__ src, int r0,
+                                               int rows, int T, int hs, bool vec) {
+    constexpr int DS = D + ATTN_TC_PAD;
+    if (vec) {
+        constexpr int CH = D / 8;
+        for (int e = threadIdx.x; e < rows * CH; e += NT) {
+            const int r = e / CH, c = e % CH;
+            Bits128 val = {0u, 0u, 0u, 0u};
+            if (r0 + r < T && 8 * c < hs) val = *reinterpret_cast<const Bits128*>(src + (long long)(r0 + r) * hs + 8 * c);
+            *reinterpret_cast<Bits128*>(dst + r * DS + 8 * c) = val;
+        }
+    } else {
+        for (int e = threadIdx.x; e < rows * D; e += NT) {
+            const int r = e / D, d = e % D;
+            dst[r * DS + d] = (unsigned short)bf16_at(src, r0 + r, d, T, hs);
+        }
+    }
+}
+
+// The B fragment register holding M[row][col] (low half) and M[row + 1][col]:
+// two consecutive rows of one column, for operands stored row-major.
+__device__ __forceinline__ unsigned int smem_column_pair(const unsigned short* m, int stride, int row, int col) {
+    return (unsigned int)m[row * stride + col] | ((unsigned int)m[(row + 1) * stride + col] << 16);
+}
+
+// An A fragment (16 x 16 at rows r, columns c of a row-major bf16 matrix in shared memory).
+__device__ __forceinline__ void smem_a_fragment(unsigned int a[4], const unsigned short* m, int stride, int r, int c) {
+    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+    a[0] = smem_pair(m + (r + g) * stride + c + 2 * t);
+    a[1] = smem_pair(m + (r + g + 8) * stride + c + 2 * t);
+    a[2] = smem_pair(m + (r + g) * stride + c + 2 * t + 8);
+    a[3] = smem_pair(m + (r + g + 8) * stride + c + 2 * t + 8);
+}
+
+template <int D, int BR, int WARPS>
+__global__ void attention_v3_tc_bwd(
+    const unsigned short* __restrict__ q, const unsigned short* __restrict__ k, const unsigned short* __restrict__ v,
+    const unsigned short* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta,
+    float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv, int H, int Tq, int Tk, int hs,
+    float scale, int causal, int start, const unsigned char* __restrict__ keep) {
+    constexpr int NT = WARPS * 32, BC = 16 * WARPS, DS = D + ATTN_TC_PAD, SS = BC + ATTN_TC_PAD;
+    constexpr int NQ = BR / 8;    // n8 tiles of S^T (queries)
+    constexpr int KQ = D / 16;    // k16 steps of S^T = K Q^T (features)
+    constexpr int KB = BR / 16;   // k16 steps of dV, dK (queries)
+    constexpr int NO = D / 8;     // n8 tiles of dK, dV (features)
+    constexpr int RG = BR / 16;   // dQ: warps split into RG row groups ...
+    constexpr int CG = WARPS / RG;  // ... times CG column groups
+    constexpr int NQD = NO / CG;  // n8 tiles of dQ per warp
+    static_assert(BR % 16 == 0 && D % 16 == 0 && WARPS % RG == 0 && NO % CG == 0, "tile shapes");
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned short* sK = reinterpret_cast<unsigned short*>(smem_raw);  // [BC][DS]
+    unsigned short* sV = sK + BC * DS;                                   // [BC][DS]
+    unsigned short* sQ = sV + BC * DS;                                   // [BR][DS]
+    unsigned short* sdO = sQ + BR * DS;                                  // [BR][DS]
+    unsigned short* sdS = sdO + BR * DS;                                 // [BR][SS]
+    float* sL = reinterpret_cast<float*>(sdS + BR * SS);                 // [BR]
+    float* sDelta = sL + BR;                                             // [BR]
+
+    const int bh = blockIdx.y, k0 = blockIdx.x * BC;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int kw = 16 * warp;                       // the warp's keys within the tile
+    const int keys[2] = {k0 + kw + g, k0 + kw + g + 8};  // this lane's two keys (accumulator rows)
+    const unsigned char* keep_b = keep ? keep + (long long)(bh / H) * Tk : nullptr;
+    const long long qoff = (long long)bh * Tq * hs, koff = (long long)bh * Tk * hs;
+    const bool vec = hs % 8 == 0 && reinterpret_cast<unsigned long long>(q + qoff) % 16 == 0 &&
+                     reinterpret_cast<unsigned long long>(k + koff) % 16 == 0 &&
+                     reinterpret_cast<unsigned long long>(v + koff) % 16 == 0 &&
+                     reinterpret_cast<unsigned long long>(dout + qoff) % 16 == 0;
+    const float scale_log2 = scale * 1.4426950408889634f, uniform = 1.0f / Tk;
+    load_rows_bf16<D, NT>(sK, k + koff, k0, BC, Tk, hs, vec);
+    load_rows_bf16<D, NT>(sV, v + koff, k0, BC, Tk, hs, vec);
+
+    float dK[NO][4], dV[NO][4];
+#pragma unroll
+    for (int n = 0; n < NO; ++n)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) dK[n][r] = dV[n][r] = 0.0f;
+
+    // Causal without padding: queries before qbegin see none of this tile's keys.
+    int qbegin = 0;
+    if (causal && keep == nullptr && start >= 0) qbegin = max(0, (k0 - start) / BR * BR);
+
+    for (int q0 = qbegin; q0 < Tq; q0 += BR) {
+        __syncthreads();  // previous tile's sQ, sdO, sdS fully read (and sK, sV written, first time)
+        load_rows_bf16<D, NT>(sQ, q + qoff, q0, BR, Tq, hs, vec);
+        load_rows_bf16<D, NT>(sdO, dout + qoff, q0, BR, Tq, hs, vec);
+        for (int r = threadIdx.x; r < BR; r += NT) {
+            const bool in = q0 + r < Tq;
+            sL[r] = in ? lse[(long long)bh * Tq + q0 + r] : 0.0f;
+            sDelta[r] = in ? delta[(long long)bh * Tq + q0 + r] : 0.0f;
+        }
+        __syncthreads();
+
+        // S^T = K_w Q^T and dP^T = V_w dO^T, [16 keys, BR queries] each.
+        float st[NQ][4], dpt[NQ][4];
+#pragma unroll
+        for (int n = 0; n < NQ; ++n)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) st[n][r] = dpt[n][r] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < KQ; ++ks) {
+            unsigned int ak[4], av[4];
+            smem_a_fragment(ak, sK, DS, kw, 16 * ks);
+            smem_a_fragment(av, sV, DS, kw, 16 * ks);
+#pragma unroll
+            for (int n = 0; n < NQ; ++n) {
+                const unsigned short* qrow = sQ + (8 * n + g) * DS + 16 * ks + 2 * t;
+                const unsigned short* drow = sdO + (8 * n + g) * DS + 16 * ks + 2 * t;
+                const unsigned int bq[2] = {smem_pair(qrow), smem_pair(qrow + 8)};
+                const unsigned int bd[2] = {smem_pair(drow), smem_pair(drow + 8)};
+                mma_bf16_16816(st[n], ak, bq);
+                mma_bf16_16816(dpt[n], av, bd);
+            }
+        }
+
+        // P^T and dS^T in place. Element (n, r): key keys[r / 2], query q0 + 8n + 2t + (r & 1).
+#pragma unroll
+        for (int n = 0; n < NQ; ++n)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int qi = 8 * n + 2 * t + (r & 1), i = q0 + qi, j = keys[r / 2];
+                float p = 0.0f, ds = 0.0f;
+                if (i < Tq && j < Tk) {
+                    const float L = sL[qi];
+                    if (L == -INFINITY) {
+                        p = uniform;  // every key of this query is masked: uniform weights, no gradient to S
+                    } else if (attn_allowed(i, j, causal, start, keep_b)) {
+                        p = exp2f(st[n][r] * scale_log2 - L * 1.4426950408889634f);
+                        ds = p * (dpt[n][r] - sDelta[qi]);
+                    }
+                }
+                st[n][r] = p;
+                dpt[n][r] = ds;
+            }
+
+        // dV += P^T dO and dK += dS^T Q: A from the registers above (n8 tiles
+        // 2kk, 2kk+1 = k16 step kk over queries), B = dO / Q [queries, features].
+#pragma unroll
+        for (int kk = 0; kk < KB; ++kk) {
+            const unsigned int pa[4] = {pack_bf16x2(st[2 * kk][0], st[2 * kk][1]),
+                                        pack_bf16x2(st[2 * kk][2], st[2 * kk][3]),
+                                        pack_bf16x2(st[2 * kk + 1][0], st[2 * kk + 1][1]),
+                                        pack_bf16x2(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+            const unsigned int da[4] = {pack_bf16x2(dpt[2 * kk][0], dpt[2 * kk][1]),
+                                        pack_bf16x2(dpt[2 * kk][2], dpt[2 * kk][3]),
+                                        pack_bf16x2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]),
+                                        pack_bf16x2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
+            const int qr = 16 * kk + 2 * t;
+#pragma unroll
+            for (int n = 0; n < NO; ++n) {
+                const int f = 8 * n + g;
+                const unsigned int bd[2] = {smem_column_pair(sdO, DS, qr, f), smem_column_pair(sdO, DS, qr + 8, f)};
+                const unsigned int bq[2] = {smem_column_pair(sQ, DS, qr, f), smem_column_pair(sQ, DS, qr + 8, f)};
+                mma_bf16_16816(dV[n], pa, bd);
+                mma_bf16_16816(dK[n], da, bq);
+            }
+            // dS^T -> sdS[query][key] in bf16, for the dQ product below.
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    sdS[(16 * kk + 8 * h + 2 * t + (r & 1)) * SS + kw + g + 8 * (r / 2)] =
+                        (unsigned short)(pack_bf16x2(dpt[2 * kk + h][r], 0.0f) & 0xffffu);
+        }
+        __syncthreads();  // sdS complete
+
+        // dQ [BR, D] += scale * dS [BR, BC] K [BC, D]: warp = (row group rg, column group cg).
+        const int rg = warp % RG, cg = warp / RG;
+        float dqa[NQD][4];
+#pragma unroll
+        for (int n = 0; n < NQD; ++n)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) dqa[n][r] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) {
+            unsigned int a[4];
+            smem_a_fragment(a, sdS, SS, 16 * rg, 16 * kk);
+#pragma unroll
+            for (int n = 0; n < NQD; ++n) {
+                const int f = 8 * (cg * NQD + n) + g;
+                const unsigned int b[2] = {smem_column_pair(sK, DS, 16 * kk + 2 * t, f),
+                                           smem_column_pair(sK, DS, 16 * kk + 2 * t + 8, f)};
+                mma_bf16_16816(dqa[n], a, b);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NQD; ++n)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int i = q0 + 16 * rg + g + 8 * (r / 2), d = 8 * (cg * NQD + n) + 2 * t + (r & 1);
+                if (i < Tq && d < hs && dqa[n][r] != 0.0f) atomicAdd(&dq[qoff + (long long)i * hs + d], dqa[n][r] * scale);
+            }
+    }
+
+    // dK (times scale) and dV for this lane's two keys.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        if (keys[h] >= Tk) continue;
+#pragma unroll
+        for (int n = 0; n < NO; ++n)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                const int d = 8 * n + 2 * t + c;
+                if (d < hs) {
+                    dk[koff + (long long)keys[h] * hs + d] = dK[n][2 * h + c] * scale;
+                    dv[koff + (long long)keys[h] * hs + d] = dV[n][2 * h + c];
+                }
+            }
+    }
+}

@@ -78,6 +78,8 @@ class Variant:
             return 4 * p["BC"]
         if t == "attention_v3_tc_fwd":
             return 32 * p["WARPS"]  # one warp per 16 query rows
+        if t == "attention_v3_tc_bwd":
+            return 32 * p["WARPS"]  # one warp per 16 keys
         raise KeyError(t)
 
     @property
@@ -126,6 +128,9 @@ VARIANTS: list[Variant] = [
     # Tensor cores (bf16 in, fp32 out): 16 query rows per warp, BC keys per tile.
     *_v("attention_tc_fwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_fwd", ("D", "BC", "WARPS"),
         (32, 64, 4), (64, 64, 4), (128, 64, 4), (64, 32, 4), (128, 32, 4), (64, 64, 8), (128, 32, 8)),
+    # Its backward: 16 keys per warp (BC = 16 * WARPS), BR queries per tile.
+    *_v("attention_tc_bwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_bwd", ("D", "BR", "WARPS"),
+        (32, 64, 4), (64, 64, 4), (128, 32, 4), (64, 32, 4)),
     *_v("attention_delta", "v1", "attention.cu", "attention_bwd_delta", ("WARPS",), (4,)),
     *_v("attention_bwd", "v2_flash", "attention.cu", "attention_v2_flash_bwd", ("D", "BR", "BC"),
         (32, 32, 32), (64, 32, 32), (128, 32, 32), (128, 16, 32)),
@@ -240,6 +245,19 @@ def attention_tc_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> L
     return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), 0)
 
 
+def attention_tc_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
+    """Tensor-core backward: one block per 16 * WARPS keys; dynamic shared memory for the K, V, Q, dO, dS tiles."""
+    p = v.p
+    for name, val in (("BH", BH), ("Tq", Tq), ("Tk", Tk), ("hs", hs)):
+        if val < 1:
+            raise ValueError(f"attention {name}: got {val}, expected >= 1")
+    if hs > p["D"]:
+        raise ValueError(f"attention head size: got {hs}, expected at most D={p['D']} for {v.name_expression}")
+    BC, BR, DS = 16 * p["WARPS"], p["BR"], p["D"] + 8
+    smem = (2 * BC * DS + 2 * BR * DS + BR * (BC + 8)) * BF16_BYTES + 2 * BR * FLOAT_BYTES
+    return Launch(_check_grid((ceil_div(Tk, BC), BH, 1)), (v.threads, 1, 1), smem)
+
+
 def attention_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
     p = v.p
     if hs > p["D"]:
@@ -256,6 +274,8 @@ def max_dynamic_smem(v: Variant) -> int:
         return attention_fwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     if v.template == "attention_v2_flash_bwd":
         return attention_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
+    if v.template == "attention_v3_tc_bwd":
+        return attention_tc_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     return 0
 
 
@@ -275,6 +295,7 @@ SIGNATURES = {
     "attention_v1_naive": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v2_flash_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v3_tc_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
+    "attention_v3_tc_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_bwd_delta": ("ptr", "ptr", "ptr", "i32", "i32"),
     "attention_v2_flash_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
 }

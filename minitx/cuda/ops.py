@@ -341,3 +341,41 @@ def attention_backward(dout, q, k, v, out, lse, *, causal: bool = False, keep=No
     _run(bv, cfg, q3, k3, v3, do3, lse2, delta, dq, dk, dv, H, Tq, Tk, hs, 1.0 / math.sqrt(hs), int(causal), Tk - Tq,
          keep)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+
+
+def attention_backward_bf16(dout_bits, q_bits, k_bits, v_bits, out, lse, *, causal: bool = False, keep=None,
+                            variant=None):
+    """Flash backward on tensor cores (``attention_v3_tc_bwd``): returns float32 ``(dq, dk, dv)``.
+
+    ``dout_bits``, ``q_bits``, ``k_bits``, ``v_bits``: uint16 bf16 bits shaped
+    as for :func:`attention_forward_bf16`; ``out`` and ``lse``: float32, what
+    that forward returned. ``delta = rowsum(dO * O)`` comes from
+    ``attention_bwd_delta``; P and dS are rounded to bf16 for the mma.
+    """
+    cp = _cupy()
+    for name, t in (("q_bits", q_bits), ("k_bits", k_bits), ("v_bits", v_bits)):
+        shape = getattr(t, "shape", None)
+        if shape is not None and 0 in tuple(shape):
+            raise ValueError(f"attention_backward_bf16 {name}: got shape {tuple(shape)}, expected no empty axis")
+    q3, k3, v3, H, Tq, Tk, hs, keep = _attn_inputs(q_bits, k_bits, v_bits, keep, np.uint16, "uint16 (bf16 bits)")
+    BH = q3.shape[0]
+    for name, t, dtype, shape in (("dout_bits", dout_bits, np.uint16, q_bits.shape),
+                                  ("out", out, np.float32, q_bits.shape), ("lse", lse, np.float32, q_bits.shape[:-1])):
+        if not isinstance(t, cp.ndarray) or t.dtype != dtype or t.shape != shape:
+            raise ValueError(f"attention_backward_bf16 {name}: got {getattr(t, 'dtype', type(t).__name__)} "
+                             f"{getattr(t, 'shape', '')}, expected a {_runtime.array_kind} {np.dtype(dtype).name} "
+                             f"array of shape {shape}")
+    do3 = cp.ascontiguousarray(dout_bits).reshape(BH, Tq, hs)
+    o3 = cp.ascontiguousarray(out).reshape(BH, Tq, hs)
+    lse2 = cp.ascontiguousarray(lse).reshape(BH, Tq)
+    delta = cp.empty((BH, Tq), dtype=cp.float32)
+    dv_ = launch.default_variant("attention_delta")
+    _run(dv_, launch.rows_launch(dv_, BH * Tq), cp.ascontiguousarray(from_bf16_bits(do3)), o3, delta, BH * Tq, hs)
+    bv = _variant("attention_tc_bwd", "v3_tc", variant, head_size=hs)
+    dq = cp.zeros((BH, Tq, hs), dtype=cp.float32)
+    dk = cp.empty((BH, Tk, hs), dtype=cp.float32)
+    dv = cp.empty((BH, Tk, hs), dtype=cp.float32)
+    cfg = launch.attention_tc_bwd_launch(bv, BH, Tq, Tk, hs)
+    _run(bv, cfg, q3, k3, v3, do3, lse2, delta, dq, dk, dv, H, Tq, Tk, hs, 1.0 / math.sqrt(hs), int(causal), Tk - Tq,
+         keep)
+    return dq.reshape(q_bits.shape), dk.reshape(k_bits.shape), dv.reshape(v_bits.shape)
