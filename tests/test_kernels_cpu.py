@@ -467,3 +467,74 @@ def test_bf16_flash_twin_refuses_unrounded_inputs():
     x = np.full((1, 2, 4), 1 + 2**-10, dtype=np.float32)
     with pytest.raises(ValueError, match="not bf16"):
         R.flash_attention_forward_bf16(x, x, x)
+
+
+TC_BWD_VARIANTS = launch.variants("attention_tc_bwd", "v3_tc")
+
+
+@given(BH=st.integers(1, 2000), Tq=st.integers(1, 9000), Tk=st.integers(1, 9000), hs=st.integers(1, 128))
+def test_attention_tc_backward_launches(BH, Tq, Tk, hs):
+    for v in TC_BWD_VARIANTS:
+        if v.p["D"] < hs:
+            with pytest.raises(ValueError, match="head size"):
+                launch.attention_tc_bwd_launch(v, BH, Tq, Tk, hs)
+            continue
+        cfg = launch.attention_tc_bwd_launch(v, BH, Tq, Tk, hs)
+        keys = 16 * v.p["WARPS"]  # one warp per 16 keys
+        assert cfg.grid[0] * keys >= Tk > (cfg.grid[0] - 1) * keys and cfg.grid[1] == BH
+        assert cfg.shared_mem == launch.max_dynamic_smem(v)  # tiles only: independent of T
+
+
+def _bf16_case(case):
+    B, H, Tq, Tk, hs, causal, padded, _, seed = case
+    rng = np.random.default_rng(seed)
+    q, k, v, dout = (R.bf16_round(rng.standard_normal((B, H, T, hs)).astype(np.float32)) for T in (Tq, Tk, Tk, Tq))
+    keep = None
+    if padded:
+        keep = rng.random((B, Tk)) > 0.3
+        keep[0, :] = False
+    return q, k, v, dout, causal, keep
+
+
+def grad_rel_err(g, ref) -> float:
+    """``||g - ref|| / ||ref||``, the denominator floored at 1e-3 per element (a gradient that is 0 in float64,
+    e.g. dK with a single key, is ~1e-7 in float32)."""
+    return float(np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-3 * np.sqrt(ref.size)))
+
+
+@given(case=bf16_attention_case())
+def test_bf16_flash_backward_twin_matches_float64(case):
+    """bf16 P and dS (relative error <= 2^-8 each, random in sign) move the gradients by about 2^-8 / sqrt(3)
+    in norm; measured up to ~3e-3 over random cases. Checked at 2e-2 against float64 minitx.nn.attention."""
+    q, k, v, dout, causal, keep = _bf16_case(case)
+    bq, bk = case[7]
+    B, H, Tq, hs = q.shape
+    Tk = k.shape[2]
+    out, lse = R.flash_attention_forward_bf16(q, k, v, causal, keep, block_q=bq, block_k=bk)
+    grads = R.flash_attention_backward_bf16(dout, q, k, v, out, lse, causal, keep, block_q=bq, block_k=bk)
+    allowed = np.broadcast_to(R.allowed_mask(Tq, Tk, causal, keep), (B, H, Tq, Tk))
+    _, _, cache = scaled_dot_product_attention_forward(*(t.astype(np.float64) for t in (q, k, v)), mask=allowed)
+    refs = scaled_dot_product_attention_backward(dout.astype(np.float64), cache)
+    for name, g, r in zip(("dq", "dk", "dv"), grads, refs):
+        assert g.dtype == np.float32
+        assert grad_rel_err(g, r) <= 2e-2, name
+
+
+def test_attention_backward_bf16_wrapper_packs_its_arguments():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    q, k, do = (ops.to_bf16_bits(rng.standard_normal(s).astype(np.float32)) for s in ((2, 3, 5, 40), (2, 3, 70, 40),
+                                                                                      (2, 3, 5, 40)))
+    out, lse = np.zeros((2, 3, 5, 40), np.float32), np.zeros((2, 3, 5), np.float32)
+    rt = _RecordingRuntime()
+    with ops.use_runtime(rt):
+        dq, dk, dv = ops.attention_backward_bf16(do, q, k, k, out, lse, causal=True)
+        with pytest.raises(ValueError, match="attention_backward_bf16 lse: got float32 \\(2, 3\\)"):
+            ops.attention_backward_bf16(do, q, k, k, out, lse[..., 0], causal=True)
+    assert dq.shape == (2, 3, 5, 40) and dk.shape == dv.shape == (2, 3, 70, 40)
+    (dv_, _, dargs), (v, cfg, args) = rt.launches
+    assert dv_.template == "attention_bwd_delta" and dargs[0].dtype == np.float32  # dO as float32 for delta
+    assert v.template == "attention_v3_tc_bwd" and v.p["D"] == 64 and cfg.grid == (2, 6, 1)
+    assert [a.dtype for a in args[:9]] == [np.uint16] * 4 + [np.float32] * 5
+    assert tuple(int(a) for a in args[9:13]) == (3, 5, 70, 40) and int(args[15]) == 65
