@@ -210,6 +210,15 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
                 grid=cfg.grid, block=cfg.block, smem=v_.static_smem, ms=round(ms, 4),
                 tflops=round(flops / ms / 1e9, 2), pct_baseline=round(100 * sdpa_ms / ms, 1) if sdpa_ms else None,
                 err=f"{rel_err(cp, o, ref16):.1e}", memory="O(T)")
+    # The tensor-core backward, timed alone (no bf16 baseline here; its accuracy is a GPU test).
+    o16, lse16 = ops.attention_forward_bf16(*bits, causal=causal)
+    do_bits = ops.to_bf16_bits(dout)
+    tc_bwd = launch.default_variant("attention_tc_bwd", "v3_tc", hs)
+    ms = timer(lambda: ops.attention_backward_bf16(do_bits, *bits, o16, lse16, causal=causal, variant=tc_bwd))
+    cfg = launch.attention_tc_bwd_launch(tc_bwd, B * H, T, T, hs)
+    _record(rows, op="attention_bwd bf16", version=tc_bwd.version, dtype="bf16", shape=shape, config=tc_bwd.label,
+            grid=cfg.grid, block=cfg.block, smem=cfg.shared_mem, ms=round(ms, 4),
+            tflops=round(2.5 * flops / ms / 1e9, 2), pct_baseline=None, err="")
     del ref16
     # backward
     grads_ref = _naive_attention_backward(cp, dout.astype(cp.float64), *(t.astype(cp.float64) for t in (q, k, v)),
