@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["minitx", "minitx.*"]),
-    package_data={"minitx": ["py.typed"]},
+    package_data={"minitx": ["py.typed", "cuda/simt.hpp"]},
     install_requires=[
         "numpy>=1.24",
         "regex>=2023.0",

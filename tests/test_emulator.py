@@ -100,6 +100,15 @@ __global__ void pack_pairs(const float* x, unsigned int* y, int n) {
     if (i < n) y[i] = pack_bf16x2(x[2 * i], x[2 * i + 1]);
 }
 
+// A float4 load from x + offset: misaligned unless offset is a multiple of 4.
+__global__ void load_float4(const float* x, float* y, int offset) {
+    const float4 v = *reinterpret_cast<const float4*>(x + offset);
+    y[0] = v.x + v.y + v.z + v.w;
+}
+
+// Writes y[n] (one float past the end) when told to.
+__global__ void write_one_past(float* y, int n) { if (threadIdx.x == 0) y[n] = 7.0f; }
+
 __global__ void add_tiny(const float* x, float* y) { y[threadIdx.x] = x[threadIdx.x] * 1.0f + 0.0f; }
 
 // Needs more fiber stack than a GPU thread would ever have: recursion with a big frame.
@@ -112,7 +121,7 @@ __device__ float burn(int depth) {
 __global__ void deep_stack(float* y, int depth) { y[threadIdx.x] = burn(depth); }
 """
 EXPRS = ["reverse_chunks<1>", "reverse_chunks<0>", "write_past_end", "read_dynamic_smem", "divergent_shuffle",
-         "numbering", "one_mma", "pack_pairs", "add_tiny", "deep_stack"]
+         "numbering", "one_mma", "pack_pairs", "add_tiny", "deep_stack", "load_float4", "write_one_past"]
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +162,24 @@ def test_a_write_past_the_end_of_a_buffer_is_reported_with_its_argument_and_thre
     with pytest.raises(emulator.EmulatorError, match=r"past the end of argument 0 \(shape \(100,\).*block \(1, 0, 0\), "
                                                      r"thread \(36, 0, 0\)"):
         run(module, "write_past_end", (2, 1, 1), (64, 1, 1), y, np.int32(100))
+
+
+def test_a_write_just_past_the_end_is_caught_in_the_alignment_slack(module):
+    y = np.zeros(5, np.float32)  # 20 bytes: the guarded copy keeps the address mod 16, so 12 bytes of slack follow
+    with pytest.raises(emulator.EmulatorError, match=r"wrote within 16 bytes past the end of argument 0 \(shape \(5,\)"):
+        run(module, "write_one_past", (1, 1, 1), (32, 1, 1), y, np.int32(5))
+    run(module, "write_one_past", (1, 1, 1), (32, 1, 1), y, np.int32(4))
+    assert y[4] == 7.0
+
+
+def test_a_misaligned_vector_load_is_an_error_and_alignment_is_kept(module):
+    x = np.arange(64, dtype=np.float32)
+    for base in (x, x[4:]):  # 16-byte aligned starts, whatever their size
+        y = np.zeros(1, np.float32)
+        run(module, "load_float4", (1, 1, 1), (1, 1, 1), base, y, np.int32(8))
+        assert y[0] == base[8:12].sum()
+    with pytest.raises(emulator.EmulatorError, match="misaligned memory access"):
+        run(module, "load_float4", (1, 1, 1), (1, 1, 1), x, np.zeros(1, np.float32), np.int32(1))
 
 
 def test_reading_past_dynamic_shared_memory_is_reported(module):

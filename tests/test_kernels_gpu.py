@@ -1,6 +1,16 @@
-"""GPU property tests: every kernel variant against NumPy, over hypothesis-drawn shapes.
+"""Kernel property tests: every kernel variant against NumPy, over hypothesis-drawn shapes.
 
-Marked ``gpu``: skipped (with the reason) without CuPy and a CUDA device.
+Each test runs on two devices:
+
+* ``cuda``: the real GPU through CuPy. Marked ``gpu``: skipped (with the
+  reason) without CuPy and a CUDA device.
+* ``emulator``: the same kernel source on the CPU emulator
+  (:mod:`minitx.cuda.emulator`), through the same wrappers in
+  :mod:`minitx.cuda.ops`, over NumPy arrays. This runs in CI. Odd-numbered
+  seeds run the threads and blocks in reverse order, so a kernel whose answer
+  depends on thread order (a missing barrier) fails one of them; reads and
+  writes past the end of any buffer and unwritten outputs fail too.
+
 References are computed in float64 on the CPU from the very float32 (or
 bf16-rounded) inputs the kernel sees; the check is the relative error
 ``||out - ref|| / ||ref||`` (llm.c's ``tol + |ref| * eps`` in norm form):
@@ -13,6 +23,8 @@ element fails.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,38 +36,81 @@ from minitx.nn.attention import scaled_dot_product_attention_backward, scaled_do
 from minitx.nn.norm import layernorm_backward, layernorm_forward
 from minitx.nn.softmax import softmax_forward
 
-pytestmark = pytest.mark.gpu
-
 FP32_TOL = 2e-5
 FEW = settings(max_examples=12)
 
 
-def _cp():
-    import cupy  # noqa: PLC0415
+class Device:
+    """Where a test's kernels run: ``cuda`` (CuPy on a GPU) or ``emulator`` (NumPy on the CPU)."""
 
-    return cupy
+    def __init__(self, name: str):
+        self.name = name
+        self.emulated = name == "emulator"
+
+    def __repr__(self):
+        return self.name
+
+    @contextlib.contextmanager
+    def session(self, seed: int = 0):
+        """The launches inside run on this device (the emulator alternates thread order by seed)."""
+        if self.emulated:
+            from minitx.cuda import emulator  # noqa: PLC0415
+
+            with emulator.activate("reverse" if seed % 2 else "forward"):
+                yield self
+        else:
+            yield self
+
+    def put(self, x):
+        if self.emulated:
+            return np.array(x, copy=True)
+        import cupy  # noqa: PLC0415
+
+        return cupy.asarray(x)
+
+    def get(self, x):
+        return np.asarray(x) if self.emulated else x.get()
+
+    def full(self, shape, value, dtype=np.float32):
+        return np.full(shape, value, dtype) if self.emulated else self.put(np.full(shape, value, dtype))
 
 
-def rel_err(out, ref) -> float:
+def _emulator_missing():
+    from minitx.cuda import emulator  # noqa: PLC0415
+
+    return emulator.available()
+
+
+DEVICES = [
+    pytest.param(Device("cuda"), id="cuda", marks=pytest.mark.gpu),
+    pytest.param(Device("emulator"), id="emulator",
+                 marks=pytest.mark.skipif(_emulator_missing() is not None, reason=str(_emulator_missing()))),
+]
+on_devices = pytest.mark.parametrize("dev", DEVICES)
+
+
+def rel_err(out, ref, scale: float = 0.0) -> float:
+    """``||out - ref|| / max(||ref||, scale)``: ``scale`` is the size the result would have
+    without cancellation, for results that can be exactly zero (dQ of a query with one key)."""
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     assert out.shape == ref.shape, (out.shape, ref.shape)
     assert np.all(np.isfinite(out)), "NaN/Inf in the kernel output (unwritten element?)"
-    return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30))
+    return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), scale, 1e-30))
 
 
 dim = st.one_of(st.sampled_from([1, 2, 3, 5, 7, 31, 33, 64, 127, 129, 131]), st.integers(1, 300))
 MATMUL_VARIANTS = launch.variants("matmul")
 
 
+@on_devices
 @pytest.mark.parametrize("variant", MATMUL_VARIANTS, ids=[v.name_expression for v in MATMUL_VARIANTS])
 @FEW
 @given(M=dim, N=dim, K=dim, batch=st.sampled_from([0, 1, 3]), ta=st.booleans(), tb=st.booleans(),
        shared_b=st.booleans(), seed=st.integers(0, 2**16))
-def test_matmul(variant, M, N, K, batch, ta, tb, shared_b, seed):
+def test_matmul(dev, variant, M, N, K, batch, ta, tb, shared_b, seed):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     rng = np.random.default_rng(seed)
     lead = () if batch == 0 else (batch,)
     a = rng.standard_normal(lead + ((K, M) if ta else (M, K))).astype(np.float32)
@@ -64,70 +119,76 @@ def test_matmul(variant, M, N, K, batch, ta, tb, shared_b, seed):
     a64 = np.swapaxes(a, -1, -2) if ta else a
     b64 = np.swapaxes(b, -1, -2) if tb else b
     ref = a64.astype(np.float64) @ b64.astype(np.float64)
-    shape = ref.shape
-    out = cp.full(shape, cp.nan, dtype=cp.float32)
-    c = ops.matmul(cp.asarray(a), cp.asarray(b), variant=variant, trans_a=ta, trans_b=tb, out=out)
-    assert rel_err(c.get(), ref) <= FP32_TOL
+    with dev.session(seed):
+        out = dev.full(ref.shape, np.nan)
+        c = ops.matmul(dev.put(a), dev.put(b), variant=variant, trans_a=ta, trans_b=tb, out=out)
+    assert rel_err(dev.get(c), ref) <= FP32_TOL
 
 
 BF16_VARIANTS = launch.variants("matmul_bf16")
 
 
+@on_devices
 @pytest.mark.parametrize("variant", BF16_VARIANTS, ids=[v.name_expression for v in BF16_VARIANTS])
 @FEW
 @given(M=dim, N=dim, K=dim, batch=st.sampled_from([0, 2]), seed=st.integers(0, 2**16))
-def test_matmul_bf16_tensor_cores(variant, M, N, K, batch, seed):
+def test_matmul_bf16_tensor_cores(dev, variant, M, N, K, batch, seed):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     rng = np.random.default_rng(seed)
     lead = () if batch == 0 else (batch,)
     a = rng.standard_normal(lead + (M, K)).astype(np.float32)
     b = rng.standard_normal(lead + (K, N)).astype(np.float32)
     ab, bb = ops.to_bf16_bits(a), ops.to_bf16_bits(b)
-    c = ops.matmul_bf16(cp.asarray(ab), cp.asarray(bb), variant=variant).get()
+    with dev.session(seed):
+        c = dev.get(ops.matmul_bf16(dev.put(ab), dev.put(bb), variant=variant))
     exact = ops.from_bf16_bits(ab).astype(np.float64) @ ops.from_bf16_bits(bb).astype(np.float64)
     assert rel_err(c, exact) <= FP32_TOL
     assert rel_err(c, a.astype(np.float64) @ b.astype(np.float64)) <= 2e-2
 
 
+@on_devices
 @pytest.mark.parametrize("variant", launch.variants("softmax"), ids=lambda v: v.name_expression)
 @FEW
 @given(rows=st.integers(1, 70), C=st.one_of(dim, st.integers(1000, 5000)), scale=st.sampled_from([1.0, 30.0]),
        seed=st.integers(0, 2**16))
-def test_softmax(variant, rows, C, scale, seed):
+def test_softmax(dev, variant, rows, C, scale, seed):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((rows, C)) * scale).astype(np.float32)
     x[0, : C // 2] = R.MASKED  # masked scores; and a fully masked row if C == 1
-    y = ops.softmax(cp.asarray(x), variant=variant).get()
+    with dev.session(seed):
+        y = dev.get(ops.softmax(dev.put(x), variant=variant))
     ref, _ = softmax_forward(x.astype(np.float64))
     assert rel_err(y, ref) <= FP32_TOL
 
 
+@on_devices
 @pytest.mark.parametrize("fwd", launch.variants("layernorm_fwd"), ids=lambda v: v.name_expression)
 @FEW
 @given(rows=st.integers(1, 300), D=st.one_of(dim, st.sampled_from([768, 1024, 4096])), seed=st.integers(0, 2**16))
-def test_layernorm_forward_backward(fwd, rows, D, seed):
+def test_layernorm_forward_backward(dev, fwd, rows, D, seed):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((rows, D)) * 3 + 1).astype(np.float32)
     gamma = rng.standard_normal(D).astype(np.float32)
     beta = rng.standard_normal(D).astype(np.float32)
     dy = rng.standard_normal((rows, D)).astype(np.float32)
-    y, (mean, rstd) = ops.layernorm_forward(cp.asarray(x), cp.asarray(gamma), cp.asarray(beta), variant=fwd)
     ref, cache = layernorm_forward(x.astype(np.float64), gamma.astype(np.float64), beta.astype(np.float64))
-    assert rel_err(y.get(), ref) <= FP32_TOL
-    for bwd in launch.variants("layernorm_bwd"):
-        dx, dg, db = ops.layernorm_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(gamma), mean, rstd, variant=bwd)
-        rdx, rdg, rdb = layernorm_backward(dy.astype(np.float64), cache)
-        assert rel_err(dx.get(), rdx) <= 1e-4  # cancellation in g - mean(g) - xhat mean(g xhat)
-        assert rel_err(dg.get(), rdg) <= FP32_TOL * 10
-        assert rel_err(db.get(), rdb) <= FP32_TOL * 10
+    rdx, rdg, rdb = layernorm_backward(dy.astype(np.float64), cache)
+    rstd_terms = dy * gamma / np.sqrt(x.astype(np.float64).var(-1, keepdims=True) + 1e-5)
+    with dev.session(seed):
+        y, (mean, rstd) = ops.layernorm_forward(dev.put(x), dev.put(gamma), dev.put(beta), variant=fwd)
+        assert rel_err(dev.get(y), ref) <= FP32_TOL
+        for bwd in launch.variants("layernorm_bwd"):
+            dx, dg, db = ops.layernorm_backward(dev.put(dy), dev.put(x), dev.put(gamma), mean, rstd, variant=bwd)
+            # dx = rstd (g - mean(g) - xhat mean(g xhat)) cancels (for D = 2 to ~1e-3 of its terms): the
+            # error is measured against the size of the terms, ||rstd * g||
+            assert rel_err(dev.get(dx), rdx, scale=float(np.linalg.norm(rstd_terms))) <= 1e-4
+            assert rel_err(dev.get(dg), rdg) <= FP32_TOL * 10
+            assert rel_err(dev.get(db), rdb) <= FP32_TOL * 10
 
 
 @st.composite
@@ -156,25 +217,26 @@ def _attn_inputs(case):
 FWD_VARIANTS = launch.variants("attention_fwd")
 
 
+@on_devices
 @pytest.mark.parametrize("variant", FWD_VARIANTS, ids=[v.name_expression for v in FWD_VARIANTS])
 @FEW
 @given(case=attn_case())
-def test_attention_forward(variant, case):
+def test_attention_forward(dev, variant, case):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     q, k, v, causal, keep, _ = _attn_inputs(case)
     hs = q.shape[-1]
     if "D" in variant.p and hs > variant.p["D"]:
         return
-    o, lse = ops.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v), causal=causal,
-                                   keep=None if keep is None else cp.asarray(keep), version=variant.version,
-                                   variant=variant)
+    with dev.session(case[-1]):
+        o, lse = ops.attention_forward(dev.put(q), dev.put(k), dev.put(v), causal=causal,
+                                       keep=None if keep is None else dev.put(keep), version=variant.version,
+                                       variant=variant)
     allowed = np.broadcast_to(R.allowed_mask(q.shape[2], k.shape[2], causal, keep), o.shape[:-1] + (k.shape[2],))
     ref, _, _ = scaled_dot_product_attention_forward(*(t.astype(np.float64) for t in (q, k, v)), mask=allowed)
     _, lse_ref = R.naive_attention(*(t.astype(np.float64) for t in (q, k, v)), causal, keep)
-    assert rel_err(o.get(), ref) <= FP32_TOL
-    lse = lse.get()
+    assert rel_err(dev.get(o), ref) <= FP32_TOL
+    lse = dev.get(lse)
     np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
     finite = np.isfinite(lse_ref)
     np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
@@ -183,47 +245,53 @@ def test_attention_forward(variant, case):
 BWD_VARIANTS = launch.variants("attention_bwd")
 
 
+@on_devices
 @pytest.mark.parametrize("variant", BWD_VARIANTS, ids=[v.name_expression for v in BWD_VARIANTS])
 @FEW
 @given(case=attn_case())
-def test_attention_backward(variant, case):
+def test_attention_backward(dev, variant, case):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     q, k, v, causal, keep, rng = _attn_inputs(case)
     if q.shape[-1] > variant.p["D"]:
         return
     dout = rng.standard_normal(q.shape).astype(np.float32)
-    dq_, kq, vq = cp.asarray(q), cp.asarray(k), cp.asarray(v)
-    keep_d = None if keep is None else cp.asarray(keep)
-    o, lse = ops.attention_forward(dq_, kq, vq, causal=causal, keep=keep_d)
-    grads = ops.attention_backward(cp.asarray(dout), dq_, kq, vq, o, lse, causal=causal, keep=keep_d, variant=variant)
+    with dev.session(case[-1]):
+        qd, kd, vd = dev.put(q), dev.put(k), dev.put(v)
+        keep_d = None if keep is None else dev.put(keep)
+        o, lse = ops.attention_forward(qd, kd, vd, causal=causal, keep=keep_d)
+        grads = ops.attention_backward(dev.put(dout), qd, kd, vd, o, lse, causal=causal, keep=keep_d, variant=variant)
     allowed = np.broadcast_to(R.allowed_mask(q.shape[2], k.shape[2], causal, keep), q.shape[:-1] + (k.shape[2],))
     _, _, cache = scaled_dot_product_attention_forward(*(t.astype(np.float64) for t in (q, k, v)), mask=allowed)
     refs = scaled_dot_product_attention_backward(dout.astype(np.float64), cache)
     for name, g, r in zip(("dq", "dk", "dv"), grads, refs):
-        assert rel_err(g.get(), r) <= 1e-4, name  # recomputed P and atomics: a little looser than fp32 GEMM
+        # recomputed P and atomics: a little looser than fp32 GEMM; dQ and dK are exactly 0 when every
+        # query sees one key, so the error is measured against the size of dout there
+        assert rel_err(dev.get(g), r, scale=float(np.linalg.norm(dout))) <= 1e-4, name
 
 
-def test_attention_many_heads():
+@on_devices
+def test_attention_many_heads(dev):
     """Large batch x heads (grid.y) with the default variants."""
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     rng = np.random.default_rng(0)
-    q, k, v = (rng.standard_normal((64, 12, 37, 64)).astype(np.float32) for _ in range(3))
-    o, lse = ops.attention_forward(*(cp.asarray(t) for t in (q, k, v)), causal=True)
+    shape = (8, 12, 37, 64) if dev.emulated else (64, 12, 37, 64)  # the emulator runs blocks one at a time
+    q, k, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    with dev.session():
+        o, lse = ops.attention_forward(*(dev.put(t) for t in (q, k, v)), causal=True)
     ref, _ = R.naive_attention(*(t.astype(np.float64) for t in (q, k, v)), True)
-    assert rel_err(o.get(), ref) <= FP32_TOL
+    assert rel_err(dev.get(o), ref) <= FP32_TOL
 
 
-def test_head_size_over_128_is_refused():
+@on_devices
+def test_head_size_over_128_is_refused(dev):
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
-    x = cp.zeros((1, 1, 4, 129), dtype=cp.float32)
-    with pytest.raises(ValueError, match="at most 128"):
-        ops.attention_forward(x, x, x)
+    with dev.session():
+        x = dev.put(np.zeros((1, 1, 4, 129), dtype=np.float32))
+        with pytest.raises(ValueError, match="at most 128"):
+            ops.attention_forward(x, x, x)
 
 
 TC_VARIANTS = launch.variants("attention_tc_fwd", "v3_tc")
@@ -242,23 +310,24 @@ def bf16_attention_reference(q, k, v, causal, keep):
     return ref, lse, (2**-8 + 2e-5) * abs_v + 1e-6
 
 
+@on_devices
 @pytest.mark.parametrize("variant", TC_VARIANTS, ids=[v.name_expression for v in TC_VARIANTS])
 @FEW
 @given(case=attn_case())
-def test_attention_tensor_cores_forward(variant, case):
+def test_attention_tensor_cores_forward(dev, variant, case):
     """bf16 in: within the bf16-weight bound of float64 attention on the same bf16 inputs; lse to 1e-5."""
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     q, k, v, causal, keep, _ = _attn_inputs(case)
     if q.shape[-1] > variant.p["D"]:
         return
     bits = [ops.to_bf16_bits(t) for t in (q, k, v)]
     qb, kb, vb = (ops.from_bf16_bits(b) for b in bits)  # the values the kernel sees
-    o, lse = ops.attention_forward_bf16(*(cp.asarray(b) for b in bits), causal=causal,
-                                        keep=None if keep is None else cp.asarray(keep), variant=variant)
+    with dev.session(case[-1]):
+        o, lse = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=causal,
+                                            keep=None if keep is None else dev.put(keep), variant=variant)
     ref, lse_ref, bound = bf16_attention_reference(qb, kb, vb, causal, keep)
-    o = o.get()
+    o = dev.get(o)
     assert np.all(np.isfinite(o)), "NaN/Inf in the kernel output (unwritten element?)"
     assert np.all(np.abs(o - ref) <= bound), f"max excess {np.max(np.abs(o - ref) - bound):.3g}"
     assert rel_err(o, ref) <= 1e-2
@@ -267,51 +336,53 @@ def test_attention_tensor_cores_forward(variant, case):
     # Same algorithm; the two differ only where a weight's fp32 value sits so close to a bf16
     # rounding boundary that the kernel and NumPy round it different ways: both within the bound.
     assert np.all(np.abs(o - twin) <= 2 * bound)
-    lse = lse.get()
+    lse = dev.get(lse)
     np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
     finite = np.isfinite(lse_ref)
     np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
 
 
-def test_attention_tensor_cores_long_and_many_heads():
-    """T = 1000 causal with the default variants, and B*H = 768 (grid.y)."""
+@on_devices
+def test_attention_tensor_cores_long_and_many_heads(dev):
+    """T = 1000 causal with the default variants, and many heads (grid.y)."""
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     rng = np.random.default_rng(0)
-    for shape in ((1, 2, 1000, 64), (64, 12, 37, 128)):
+    shapes = ((1, 2, 300, 64), (8, 12, 37, 128)) if dev.emulated else ((1, 2, 1000, 64), (64, 12, 37, 128))
+    for shape in shapes:
         bits = [ops.to_bf16_bits(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
-        o, _ = ops.attention_forward_bf16(*(cp.asarray(b) for b in bits), causal=True)
+        with dev.session():
+            o, _ = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=True)
         ref, _, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), True, None)
-        assert np.all(np.abs(o.get() - ref) <= bound)
+        assert np.all(np.abs(dev.get(o) - ref) <= bound)
 
 
 TC_BWD_VARIANTS = launch.variants("attention_tc_bwd", "v3_tc")
 
 
+@on_devices
 @pytest.mark.parametrize("variant", TC_BWD_VARIANTS, ids=[v.name_expression for v in TC_BWD_VARIANTS])
 @FEW
 @given(case=attn_case())
-def test_attention_tensor_cores_backward(variant, case):
+def test_attention_tensor_cores_backward(dev, variant, case):
     """bf16 P and dS (as FlashAttention): gradients within 2e-2 of float64 in norm (~3e-3 seen on the emulator)."""
     from minitx.cuda import ops  # noqa: PLC0415
 
-    cp = _cp()
     q, k, v, causal, keep, rng = _attn_inputs(case)
     if q.shape[-1] > variant.p["D"]:
         return
     dout = rng.standard_normal(q.shape).astype(np.float32)
     bits = [ops.to_bf16_bits(t) for t in (q, k, v, dout)]
     qb, kb, vb, dob = (ops.from_bf16_bits(b) for b in bits)
-    dbits = [cp.asarray(b) for b in bits]
-    keep_d = None if keep is None else cp.asarray(keep)
-    o, lse = ops.attention_forward_bf16(*dbits[:3], causal=causal, keep=keep_d)
-    grads = ops.attention_backward_bf16(dbits[3], *dbits[:3], o, lse, causal=causal, keep=keep_d, variant=variant)
+    with dev.session(case[-1]):
+        dbits = [dev.put(b) for b in bits]
+        keep_d = None if keep is None else dev.put(keep)
+        o, lse = ops.attention_forward_bf16(*dbits[:3], causal=causal, keep=keep_d)
+        grads = ops.attention_backward_bf16(dbits[3], *dbits[:3], o, lse, causal=causal, keep=keep_d,
+                                            variant=variant)
     allowed = np.broadcast_to(R.allowed_mask(q.shape[2], k.shape[2], causal, keep), q.shape[:-1] + (k.shape[2],))
     _, _, cache = scaled_dot_product_attention_forward(*(t.astype(np.float64) for t in (qb, kb, vb)), mask=allowed)
     refs = scaled_dot_product_attention_backward(dob.astype(np.float64), cache)
     for name, g, r in zip(("dq", "dk", "dv"), grads, refs):
-        g = g.get()
-        assert np.all(np.isfinite(g)), name
-        # denominator floored: a gradient that is exactly 0 in float64 (one key) is ~1e-7 in fp32
-        assert np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-3 * np.sqrt(r.size)) <= 2e-2, name
+        # dQ and dK are exactly 0 when every query sees one key: there the error is measured against |dout|
+        assert rel_err(dev.get(g), r, scale=float(np.linalg.norm(dob))) <= 2e-2, name

@@ -97,6 +97,37 @@ for version in launch.MATMUL_VERSIONS:
     print(f"{version:15s} {v.label:40s} grid={cfg.grid} threads={v.threads:4d} smem={v.static_smem:5d} B")
 
 # %% [markdown]
+# ### The real kernels, on this CPU
+#
+# The twins above prove the *algorithm*. The CUDA text itself can run here
+# too: `minitx.cuda.emulator` compiles `kernels/matmul.cu` with g++ and
+# runs each CUDA thread as a fiber, each `__syncthreads()` as a point where
+# every fiber of the block waits, each warp shuffle and tensor-core `mma.sync`
+# by the rules of the PTX manual. Inside `emulator.activate()` the ordinary
+# wrappers in `minitx.cuda.ops` take NumPy arrays. It is slow (one block at
+# a time, one core) and says nothing about speed, but it checks indexing,
+# tails of tiles, barriers and fragment layouts before any GPU is involved.
+# Running the threads in reverse order is how it catches a missing
+# `__syncthreads()`: the answer changes with the order.
+
+# %%
+from minitx.cuda import emulator, ops
+
+why_not = emulator.available()
+if why_not:
+    print("emulator unavailable here:", why_not)
+else:
+    a32 = rng.standard_normal((37, 29)).astype(np.float32)  # sizes that fill no tile exactly
+    b32 = rng.standard_normal((29, 53)).astype(np.float32)
+    for order in ("forward", "reverse"):
+        with emulator.activate(order) as device:
+            for version in launch.MATMUL_VERSIONS:
+                c = ops.matmul(a32, b32, version=version)
+                err = np.abs(c - a32.astype(np.float64) @ b32).max()
+                assert err < 1e-4, (version, order, err)
+        print(f"{order:7s} thread order: {device.launches} kernel launches, every rung equals a @ b to < 1e-4")
+
+# %% [markdown]
 # ## 3. Online softmax
 #
 # Softmax needs the row maximum (for stability) and the sum of exponentials.

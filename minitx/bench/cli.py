@@ -1,4 +1,5 @@
-"""``minitx bench``: benchmark harnesses. ``minitx bench kernels`` needs a CUDA GPU and CuPy."""
+"""``minitx bench``: benchmark harnesses. ``minitx bench kernels`` needs a CUDA GPU and CuPy
+(or ``--device emulator`` for a CPU dry run of the harness)."""
 from __future__ import annotations
 
 
@@ -12,6 +13,8 @@ def add_parser(subparsers) -> None:
                    help="comma-separated subset of: matmul, attention, rows (softmax + LayerNorm)")
     k.add_argument("--quick", action="store_true", help="small shapes (a smoke test, not the reported figures)")
     k.add_argument("--budget", type=float, default=0.6, help="seconds of repetitions per measurement (default 0.6)")
+    k.add_argument("--device", choices=("cuda", "emulator"), default="cuda",
+                   help="cuda (default), or emulator: a CPU dry run of the harness at tiny shapes, timings meaningless")
     k.set_defaults(func=_kernels)
 
 
@@ -20,15 +23,22 @@ def _kernels(args) -> int:
     bad = set(ops) - {"matmul", "attention", "rows"}
     if bad:
         raise ValueError(f"--ops: got {sorted(bad)}, expected a subset of matmul, attention, rows")
-    try:
-        import cupy  # noqa: PLC0415
+    if args.device == "emulator":
+        from minitx.cuda import emulator  # noqa: PLC0415
 
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no device")
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"bench kernels needs CuPy and a CUDA GPU ({type(exc).__name__}: {exc})") from exc
+        if emulator.available():
+            raise ValueError(f"bench kernels --device emulator: {emulator.available()}")
+    else:
+        try:
+            import cupy  # noqa: PLC0415
+
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no device")
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"bench kernels needs CuPy and a CUDA GPU ({type(exc).__name__}: {exc}); "
+                             "--device emulator runs the harness on the CPU") from exc
     from minitx.bench.kernels import run  # noqa: PLC0415
 
-    run(args.out, ops, quick=args.quick, budget_s=args.budget)
+    run(args.out, ops, quick=args.quick, budget_s=args.budget, device=args.device)
     print(f"wrote {args.out}/kernels.md and kernels.jsonl")
     return 0

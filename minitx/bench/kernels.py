@@ -18,6 +18,12 @@ buffer overwritten) before every repetition, median of the repetitions after
 a warm-up. Error: ``||out - ref|| / ||ref||`` against a float64 computation.
 Writes ``kernels.jsonl`` (one JSON object per measurement), ``kernels.md``
 (a Markdown table) and, with matplotlib, ``kernels_ladder.png``.
+
+``device="emulator"`` runs the whole harness on the CPU emulator
+(:mod:`minitx.cuda.emulator`) at tiny shapes, with wall-clock timing of a
+single repetition: the figures mean nothing, but every code path of the
+harness, every launch and every error column is exercised, so the one GPU
+run does not die on a Python bug (``tests/test_bench_kernels.py``).
 """
 from __future__ import annotations
 
@@ -60,6 +66,32 @@ class Timer:
             if len(times) >= self.min_reps and time.perf_counter() - t0 > self.budget_s:
                 break
         return statistics.median(times)
+
+
+class WallTimer:
+    """The emulator's stand-in for :class:`Timer`: one call, wall-clock milliseconds (meaningless as speed)."""
+
+    def __call__(self, fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return max((time.perf_counter() - t0) * 1e3, 1e-6)
+
+
+class EmulatedCuPy:
+    """The slice of the CuPy namespace the harness uses, backed by NumPy (arrays stay on the CPU)."""
+
+    def __init__(self):
+        from minitx.cuda.emulator import PoisonedNumPy  # noqa: PLC0415
+
+        self._np = PoisonedNumPy()
+
+    def __getattr__(self, name):
+        return getattr(self._np, name)
+
+    def asarray(self, x, dtype=None):
+        if type(x).__module__.startswith("torch"):
+            raise TypeError("a PyTorch tensor cannot reach the CPU emulator")
+        return np.asarray(x, dtype=dtype)
 
 
 def rel_err(cp, out, ref) -> float:
@@ -322,33 +354,57 @@ def plot_ladder(rows, path: Path) -> bool:
     return True
 
 
-def run(out_dir: str | Path, ops=("matmul", "attention", "rows"), quick: bool = False, budget_s: float = 0.6) -> list:
-    """Run the benchmarks; write kernels.jsonl / kernels.md / kernels_ladder.png into ``out_dir``."""
+def run(out_dir: str | Path, ops=("matmul", "attention", "rows"), quick: bool = False, budget_s: float = 0.6,
+        device: str = "cuda") -> list:
+    """Run the benchmarks; write kernels.jsonl / kernels.md / kernels_ladder.png into ``out_dir``.
+
+    ``device="emulator"``: a dry run of the harness on the CPU emulator at tiny shapes (see the module doc).
+    """
+    if device not in ("cuda", "emulator"):
+        raise ValueError(f"bench kernels device: got {device!r}, expected 'cuda' or 'emulator'")
     if os.environ.get("CUPY_TF32", "0") != "0":
         raise ValueError("CUPY_TF32 is set: the fp32 baseline must be strict fp32; run with CUPY_TF32=0")
     os.environ["CUPY_TF32"] = "0"
-    import cupy as cp  # noqa: PLC0415
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    timer = Timer(cp, budget_s=budget_s)
     rows: list = []
-    dev = cp.cuda.Device()
-    props = cp.cuda.runtime.getDeviceProperties(dev.id)
-    print(f"device: {props['name'].decode()} (sm_{dev.compute_capability})", flush=True)
-    if "matmul" in ops:
-        bench_matmul(cp, timer, rows, 1024 if quick else 4096, sweep=True)
-    if "attention" in ops:
-        if quick:
-            bench_attention(cp, timer, rows, 2, 4, 512, 64, causal=True)
-        else:
-            bench_attention(cp, timer, rows, 4, 16, 4096, 64, causal=True, sweep=True)
-            bench_attention(cp, timer, rows, 4, 16, 4096, 128, causal=False, sweep=False)
-    if "rows" in ops:
-        bench_rows(cp, timer, rows, 4096 if quick else 65536, 1024 if quick else 4096)
+    if device == "emulator":
+        from minitx.cuda import emulator  # noqa: PLC0415
+
+        cp, timer = EmulatedCuPy(), WallTimer()
+        print("device: CPU emulator (a dry run of the harness: the timings mean nothing)", flush=True)
+        with emulator.activate():
+            _run_all(cp, timer, rows, ops, sizes=TINY)
+        title = "Emulator dry run (CPU): every figure below is a wall-clock time of emulated code, not a measurement"
+    else:
+        import cupy as cp  # noqa: PLC0415
+
+        timer = Timer(cp, budget_s=budget_s)
+        dev = cp.cuda.Device()
+        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        print(f"device: {props['name'].decode()} (sm_{dev.compute_capability})", flush=True)
+        _run_all(cp, timer, rows, ops, sizes=QUICK if quick else FULL)
+        title = None
     with open(out / "kernels.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}) + "\n")
-    (out / "kernels.md").write_text(to_markdown(rows), encoding="utf-8")
+    (out / "kernels.md").write_text((f"**{title}**\n\n" if title else "") + to_markdown(rows), encoding="utf-8")
     plot_ladder(rows, out / "kernels_ladder.png")
     return rows
+
+
+#: Problem sizes: matmul n; attention runs (B, H, T, hs, causal, sweep); rows (n_rows, C).
+FULL = dict(matmul=4096, attention=((4, 16, 4096, 64, True, True), (4, 16, 4096, 128, False, False)),
+            rows=(65536, 4096))
+QUICK = dict(matmul=1024, attention=((2, 4, 512, 64, True, True),), rows=(4096, 1024))
+TINY = dict(matmul=72, attention=((1, 2, 40, 32, True, True), (1, 1, 33, 128, False, False)), rows=(9, 200))
+
+
+def _run_all(cp, timer, rows, ops, sizes) -> None:
+    if "matmul" in ops:
+        bench_matmul(cp, timer, rows, sizes["matmul"], sweep=True)
+    if "attention" in ops:
+        for B, H, T, hs, causal, sweep in sizes["attention"]:
+            bench_attention(cp, timer, rows, B, H, T, hs, causal=causal, sweep=sweep)
+    if "rows" in ops:
+        bench_rows(cp, timer, rows, *sizes["rows"])

@@ -6,7 +6,11 @@
   compiles with ``cupy.RawModule`` (on a GPU) or ``cupy.cuda.nvrtc`` (on any
   machine, for the compile-and-spill check).
 * :mod:`minitx.cuda.ops`       the launch wrappers: ``matmul``, ``softmax``,
-  ``layernorm_*``, ``attention_*`` on CuPy arrays.
+  ``layernorm_*``, ``attention_*`` on CuPy arrays (or NumPy arrays under
+  the emulator: ``ops.use_runtime``).
 * :mod:`minitx.cuda.reference` NumPy twins of the tiled algorithms, so each
   algorithm is proven on a CPU before a GPU runs it.
+* :mod:`minitx.cuda.emulator`  runs the CUDA source itself on the CPU (g++,
+  one fiber per CUDA thread; ``simt.hpp`` gives each CUDA word its meaning),
+  behind the same wrappers, so CI executes every kernel without a GPU.
 """

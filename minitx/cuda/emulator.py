@@ -62,7 +62,10 @@ from . import launch, loader
 
 HEADER = Path(__file__).with_name("simt.hpp")
 CXX = os.environ.get("CXX", "g++")
-CXXFLAGS = ("-std=c++17", "-O1", "-fPIC", "-shared", "-w", "-fno-strict-aliasing", "-ffp-contract=off")
+#: -fsanitize=alignment with a trap: a float4 access at an address that is not a multiple of 16 (a fault
+#: on the GPU, harmless on x86) stops the kernel with SIGILL, which the emulator reports.
+CXXFLAGS = ("-std=c++17", "-O1", "-fPIC", "-shared", "-w", "-fno-strict-aliasing", "-ffp-contract=off",
+            "-fsanitize=alignment", "-fsanitize-undefined-trap-on-error")
 #: The GPU whose limits a launch is checked against (an H200: sm_90).
 MAX_THREADS_PER_BLOCK = 1024
 MAX_SMEM_PER_BLOCK = launch.MAX_SMEM_OPTIN[90]
@@ -188,20 +191,36 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
-class Guarded:
-    """``nbytes`` of memory whose last byte sits right before an unmapped-access page."""
+#: Vector accesses (float4, uint4) need 16-byte alignment; guarded copies keep the original address mod this.
+ALIGN = 16
+SLACK_BYTE = b"\xff"  # 0xffffffff is a NaN as a float: reading the slack poisons the result
 
-    def __init__(self, nbytes: int, fill: bytes | None = None):
+
+class Guarded:
+    """``nbytes`` of memory that ends (almost) right before an inaccessible page.
+
+    The copy starts at the same address modulo :data:`ALIGN` as the original
+    (``like``), so a kernel's vectorised loads see the alignment they would
+    see on the GPU; the fewer than ALIGN bytes of *slack* between the end and
+    the guard page are filled with NaN bytes and checked for writes after the
+    launch (:meth:`slack_written`). Reads and writes that go further fault.
+    """
+
+    def __init__(self, nbytes: int, like: int = 0):
         self.nbytes = nbytes
-        data_pages = -(-max(nbytes, 1) // PAGE)
+        self.slack = (-(nbytes + like)) % ALIGN  # end + slack is a multiple of ALIGN: addr == like (mod ALIGN)
+        data_pages = -(-max(nbytes + self.slack, 1) // PAGE)
         self.map = mmap.mmap(-1, (data_pages + 1) * PAGE)
         self._anchor = ctypes.c_char.from_buffer(self.map)
         base = self.base = ctypes.addressof(self._anchor)
         if _libc.mprotect(base + data_pages * PAGE, PAGE, 0) != 0:
             raise OSError(ctypes.get_errno(), "mprotect failed for an emulator guard page")
-        self.addr = base + data_pages * PAGE - nbytes
-        if fill is not None:
-            ctypes.memmove(self.addr, fill * (nbytes // len(fill)), nbytes - nbytes % len(fill))
+        self.end = base + data_pages * PAGE - self.slack  # one past the last byte of the buffer
+        self.addr = self.end - nbytes
+        ctypes.memmove(self.end, SLACK_BYTE * self.slack, self.slack)
+
+    def slack_written(self) -> bool:
+        return ctypes.string_at(self.end, self.slack) != SLACK_BYTE * self.slack
 
     def close(self):
         _libc.mprotect(self.base, len(self.map), 3)  # readable and writable again before unmapping
@@ -293,7 +312,7 @@ class EmulatorRuntime:
                         raise EmulatorError(f"{where} argument {n}: an array passed for a {size}-byte parameter")
                     lo, hi = _extent(arg)
                     before = ctypes.string_at(lo, hi - lo)
-                    g = Guarded(hi - lo)
+                    g = Guarded(hi - lo, like=lo)
                     ctypes.memmove(g.addr, lo, hi - lo)
                     guards.append((g, arg, lo, hi, before))
                     holders.append(ctypes.c_uint64(g.addr + (arg.ctypes.data - lo)))
@@ -315,6 +334,10 @@ class EmulatorRuntime:
                                               err, len(err))
             if rc != 0:
                 raise EmulatorError(f"{where}: {self._explain(err.value.decode(), guards, args)}")
+            for n, (g, arg, *_) in enumerate(guards):
+                if g.slack_written():
+                    which = "dynamic shared memory" if arg is None else self._name(arg, args)
+                    raise EmulatorError(f"{where}: wrote within {ALIGN} bytes past the end of {which}")
             for g, arg, lo, hi, before in guards:  # copy back what the kernel changed
                 if arg is not None:
                     after = ctypes.string_at(g.addr, hi - lo)
@@ -333,12 +356,14 @@ class EmulatorRuntime:
             return message
         addr = int(m.group(1), 16)
         for g, arg, lo, hi, _ in guards:
-            end = g.addr + g.nbytes
-            if end <= addr < end + PAGE:
-                which = "dynamic shared memory" if arg is None else \
-                    f"argument {next(i for i, a in enumerate(args) if a is arg)} (shape {arg.shape}, {arg.dtype})"
-                return message.replace("memory fault", f"access {addr - end} bytes past the end of {which}, a fault")
+            if g.end <= addr < g.end + g.slack + PAGE:
+                which = "dynamic shared memory" if arg is None else EmulatorRuntime._name(arg, args)
+                return message.replace("memory fault", f"access {addr - g.end} bytes past the end of {which}, a fault")
         return message
+
+    @staticmethod
+    def _name(arg, args) -> str:
+        return f"argument {next(i for i, a in enumerate(args) if a is arg)} (shape {arg.shape}, {arg.dtype})"
 
 
 @contextlib.contextmanager

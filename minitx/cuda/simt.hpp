@@ -284,9 +284,13 @@ inline bool run_block(bool reverse) {
     }
 }
 
-inline void on_fault(int, siginfo_t* info, void*) {
+inline void on_fault(int sig, siginfo_t* info, void*) {
     char what[160];
-    snprintf(what, sizeof what, "memory fault at address 0x%llx", (unsigned long long)(uintptr_t)info->si_addr);
+    if (sig == SIGILL)  // the alignment sanitizer's trap
+        snprintf(what, sizeof what, "misaligned memory access (a vector load or store at an address its type's "
+                                    "alignment does not divide; a fault on the GPU)");
+    else
+        snprintf(what, sizeof what, "memory fault at address 0x%llx", (unsigned long long)(uintptr_t)info->si_addr);
     fail(what);
     siglongjmp(M->escape, 1);
 }
@@ -403,12 +407,13 @@ inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t 
     ss.ss_sp = alt.data();
     ss.ss_size = alt.size();
     sigaltstack(&ss, &old_ss);
-    struct sigaction sa{}, old_segv{}, old_bus{};
+    struct sigaction sa{}, old_segv{}, old_bus{}, old_ill{};
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &old_segv);
     sigaction(SIGBUS, &sa, &old_bus);
+    sigaction(SIGILL, &sa, &old_ill);
 #if defined(__x86_64__)
     const unsigned int mxcsr = _mm_getcsr();
     _mm_setcsr(mxcsr | 0x8040);  // flush-to-zero and denormals-are-zero, as -ftz=true on the GPU
@@ -430,6 +435,7 @@ inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t 
 #endif
     sigaction(SIGSEGV, &old_segv, nullptr);
     sigaction(SIGBUS, &old_bus, nullptr);
+    sigaction(SIGILL, &old_ill, nullptr);
     sigaltstack(&old_ss, nullptr);
     munmap(m.stacks, m.stacks_bytes);
     if (rc) snprintf(err, errlen, "%s", m.error[0] ? m.error : "kernel failed");

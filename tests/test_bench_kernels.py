@@ -1,0 +1,57 @@
+"""``minitx bench kernels`` as a dry run on the CPU emulator.
+
+The GPU benchmark gets one run on borrowed hardware; a Python slip in the
+harness would waste it. Here the whole harness runs on the emulator at tiny
+shapes: every kernel variant is launched through the same code, every row is
+written, and the error column (kernel vs float64) is checked. The timings of
+a dry run mean nothing and nothing here looks at them.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minitx.bench import kernels as bench
+from minitx.cli import main
+from minitx.cuda import emulator, launch
+
+pytestmark = pytest.mark.skipif(emulator.available() is not None, reason=str(emulator.available()))
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    rows = bench.run(out, device="emulator")
+    return out, rows
+
+
+def test_every_variant_is_benchmarked_with_a_small_error(dry_run):
+    out, rows = dry_run
+    measured = {(r["op"], r["config"]) for r in rows if not r.get("baseline")}
+    for v in launch.VARIANTS:
+        if v.op == "attention_delta":
+            continue  # launched inside every attention_bwd measurement
+        op = {"matmul_bf16": "matmul"}.get(v.op, v.op)
+        assert (op, v.label) in measured, v.name_expression
+    for r in rows:
+        if r["err"]:
+            assert float(r["err"]) < 1e-5, r
+
+
+def test_the_report_files(dry_run):
+    out, rows = dry_run
+    lines = (out / "kernels.jsonl").read_text().splitlines()
+    assert [json.loads(line)["op"] for line in lines] == [r["op"] for r in rows]
+    md = (out / "kernels.md").read_text()
+    assert md.startswith("**Emulator dry run (CPU)")
+    assert "| op | version | dtype | shape | launch config |" in md and md.count("\n|") >= len(rows)
+
+
+def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
+    assert main(["bench", "kernels", "--device", "emulator", "--ops", "rows", "--out", str(tmp_path)]) == 0
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "kernels.md").is_file()
+    assert main(["bench", "kernels", "--device", "emulator", "--ops", "bogus", "--out", str(tmp_path)]) == 2
+    assert "--ops: got ['bogus']" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="expected 'cuda' or 'emulator'"):
+        bench.run(tmp_path, device="tpu")
