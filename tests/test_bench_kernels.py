@@ -36,7 +36,10 @@ def test_every_variant_is_benchmarked_with_a_small_error(dry_run):
         assert (op, v.label) in measured, v.name_expression
     for r in rows:
         if r["err"]:
-            assert float(r["err"]) < 1e-5, r
+            # the tensor-core attention rounds its softmax weights to bf16 (as FlashAttention does):
+            # about 2^-8 / sqrt(3) in norm against float64 on the same bf16 inputs
+            tol = 1e-2 if r["op"] == "attention_tc_fwd" else 1e-5
+            assert float(r["err"]) < tol, r
 
 
 def test_the_report_files(dry_run):

@@ -318,3 +318,223 @@ def test_flash_twin_memory_is_per_tile():
     q, k, v = (rng.standard_normal((1, 1, 300, 8)) for _ in range(3))
     out, lse = R.flash_attention_forward(q, k, v, causal=True, block_q=16, block_k=16)
     np.testing.assert_allclose(out, R.naive_attention(q, k, v, causal=True)[0], rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Tensor-core (bf16) flash forward: launch, wrapper, NumPy twin
+# --------------------------------------------------------------------------
+TC_VARIANTS = launch.variants("attention_tc_fwd", "v3_tc")
+
+
+@given(BH=st.integers(1, 2000), Tq=st.integers(1, 9000), Tk=st.integers(1, 9000), hs=st.integers(1, 128))
+def test_attention_tc_launches(BH, Tq, Tk, hs):
+    for v in TC_VARIANTS:
+        if v.p["D"] < hs:
+            with pytest.raises(ValueError, match="head size"):
+                launch.attention_tc_fwd_launch(v, BH, Tq, Tk, hs)
+            continue
+        cfg = launch.attention_tc_fwd_launch(v, BH, Tq, Tk, hs)
+        rows = 16 * v.p["WARPS"]  # one warp per 16 query rows
+        assert cfg.grid[0] * rows >= Tq > (cfg.grid[0] - 1) * rows and cfg.grid[1] == BH
+        assert cfg.block == (v.threads, 1, 1) and cfg.shared_mem == 0  # static shared memory only
+        assert v.static_smem <= launch.DEFAULT_SMEM_LIMIT
+    assert launch.default_variant("attention_tc_fwd", "v3_tc", head_size=hs).p["D"] == launch.head_dim_bucket(hs)
+
+
+def test_attention_tc_registry():
+    assert {v.p["D"] for v in TC_VARIANTS} == set(launch.HEAD_SIZES)
+    for v in TC_VARIANTS:
+        assert v.p["BC"] % 16 == 0 and v.p["D"] % 16 == 0, v.name_expression  # whole m16n8k16 steps
+        assert v.threads == 32 * v.p["WARPS"]
+    with pytest.raises(ValueError, match="Tk: got 0"):
+        launch.attention_tc_fwd_launch(TC_VARIANTS[0], 1, 5, 0, 8)
+
+
+class _RecordingRuntime:
+    """A runtime on NumPy arrays that records launches instead of running them."""
+
+    name, array_kind = "recording", "NumPy"
+    xp = np
+
+    def __init__(self):
+        self.launches = []
+
+    def ptr(self, x):
+        return x.ctypes.data
+
+    def sm_count(self):
+        return 132
+
+    def launch(self, v, cfg, args):
+        self.launches.append((v, cfg, args))
+
+
+def test_attention_forward_bf16_wrapper_packs_its_arguments():
+    from minitx.cuda import ops  # noqa: PLC0415 - imports no CuPy at module level
+
+    rng = np.random.default_rng(0)
+    q = ops.to_bf16_bits(rng.standard_normal((2, 3, 5, 40)).astype(np.float32))
+    k = ops.to_bf16_bits(rng.standard_normal((2, 3, 7, 40)).astype(np.float32))
+    keep = np.ones((2, 7), dtype=bool)
+    rt = _RecordingRuntime()
+    with ops.use_runtime(rt):
+        out, lse = ops.attention_forward_bf16(q, k, k, causal=True, keep=keep)
+    assert out.shape == (2, 3, 5, 40) and out.dtype == np.float32 and lse.shape == (2, 3, 5)
+    (v, cfg, args), = rt.launches
+    assert v.template == "attention_v3_tc_fwd" and v.p["D"] == 64
+    assert cfg.grid == (1, 6, 1)
+    assert [a.dtype for a in args[:5]] == [np.uint16] * 3 + [np.float32] * 2
+    assert tuple(int(a) for a in args[5:9]) == (3, 5, 7, 40)  # H, Tq, Tk, hs
+    assert args[9] == np.float32(1 / np.sqrt(40)) and int(args[10]) == 1 and int(args[11]) == 2  # start = Tk - Tq
+    assert args[12].dtype == np.uint8 and args[12].shape == (2, 7)
+
+
+def test_attention_forward_bf16_rejects_bad_inputs():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    bits = np.zeros((1, 2, 4, 8), dtype=np.uint16)
+    with ops.use_runtime(_RecordingRuntime()):
+        with pytest.raises(ValueError, match="attention q: got float32 .* expected a NumPy uint16"):
+            ops.attention_forward_bf16(bits.astype(np.float32), bits, bits)
+        with pytest.raises(ValueError, match="k_bits: got shape \\(1, 2, 0, 8\\)"):
+            ops.attention_forward_bf16(bits, bits[:, :, :0], bits[:, :, :0])
+        with pytest.raises(ValueError, match="at most 128"):
+            wide = np.zeros((1, 1, 4, 129), dtype=np.uint16)
+            ops.attention_forward_bf16(wide, wide, wide)
+        with pytest.raises(ValueError, match="is for op 'attention_fwd'"):
+            ops.attention_forward_bf16(bits, bits, bits, variant=launch.default_variant("attention_fwd"))
+        with pytest.raises(ValueError, match="keep mask"):
+            ops.attention_forward_bf16(bits, bits, bits, keep=np.ones((1, 5), dtype=bool))
+
+
+def test_bf16_round_matches_the_bit_conversion():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.standard_normal(1000).astype(np.float32), np.float32([0.0, -0.0, 1 + 2**-8, 2**-126])])
+    np.testing.assert_array_equal(R.bf16_round(x), ops.from_bf16_bits(ops.to_bf16_bits(x)))
+
+
+def bf16_attention_bound(q, k, v, causal, keep):
+    """``(ref, bound)``: float64 attention of bf16 inputs and the largest error bf16 weights can cause.
+
+    The kernel rounds each weight p_j to bf16 before ``P V`` (relative error
+    at most 2^-8: bf16 has 8 significant bits) and normalises by the fp32 sum
+    of the unrounded weights, so ``|out - ref| <= 2^-8 * sum_j p_j |v_j| / l``
+    per element, plus fp32 rounding (about 1e-6 of the same sum; 2e-5 leaves
+    room for long rows).
+    """
+    q, k, v = (t.astype(np.float64) for t in (q, k, v))
+    ref, _ = R.naive_attention(q, k, v, causal, keep)
+    weights_abs_v, _ = R.naive_attention(q, k, np.abs(v), causal, keep)  # sum_j p_j |v_j| / l
+    return ref, (2**-8 + 2e-5) * weights_abs_v + 1e-6
+
+
+@st.composite
+def bf16_attention_case(draw):
+    B, H = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    T = st.one_of(st.sampled_from([1, 2, 15, 16, 17, 33, 63, 64, 65, 100]), st.integers(1, 150))
+    Tq = draw(T)
+    Tk = draw(st.one_of(st.just(Tq), T))
+    hs = draw(st.sampled_from([1, 3, 8, 12, 16, 17, 40, 64, 100, 128]))
+    blocks = draw(st.sampled_from([(64, 64), (64, 32), (128, 32), (16, 16)]))
+    return B, H, Tq, Tk, hs, draw(st.booleans()), draw(st.booleans()), blocks, draw(st.integers(0, 2**16))
+
+
+@given(case=bf16_attention_case())
+def test_bf16_flash_twin_within_the_bf16_weight_bound(case):
+    B, H, Tq, Tk, hs, causal, padded, (bq, bk), seed = case
+    rng = np.random.default_rng(seed)
+    q, k, v = (R.bf16_round(rng.standard_normal((B, H, T, hs)).astype(np.float32) * 2) for T in (Tq, Tk, Tk))
+    keep = None
+    if padded:
+        keep = rng.random((B, Tk)) > 0.3
+        keep[0, :] = False  # one sequence entirely padding: uniform weights, lse = -inf
+    out, lse = R.flash_attention_forward_bf16(q, k, v, causal, keep, block_q=bq, block_k=bk)
+    assert out.dtype == np.float32 and lse.dtype == np.float32
+    ref, bound = bf16_attention_bound(q, k, v, causal, keep)
+    assert np.all(np.abs(out - ref) <= bound)
+    _, lse_ref = R.naive_attention(*(t.astype(np.float64) for t in (q, k, v)), causal, keep)
+    np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
+    finite = np.isfinite(lse_ref)
+    np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
+    if padded:  # the all-padding sequence: exactly the mean of V (bf16(1) == 1)
+        np.testing.assert_allclose(out[0], np.broadcast_to(v[0].mean(axis=-2, keepdims=True), out[0].shape),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_flash_twin_refuses_unrounded_inputs():
+    x = np.full((1, 2, 4), 1 + 2**-10, dtype=np.float32)
+    with pytest.raises(ValueError, match="not bf16"):
+        R.flash_attention_forward_bf16(x, x, x)
+
+
+TC_BWD_VARIANTS = launch.variants("attention_tc_bwd", "v3_tc")
+
+
+@given(BH=st.integers(1, 2000), Tq=st.integers(1, 9000), Tk=st.integers(1, 9000), hs=st.integers(1, 128))
+def test_attention_tc_backward_launches(BH, Tq, Tk, hs):
+    for v in TC_BWD_VARIANTS:
+        if v.p["D"] < hs:
+            with pytest.raises(ValueError, match="head size"):
+                launch.attention_tc_bwd_launch(v, BH, Tq, Tk, hs)
+            continue
+        cfg = launch.attention_tc_bwd_launch(v, BH, Tq, Tk, hs)
+        keys = 16 * v.p["WARPS"]  # one warp per 16 keys
+        assert cfg.grid[0] * keys >= Tk > (cfg.grid[0] - 1) * keys and cfg.grid[1] == BH
+        assert cfg.shared_mem == launch.max_dynamic_smem(v)  # tiles only: independent of T
+
+
+def _bf16_case(case):
+    B, H, Tq, Tk, hs, causal, padded, _, seed = case
+    rng = np.random.default_rng(seed)
+    q, k, v, dout = (R.bf16_round(rng.standard_normal((B, H, T, hs)).astype(np.float32)) for T in (Tq, Tk, Tk, Tq))
+    keep = None
+    if padded:
+        keep = rng.random((B, Tk)) > 0.3
+        keep[0, :] = False
+    return q, k, v, dout, causal, keep
+
+
+def grad_rel_err(g, ref) -> float:
+    """``||g - ref|| / ||ref||``, the denominator floored at 1e-3 per element (a gradient that is 0 in float64,
+    e.g. dK with a single key, is ~1e-7 in float32)."""
+    return float(np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-3 * np.sqrt(ref.size)))
+
+
+@given(case=bf16_attention_case())
+def test_bf16_flash_backward_twin_matches_float64(case):
+    """bf16 P and dS (relative error <= 2^-8 each, random in sign) move the gradients by about 2^-8 / sqrt(3)
+    in norm; measured up to ~3e-3 over random cases. Checked at 2e-2 against float64 minitx.nn.attention."""
+    q, k, v, dout, causal, keep = _bf16_case(case)
+    bq, bk = case[7]
+    B, H, Tq, hs = q.shape
+    Tk = k.shape[2]
+    out, lse = R.flash_attention_forward_bf16(q, k, v, causal, keep, block_q=bq, block_k=bk)
+    grads = R.flash_attention_backward_bf16(dout, q, k, v, out, lse, causal, keep, block_q=bq, block_k=bk)
+    allowed = np.broadcast_to(R.allowed_mask(Tq, Tk, causal, keep), (B, H, Tq, Tk))
+    _, _, cache = scaled_dot_product_attention_forward(*(t.astype(np.float64) for t in (q, k, v)), mask=allowed)
+    refs = scaled_dot_product_attention_backward(dout.astype(np.float64), cache)
+    for name, g, r in zip(("dq", "dk", "dv"), grads, refs):
+        assert g.dtype == np.float32
+        assert grad_rel_err(g, r) <= 2e-2, name
+
+
+def test_attention_backward_bf16_wrapper_packs_its_arguments():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    q, k, do = (ops.to_bf16_bits(rng.standard_normal(s).astype(np.float32)) for s in ((2, 3, 5, 40), (2, 3, 70, 40),
+                                                                                      (2, 3, 5, 40)))
+    out, lse = np.zeros((2, 3, 5, 40), np.float32), np.zeros((2, 3, 5), np.float32)
+    rt = _RecordingRuntime()
+    with ops.use_runtime(rt):
+        dq, dk, dv = ops.attention_backward_bf16(do, q, k, k, out, lse, causal=True)
+        with pytest.raises(ValueError, match="attention_backward_bf16 lse: got float32 \\(2, 3\\)"):
+            ops.attention_backward_bf16(do, q, k, k, out, lse[..., 0], causal=True)
+    assert dq.shape == (2, 3, 5, 40) and dk.shape == dv.shape == (2, 3, 70, 40)
+    (dv_, _, dargs), (v, cfg, args) = rt.launches
+    assert dv_.template == "attention_bwd_delta" and dargs[0].dtype == np.float32  # dO as float32 for delta
+    assert v.template == "attention_v3_tc_bwd" and v.p["D"] == 64 and cfg.grid == (2, 6, 1)
+    assert [a.dtype for a in args[:9]] == [np.uint16] * 4 + [np.float32] * 5
+    assert tuple(int(a) for a in args[9:13]) == (3, 5, 70, 40) and int(args[15]) == 65

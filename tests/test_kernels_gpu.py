@@ -294,3 +294,97 @@ def test_head_size_over_128_is_refused(dev):
         x = dev.put(np.zeros((1, 1, 4, 129), dtype=np.float32))
         with pytest.raises(ValueError, match="at most 128"):
             ops.attention_forward(x, x, x)
+
+
+TC_VARIANTS = launch.variants("attention_tc_fwd", "v3_tc")
+
+
+def bf16_attention_reference(q, k, v, causal, keep):
+    """float64 attention of bf16 inputs, and the elementwise error bound of the bf16 weights.
+
+    The tensor-core kernel rounds each softmax weight to bf16 (relative error
+    <= 2^-8) before ``P V`` and divides by the fp32 sum of the unrounded
+    weights: ``|out - ref| <= 2^-8 * sum_j p_j |v_j| / l`` plus fp32 rounding.
+    """
+    q, k, v = (t.astype(np.float64) for t in (q, k, v))
+    ref, lse = R.naive_attention(q, k, v, causal, keep)
+    abs_v, _ = R.naive_attention(q, k, np.abs(v), causal, keep)
+    return ref, lse, (2**-8 + 2e-5) * abs_v + 1e-6
+
+
+@on_devices
+@pytest.mark.parametrize("variant", TC_VARIANTS, ids=[v.name_expression for v in TC_VARIANTS])
+@FEW
+@given(case=attn_case())
+def test_attention_tensor_cores_forward(dev, variant, case):
+    """bf16 in: within the bf16-weight bound of float64 attention on the same bf16 inputs; lse to 1e-5."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    q, k, v, causal, keep, _ = _attn_inputs(case)
+    if q.shape[-1] > variant.p["D"]:
+        return
+    bits = [ops.to_bf16_bits(t) for t in (q, k, v)]
+    qb, kb, vb = (ops.from_bf16_bits(b) for b in bits)  # the values the kernel sees
+    with dev.session(case[-1]):
+        o, lse = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=causal,
+                                            keep=None if keep is None else dev.put(keep), variant=variant)
+    ref, lse_ref, bound = bf16_attention_reference(qb, kb, vb, causal, keep)
+    o = dev.get(o)
+    assert np.all(np.isfinite(o)), "NaN/Inf in the kernel output (unwritten element?)"
+    assert np.all(np.abs(o - ref) <= bound), f"max excess {np.max(np.abs(o - ref) - bound):.3g}"
+    assert rel_err(o, ref) <= 1e-2
+    twin, _ = R.flash_attention_forward_bf16(qb, kb, vb, causal, keep, block_q=16 * variant.p["WARPS"],
+                                             block_k=variant.p["BC"])
+    # Same algorithm; the two differ only where a weight's fp32 value sits so close to a bf16
+    # rounding boundary that the kernel and NumPy round it different ways: both within the bound.
+    assert np.all(np.abs(o - twin) <= 2 * bound)
+    lse = dev.get(lse)
+    np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
+    finite = np.isfinite(lse_ref)
+    np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
+
+
+@on_devices
+def test_attention_tensor_cores_long_and_many_heads(dev):
+    """T = 1000 causal with the default variants, and many heads (grid.y)."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    shapes = ((1, 2, 300, 64), (8, 12, 37, 128)) if dev.emulated else ((1, 2, 1000, 64), (64, 12, 37, 128))
+    for shape in shapes:
+        bits = [ops.to_bf16_bits(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
+        with dev.session():
+            o, _ = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=True)
+        ref, _, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), True, None)
+        assert np.all(np.abs(dev.get(o) - ref) <= bound)
+
+
+TC_BWD_VARIANTS = launch.variants("attention_tc_bwd", "v3_tc")
+
+
+@on_devices
+@pytest.mark.parametrize("variant", TC_BWD_VARIANTS, ids=[v.name_expression for v in TC_BWD_VARIANTS])
+@FEW
+@given(case=attn_case())
+def test_attention_tensor_cores_backward(dev, variant, case):
+    """bf16 P and dS (as FlashAttention): gradients within 2e-2 of float64 in norm (~3e-3 seen on the emulator)."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    q, k, v, causal, keep, rng = _attn_inputs(case)
+    if q.shape[-1] > variant.p["D"]:
+        return
+    dout = rng.standard_normal(q.shape).astype(np.float32)
+    bits = [ops.to_bf16_bits(t) for t in (q, k, v, dout)]
+    qb, kb, vb, dob = (ops.from_bf16_bits(b) for b in bits)
+    with dev.session(case[-1]):
+        dbits = [dev.put(b) for b in bits]
+        keep_d = None if keep is None else dev.put(keep)
+        o, lse = ops.attention_forward_bf16(*dbits[:3], causal=causal, keep=keep_d)
+        grads = ops.attention_backward_bf16(dbits[3], *dbits[:3], o, lse, causal=causal, keep=keep_d,
+                                            variant=variant)
+    allowed = np.broadcast_to(R.allowed_mask(q.shape[2], k.shape[2], causal, keep), q.shape[:-1] + (k.shape[2],))
+    _, _, cache = scaled_dot_product_attention_forward(*(t.astype(np.float64) for t in (qb, kb, vb)), mask=allowed)
+    refs = scaled_dot_product_attention_backward(dob.astype(np.float64), cache)
+    for name, g, r in zip(("dq", "dk", "dv"), grads, refs):
+        # dQ and dK are exactly 0 when every query sees one key: there the error is measured against |dout|
+        assert rel_err(dev.get(g), r, scale=float(np.linalg.norm(dob))) <= 2e-2, name

@@ -182,6 +182,26 @@ for T_ in (1024, 4096, 16384):
     print(f"T={T_:6d}: naive scores {naive / 2**20:8.1f} MiB per head, flash tile {flash / 2**10:.1f} KiB per block")
 
 # %% [markdown]
+# ### On tensor cores: the same loop in bf16
+#
+# `attention_v3_tc_fwd` (`kernels/attention_tc.cu`) runs both products of
+# this loop on tensor cores: Q, K, V arrive in bfloat16, `S = Q K^T` and
+# `O += P V` accumulate in fp32, and the softmax weights P are rounded to
+# bf16 before the second product, straight out of the registers that held S.
+# That rounding is the only new error: each weight moves by at most 2^-8 of
+# itself, so every output moves by at most `2^-8 * sum_j p_j |v_j|`. Its twin
+# `R.flash_attention_forward_bf16` shows it against float64 attention:
+
+# %%
+qb, kb, vb = (R.bf16_round(t.astype(np.float32)) for t in (q, k, v))  # what the kernel reads
+out16, lse16 = R.flash_attention_forward_bf16(qb, kb, vb, causal=True, keep=keep, block_q=16, block_k=16)
+ref16, _ = R.naive_attention(*(t.astype(np.float64) for t in (qb, kb, vb)), causal=True, keep=keep)
+bound16, _ = R.naive_attention(*(t.astype(np.float64) for t in (qb, kb)), np.abs(vb.astype(np.float64)),
+                               causal=True, keep=keep)
+print(f"bf16 flash vs float64: max error {np.abs(out16 - ref16).max():.2e}, "
+      f"worst fraction of the bound used {np.max(np.abs(out16 - ref16) / (2**-8 * bound16 + 1e-6)):.2f}")
+
+# %% [markdown]
 # ## 5. The measured ladder
 #
 # `tools/gpu_check.sh` writes `kernels.jsonl`; a copy committed under

@@ -76,6 +76,10 @@ class Variant:
             return 4 * p["BR"]
         if t == "attention_v2_flash_bwd":
             return 4 * p["BC"]
+        if t == "attention_v3_tc_fwd":
+            return 32 * p["WARPS"]  # one warp per 16 query rows
+        if t == "attention_v3_tc_bwd":
+            return 32 * p["WARPS"]  # one warp per 16 keys
         raise KeyError(t)
 
     @property
@@ -90,6 +94,8 @@ class Variant:
             return (p["BM"] + p["BN"]) * (p["BK"] + 8) * BF16_BYTES
         if t == "attention_v1_naive":
             return (p["NT"] // 32) * FLOAT_BYTES
+        if t == "attention_v3_tc_fwd":  # sK[BC][D + 8] and sVt[D][BC + 8], bf16
+            return (p["BC"] * (p["D"] + 8) + p["D"] * (p["BC"] + 8)) * BF16_BYTES
         return 0
 
 
@@ -119,6 +125,12 @@ VARIANTS: list[Variant] = [
     *_v("attention_fwd", "v1_naive", "attention.cu", "attention_v1_naive", ("NT",), (128,)),
     *_v("attention_fwd", "v2_flash", "attention.cu", "attention_v2_flash_fwd", ("D", "BR", "BC"),
         (32, 32, 32), (64, 32, 32), (64, 64, 32), (128, 32, 32), (128, 32, 16)),
+    # Tensor cores (bf16 in, fp32 out): 16 query rows per warp, BC keys per tile.
+    *_v("attention_tc_fwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_fwd", ("D", "BC", "WARPS"),
+        (32, 64, 4), (64, 64, 4), (128, 64, 4), (64, 32, 4), (128, 32, 4), (64, 64, 8), (128, 32, 8)),
+    # Its backward: 16 keys per warp (BC = 16 * WARPS), BR queries per tile.
+    *_v("attention_tc_bwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_bwd", ("D", "BR", "WARPS"),
+        (32, 64, 4), (64, 64, 4), (128, 32, 4), (64, 32, 4)),
     *_v("attention_delta", "v1", "attention.cu", "attention_bwd_delta", ("WARPS",), (4,)),
     *_v("attention_bwd", "v2_flash", "attention.cu", "attention_v2_flash_bwd", ("D", "BR", "BC"),
         (32, 32, 32), (64, 32, 32), (128, 32, 32), (128, 16, 32)),
@@ -222,6 +234,30 @@ def attention_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Laun
     return Launch(_check_grid((ceil_div(Tq, p["BR"]), BH, 1)), (v.threads, 1, 1), smem)
 
 
+def attention_tc_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
+    """Tensor-core forward: one block per 16 * WARPS queries; shared memory is static (no dynamic part)."""
+    p = v.p
+    for name, val in (("BH", BH), ("Tq", Tq), ("Tk", Tk), ("hs", hs)):
+        if val < 1:
+            raise ValueError(f"attention {name}: got {val}, expected >= 1")
+    if hs > p["D"]:
+        raise ValueError(f"attention head size: got {hs}, expected at most D={p['D']} for {v.name_expression}")
+    return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), 0)
+
+
+def attention_tc_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
+    """Tensor-core backward: one block per 16 * WARPS keys; dynamic shared memory for the K, V, Q, dO, dS tiles."""
+    p = v.p
+    for name, val in (("BH", BH), ("Tq", Tq), ("Tk", Tk), ("hs", hs)):
+        if val < 1:
+            raise ValueError(f"attention {name}: got {val}, expected >= 1")
+    if hs > p["D"]:
+        raise ValueError(f"attention head size: got {hs}, expected at most D={p['D']} for {v.name_expression}")
+    BC, BR, DS = 16 * p["WARPS"], p["BR"], p["D"] + 8
+    smem = (2 * BC * DS + 2 * BR * DS + BR * (BC + 8)) * BF16_BYTES + 2 * BR * FLOAT_BYTES
+    return Launch(_check_grid((ceil_div(Tk, BC), BH, 1)), (v.threads, 1, 1), smem)
+
+
 def attention_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
     p = v.p
     if hs > p["D"]:
@@ -238,6 +274,8 @@ def max_dynamic_smem(v: Variant) -> int:
         return attention_fwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     if v.template == "attention_v2_flash_bwd":
         return attention_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
+    if v.template == "attention_v3_tc_bwd":
+        return attention_tc_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     return 0
 
 
@@ -256,6 +294,8 @@ SIGNATURES = {
     "layernorm_backward_v1": ("ptr",) * 8 + ("i32", "i32", "i32"),
     "attention_v1_naive": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v2_flash_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
+    "attention_v3_tc_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
+    "attention_v3_tc_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_bwd_delta": ("ptr", "ptr", "ptr", "i32", "i32"),
     "attention_v2_flash_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
 }

@@ -256,13 +256,13 @@ def layernorm_backward(dy, x, gamma, mean, rstd, *, variant=None):
 # --------------------------------------------------------------------------
 # attention
 # --------------------------------------------------------------------------
-def _attn_inputs(q, k, v, keep):
+def _attn_inputs(q, k, v, keep, dtype=np.float32, what="float32"):
     """Accept ``[B, H, T, hs]`` (or ``[BH, T, hs]``); return contiguous 3-D views and the head count."""
     cp = _cupy()
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, cp.ndarray) or t.dtype != cp.float32 or t.ndim not in (3, 4):
+        if not isinstance(t, cp.ndarray) or t.dtype != dtype or t.ndim not in (3, 4):
             raise ValueError(f"attention {name}: got {getattr(t, 'dtype', type(t).__name__)} {getattr(t, 'shape', '')}, "
-                             f"expected a {_runtime.array_kind} float32 array [B, H, T, hs] or [BH, T, hs]")
+                             f"expected a {_runtime.array_kind} {what} array [B, H, T, hs] or [BH, T, hs]")
     if q.shape[:-2] != k.shape[:-2] or k.shape != v.shape or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"attention: shapes q {q.shape}, k {k.shape}, v {v.shape}; expected matching batch/heads, "
                          "k and v equal, one head size")
@@ -295,6 +295,33 @@ def attention_forward(q, k, v, *, causal: bool = False, keep=None, version: str 
     return o.reshape(q.shape), lse.reshape(q.shape[:-1])
 
 
+def attention_forward_bf16(q_bits, k_bits, v_bits, *, causal: bool = False, keep=None, variant=None):
+    """Flash attention on tensor cores (``attention_v3_tc_fwd``): bf16 in, float32 ``(out, lse)`` out.
+
+    ``q_bits [B, H, Tq, hs]`` (or ``[BH, Tq, hs]``), ``k_bits``, ``v_bits``
+    ``[.., Tk, hs]``: uint16 arrays of bf16 bits (:func:`to_bf16_bits`).
+    Both products run as bf16 ``mma.sync`` with fp32 accumulation; the
+    softmax is fp32, and its weights are rounded to bf16 before ``P V``
+    (what FlashAttention does too). ``out`` is shaped like ``q_bits``,
+    ``lse`` like ``q_bits.shape[:-1]``; ``causal`` and ``keep`` as in
+    :func:`attention_forward`. Head size at most 128.
+    """
+    cp = _cupy()
+    for name, t in (("q_bits", q_bits), ("k_bits", k_bits), ("v_bits", v_bits)):
+        shape = getattr(t, "shape", None)
+        if shape is not None and 0 in tuple(shape):
+            raise ValueError(f"attention_forward_bf16 {name}: got shape {tuple(shape)}, expected no empty axis")
+    q3, k3, v3, H, Tq, Tk, hs, keep = _attn_inputs(q_bits, k_bits, v_bits, keep, np.uint16,
+                                                    "uint16 (bf16 bits)")
+    kv = _variant("attention_tc_fwd", "v3_tc", variant, head_size=hs)
+    BH = q3.shape[0]
+    o = cp.empty((BH, Tq, hs), dtype=cp.float32)
+    lse = cp.empty((BH, Tq), dtype=cp.float32)
+    cfg = launch.attention_tc_fwd_launch(kv, BH, Tq, Tk, hs)
+    _run(kv, cfg, q3, k3, v3, o, lse, H, Tq, Tk, hs, 1.0 / math.sqrt(hs), int(causal), Tk - Tq, keep)
+    return o.reshape(q_bits.shape), lse.reshape(q_bits.shape[:-1])
+
+
 def attention_backward(dout, q, k, v, out, lse, *, causal: bool = False, keep=None, variant=None):
     """Flash backward: returns ``(dq, dk, dv)`` shaped like ``q, k, v``."""
     cp = _cupy()
@@ -314,3 +341,41 @@ def attention_backward(dout, q, k, v, out, lse, *, causal: bool = False, keep=No
     _run(bv, cfg, q3, k3, v3, do3, lse2, delta, dq, dk, dv, H, Tq, Tk, hs, 1.0 / math.sqrt(hs), int(causal), Tk - Tq,
          keep)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+
+
+def attention_backward_bf16(dout_bits, q_bits, k_bits, v_bits, out, lse, *, causal: bool = False, keep=None,
+                            variant=None):
+    """Flash backward on tensor cores (``attention_v3_tc_bwd``): returns float32 ``(dq, dk, dv)``.
+
+    ``dout_bits``, ``q_bits``, ``k_bits``, ``v_bits``: uint16 bf16 bits shaped
+    as for :func:`attention_forward_bf16`; ``out`` and ``lse``: float32, what
+    that forward returned. ``delta = rowsum(dO * O)`` comes from
+    ``attention_bwd_delta``; P and dS are rounded to bf16 for the mma.
+    """
+    cp = _cupy()
+    for name, t in (("q_bits", q_bits), ("k_bits", k_bits), ("v_bits", v_bits)):
+        shape = getattr(t, "shape", None)
+        if shape is not None and 0 in tuple(shape):
+            raise ValueError(f"attention_backward_bf16 {name}: got shape {tuple(shape)}, expected no empty axis")
+    q3, k3, v3, H, Tq, Tk, hs, keep = _attn_inputs(q_bits, k_bits, v_bits, keep, np.uint16, "uint16 (bf16 bits)")
+    BH = q3.shape[0]
+    for name, t, dtype, shape in (("dout_bits", dout_bits, np.uint16, q_bits.shape),
+                                  ("out", out, np.float32, q_bits.shape), ("lse", lse, np.float32, q_bits.shape[:-1])):
+        if not isinstance(t, cp.ndarray) or t.dtype != dtype or t.shape != shape:
+            raise ValueError(f"attention_backward_bf16 {name}: got {getattr(t, 'dtype', type(t).__name__)} "
+                             f"{getattr(t, 'shape', '')}, expected a {_runtime.array_kind} {np.dtype(dtype).name} "
+                             f"array of shape {shape}")
+    do3 = cp.ascontiguousarray(dout_bits).reshape(BH, Tq, hs)
+    o3 = cp.ascontiguousarray(out).reshape(BH, Tq, hs)
+    lse2 = cp.ascontiguousarray(lse).reshape(BH, Tq)
+    delta = cp.empty((BH, Tq), dtype=cp.float32)
+    dv_ = launch.default_variant("attention_delta")
+    _run(dv_, launch.rows_launch(dv_, BH * Tq), cp.ascontiguousarray(from_bf16_bits(do3)), o3, delta, BH * Tq, hs)
+    bv = _variant("attention_tc_bwd", "v3_tc", variant, head_size=hs)
+    dq = cp.zeros((BH, Tq, hs), dtype=cp.float32)
+    dk = cp.empty((BH, Tk, hs), dtype=cp.float32)
+    dv = cp.empty((BH, Tk, hs), dtype=cp.float32)
+    cfg = launch.attention_tc_bwd_launch(bv, BH, Tq, Tk, hs)
+    _run(bv, cfg, q3, k3, v3, do3, lse2, delta, dq, dk, dv, H, Tq, Tk, hs, 1.0 / math.sqrt(hs), int(causal), Tk - Tq,
+         keep)
+    return dq.reshape(q_bits.shape), dk.reshape(k_bits.shape), dv.reshape(v_bits.shape)

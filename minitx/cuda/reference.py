@@ -201,3 +201,133 @@ def flash_attention_backward(dout, q, k, v, out, lse, causal: bool = False, keep
         dk[..., k0:k1, :] = dkt
         dv[..., k0:k1, :] = dvt
     return dq, dk, dv
+
+
+# --------------------------------------------------------------------------
+# bf16 tensor-core flash forward (kernels/attention_tc.cu)
+# --------------------------------------------------------------------------
+def bf16_round(x):
+    """float32 values rounded to the nearest bfloat16 (ties to even), returned as float32.
+
+    bfloat16 keeps the top 16 bits of a float32; this is what
+    ``pack_bf16x2`` (``cvt.rn.bf16x2.f32``) does to each weight of P.
+    """
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounding = np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))
+    return ((u + rounding) & np.uint32(0xFFFF0000)).view(np.float32)
+
+
+LOG2E = np.float32(1.4426950408889634)
+LN2 = np.float32(0.6931471805599453)
+
+
+def flash_attention_forward_bf16(q, k, v, causal: bool = False, keep=None, block_q: int = 64, block_k: int = 64):
+    """The tensor-core flash forward, as ``attention_v3_tc_fwd`` computes it: ``-> (out, lse)`` float32.
+
+    ``q [.., Tq, hs], k, v [.., Tk, hs]`` must already hold bf16 values
+    (e.g. ``bf16_round(x)``): the kernel reads bf16. Everything else is
+    float32, as in the kernel's registers:
+
+        S = Q K^T                      (tensor cores: bf16 products, fp32 sums)
+        s = S * scale * log2(e)        (base 2: the kernel calls exp2f)
+        m_new = max(m, rowmax(s));  alpha = 2^(m - m_new);  p = 2^(s - m_new)
+        l = l * alpha + rowsum(p)      (fp32 weights)
+        O = O * alpha + bf16(p) V      (weights rounded to bf16 for the mma)
+        out = O / l,  lse = (m + log2 l) * ln 2
+
+    ``block_q`` is the block's query tile (16 * warps; each warp's 16 rows
+    behave alike since rows are independent), ``block_k`` the key tile (BC).
+    Keys past Tk score -inf (weight exactly 0); masked keys score MASKED, so
+    a row with every key masked is uniform over all Tk keys with lse = -inf.
+    With a causal mask and no padding mask (Tk >= Tq) the tiles above the
+    diagonal are skipped, which changes nothing: their weights are exactly 0.
+    """
+    q, k, v = (np.asarray(t, dtype=np.float32) for t in (q, k, v))
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not np.array_equal(bf16_round(t), t):
+            raise ValueError(f"flash_attention_forward_bf16 {name}: got float32 values that are not bf16, "
+                             "expected inputs rounded with bf16_round")
+    Tq, hs = q.shape[-2:]
+    Tk = k.shape[-2]
+    scale_log2 = np.float32(1.0 / math.sqrt(hs)) * LOG2E
+    lead = q.shape[:-2]
+    out = np.empty(q.shape, dtype=np.float32)
+    lse = np.empty(lead + (Tq,), dtype=np.float32)
+    allowed_full = allowed_mask(Tq, Tk, causal, keep)
+    skip_ok = causal and keep is None and Tk >= Tq
+    with np.errstate(over="ignore", invalid="ignore"):
+        for q0 in range(0, Tq, block_q):  # one thread block
+            q1 = min(Tq, q0 + block_q)
+            qt = q[..., q0:q1, :]
+            m = np.full(lead + (q1 - q0, 1), -np.inf, dtype=np.float32)
+            l = np.zeros_like(m)
+            acc = np.zeros(lead + (q1 - q0, hs), dtype=np.float32)
+            kend = min(Tk, q1 - 1 + (Tk - Tq) + 1) if skip_ok else Tk
+            for k0 in range(0, kend, block_k):
+                k1 = min(Tk, k0 + block_k)
+                s = (qt @ np.swapaxes(k[..., k0:k1, :], -1, -2)) * scale_log2  # (.., br, bc), base 2
+                s = np.where(allowed_full[..., q0:q1, k0:k1], s, MASKED).astype(np.float32)
+                m_new = np.maximum(m, s.max(axis=-1, keepdims=True))
+                alpha = np.exp2(m - m_new)  # 0 on the first tile (m = -inf)
+                p = np.exp2(s - m_new)
+                l = l * alpha + p.sum(axis=-1, keepdims=True, dtype=np.float32)
+                acc = acc * alpha + bf16_round(p) @ v[..., k0:k1, :]
+                m = m_new
+            out[..., q0:q1, :] = acc / l
+            lse[..., q0:q1] = np.where(m[..., 0] == MASKED, -np.inf, (m[..., 0] + np.log2(l[..., 0])) * LN2)
+    return out, lse
+
+
+def flash_attention_backward_bf16(dout, q, k, v, out, lse, causal: bool = False, keep=None,
+                                  block_q: int = 64, block_k: int = 64):
+    """The tensor-core flash backward, as ``attention_v3_tc_bwd`` computes it: ``-> (dq, dk, dv)`` float32.
+
+    ``dout, q, k, v`` hold bf16 values (the kernel reads bf16), ``out`` and
+    ``lse`` are the forward's float32 results. The loop of
+    :func:`flash_attention_backward` (blocks own ``block_k`` keys, loop over
+    ``block_q`` queries), in float32, with P and dS rounded to bf16 before
+    they enter a product (the mma operands):
+
+        P   = exp(S scale - lse)            dP = dO V^T        dS = P (dP - D)
+        dV += bf16(P)^T dO     dK += bf16(dS)^T Q scale     dQ += bf16(dS) K scale
+    """
+    dout, q, k, v, out, lse = (np.asarray(t, dtype=np.float32) for t in (dout, q, k, v, out, lse))
+    for name, t in (("dout", dout), ("q", q), ("k", k), ("v", v)):
+        if not np.array_equal(bf16_round(t), t):
+            raise ValueError(f"flash_attention_backward_bf16 {name}: got float32 values that are not bf16, "
+                             "expected inputs rounded with bf16_round")
+    Tq, hs = q.shape[-2:]
+    Tk = k.shape[-2]
+    scale = np.float32(1.0 / math.sqrt(hs))
+    lead = q.shape[:-2]
+    delta = (dout * out).sum(axis=-1, dtype=np.float32)  # attention_bwd_delta
+    dq = np.zeros_like(q)
+    dk = np.empty_like(k)
+    dv = np.empty_like(v)
+    allowed_full = np.broadcast_to(allowed_mask(Tq, Tk, causal, keep), lead + (Tq, Tk))
+    skip_ok = causal and keep is None and Tk >= Tq
+    for k0 in range(0, Tk, block_k):  # one thread block per key tile
+        k1 = min(Tk, k0 + block_k)
+        kt, vt = k[..., k0:k1, :], v[..., k0:k1, :]
+        dkt = np.zeros_like(kt)
+        dvt = np.zeros_like(vt)
+        qbegin = max(0, (k0 - (Tk - Tq)) // block_q * block_q) if skip_ok else 0
+        for q0 in range(qbegin, Tq, block_q):
+            q1 = min(Tq, q0 + block_q)
+            qt, dot = q[..., q0:q1, :], dout[..., q0:q1, :]
+            L = lse[..., q0:q1, None]
+            s = qt @ np.swapaxes(kt, -1, -2)  # (.., br, bc)
+            allowed = allowed_full[..., q0:q1, k0:k1]
+            fully_masked = np.isneginf(L)
+            with np.errstate(invalid="ignore", over="ignore"):
+                p = np.where(allowed, np.exp2(s * (scale * LOG2E) - np.where(fully_masked, 0, L) * LOG2E), 0)
+            p = np.where(fully_masked, np.float32(1.0) / np.float32(Tk), p).astype(np.float32)
+            dp = dot @ np.swapaxes(vt, -1, -2)
+            ds = np.where(allowed & ~fully_masked, p * (dp - delta[..., q0:q1, None]), 0).astype(np.float32)
+            p16, ds16 = bf16_round(p), bf16_round(ds)
+            dvt += np.swapaxes(p16, -1, -2) @ dot
+            dkt += np.swapaxes(ds16, -1, -2) @ qt
+            dq[..., q0:q1, :] += (ds16 @ kt) * scale
+        dk[..., k0:k1, :] = dkt * scale
+        dv[..., k0:k1, :] = dvt
+    return dq, dk, dv
