@@ -10,7 +10,7 @@ side by side in one process:
 * attention fwd bf16 (tensor cores, ``v3_tc``) vs PyTorch SDPA in bf16, flash backend
                    forced with ``torch.nn.attention.sdpa_kernel`` (row group "attention_tc_fwd",
                    whose "% of baseline" is % of SDPA; its error is ~1e-3, from the bf16 weights);
-                   the tensor-core backward is timed alone ("attention_tc_bwd")
+                   the tensor-core backward vs SDPA's bf16 backward ("attention_tc_bwd")
 * attention bwd    vs the naive CuPy backward
 * softmax, LayerNorm vs the same formula in CuPy array ops (GB/s)
 
@@ -242,7 +242,30 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
                 grid=cfg.grid, block=cfg.block, smem=v_.static_smem, ms=round(ms, 4),
                 tflops=round(flops / ms / 1e9, 2), pct_baseline=round(100 * sdpa_ms / ms, 1) if sdpa_ms else None,
                 err=f"{rel_err(cp, o, ref16):.1e}", memory="O(T)")
-    # The tensor-core backward, timed alone (no bf16 baseline here; its accuracy is a GPU test).
+    # The tensor-core backward against PyTorch SDPA's bf16 backward (flash backend when available); its
+    # accuracy is a GPU test (tests/test_kernels_gpu.py), so no error column here.
+    sdpa_bwd_ms = None
+    try:
+        import torch  # noqa: PLC0415
+        import torch.nn.functional as F  # noqa: PLC0415
+
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
+
+            flash_only, backend = sdpa_kernel(SDPBackend.FLASH_ATTENTION), "flash"
+        except ImportError:
+            flash_only, backend = contextlib.nullcontext(), "default"
+        tq, tk, tv = (torch.as_tensor(t, device="cuda").to(torch.bfloat16).requires_grad_(True) for t in (q, k, v))
+        tdo = torch.as_tensor(dout, device="cuda").to(torch.bfloat16)
+        with flash_only:
+            tout = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+            sdpa_bwd_ms = timer(lambda: torch.autograd.grad(tout, (tq, tk, tv), tdo, retain_graph=True))
+        _record(rows, op="attention_tc_bwd", version=f"torch SDPA bf16 backward ({backend})", dtype="bf16",
+                shape=shape, config="", ms=round(sdpa_bwd_ms, 4), tflops=round(2.5 * flops / sdpa_bwd_ms / 1e9, 2),
+                pct_baseline=100.0, err="", baseline=True)
+        del tq, tk, tv, tdo, tout
+    except Exception as exc:  # noqa: BLE001
+        print(f"(PyTorch SDPA backward baseline skipped: {type(exc).__name__}: {exc})")
     o16, lse16 = ops.attention_forward_bf16(*bits, causal=causal)
     do_bits = ops.to_bf16_bits(dout)
     default_bwd = launch.default_variant("attention_tc_bwd", "v3_tc", hs)
@@ -253,7 +276,8 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
         cfg = launch.attention_tc_bwd_launch(v_, B * H, T, T, hs)
         _record(rows, op="attention_tc_bwd", version=v_.version, dtype="bf16", shape=shape, config=v_.label,
                 grid=cfg.grid, block=cfg.block, smem=cfg.shared_mem, ms=round(ms, 4),
-                tflops=round(2.5 * flops / ms / 1e9, 2), pct_baseline=None, err="")
+                tflops=round(2.5 * flops / ms / 1e9, 2),
+                pct_baseline=round(100 * sdpa_bwd_ms / ms, 1) if sdpa_bwd_ms else None, err="")
     del ref16
     # backward
     grads_ref = _naive_attention_backward(cp, dout.astype(cp.float64), *(t.astype(cp.float64) for t in (q, k, v)),
