@@ -234,25 +234,25 @@ def attention_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Laun
     return Launch(_check_grid((ceil_div(Tq, p["BR"]), BH, 1)), (v.threads, 1, 1), smem)
 
 
-def attention_tc_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
-    """Tensor-core forward: one block per 16 * WARPS queries; shared memory is static (no dynamic part)."""
-    p = v.p
+def _check_attention_shape(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> dict:
+    """Sizes >= 1 and a head that fits the variant's D; returns the variant's parameters."""
     for name, val in (("BH", BH), ("Tq", Tq), ("Tk", Tk), ("hs", hs)):
         if val < 1:
             raise ValueError(f"attention {name}: got {val}, expected >= 1")
-    if hs > p["D"]:
-        raise ValueError(f"attention head size: got {hs}, expected at most D={p['D']} for {v.name_expression}")
+    if hs > v.p["D"]:
+        raise ValueError(f"attention head size: got {hs}, expected at most D={v.p['D']} for {v.name_expression}")
+    return v.p
+
+
+def attention_tc_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
+    """Tensor-core forward: one block per 16 * WARPS queries; shared memory is static (no dynamic part)."""
+    p = _check_attention_shape(v, BH, Tq, Tk, hs)
     return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), 0)
 
 
 def attention_tc_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
     """Tensor-core backward: one block per 16 * WARPS keys; dynamic shared memory for the K, V, Q, dO, dS tiles."""
-    p = v.p
-    for name, val in (("BH", BH), ("Tq", Tq), ("Tk", Tk), ("hs", hs)):
-        if val < 1:
-            raise ValueError(f"attention {name}: got {val}, expected >= 1")
-    if hs > p["D"]:
-        raise ValueError(f"attention head size: got {hs}, expected at most D={p['D']} for {v.name_expression}")
+    p = _check_attention_shape(v, BH, Tq, Tk, hs)
     BC, BR, DS = 16 * p["WARPS"], p["BR"], p["D"] + 8
     smem = (2 * BC * DS + 2 * BR * DS + BR * (BC + 8)) * BF16_BYTES + 2 * BR * FLOAT_BYTES
     return Launch(_check_grid((ceil_div(Tk, BC), BH, 1)), (v.threads, 1, 1), smem)
