@@ -127,10 +127,18 @@ def parse_ptxas_log(log: str) -> dict:
 
 
 def nvrtc_compile(name: str, arch: int, extra_options: tuple[str, ...] = ()) -> CompileResult:
-    """Compile ``kernels/<name>`` for ``sm_<arch>`` with NVRTC; needs CuPy and NVRTC, not a GPU."""
+    """Compile ``kernels/<name>`` for ``sm_<arch>`` with NVRTC; needs CuPy and NVRTC, not a GPU.
+
+    Results are cached per process by the source text (headers inlined), so
+    the compile gate and the occupancy table share one compilation.
+    """
+    return _nvrtc_compile(read_source(name), name, arch, tuple(extra_options))
+
+
+@functools.lru_cache(maxsize=None)
+def _nvrtc_compile(source: str, name: str, arch: int, extra_options: tuple[str, ...]) -> CompileResult:
     from cupy.cuda import nvrtc  # noqa: PLC0415 - optional dependency
 
-    source = read_source(name)
     exprs = launch.name_expressions(name)
     prog = nvrtc.createProgram(source, name, [], [])
     try:
