@@ -10,6 +10,8 @@
   the emulator: ``ops.use_runtime``).
 * :mod:`minitx.cuda.reference` NumPy twins of the tiled algorithms, so each
   algorithm is proven on a CPU before a GPU runs it.
+* :mod:`minitx.cuda.occupancy` theoretical occupancy per variant from the
+  compiler's register and shared-memory report (``python -m minitx.cuda.occupancy``).
 * :mod:`minitx.cuda.emulator`  runs the CUDA source itself on the CPU (g++,
   one fiber per CUDA thread; ``simt.hpp`` gives each CUDA word its meaning),
   behind the same wrappers, so CI executes every kernel without a GPU.
