@@ -44,6 +44,8 @@ def test_every_variant_is_benchmarked_with_a_small_error(dry_run):
 
 def test_the_report_files(dry_run):
     out, rows = dry_run
+    assert rows.failures == []
+    assert bench.markdown_from_jsonl(out / "kernels.jsonl") == bench.to_markdown(rows)
     lines = (out / "kernels.jsonl").read_text().splitlines()
     assert [json.loads(line)["op"] for line in lines] == [r["op"] for r in rows]
     md = (out / "kernels.md").read_text()
@@ -58,3 +60,18 @@ def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
     assert "--ops: got ['bogus']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="expected 'cuda' or 'emulator'"):
         bench.run(tmp_path, device="tpu")
+
+
+def test_a_failing_section_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch, capsys):
+    def broken(cp, timer, rows, n_rows, C):
+        raise MemoryError("out of device memory (planted)")
+
+    monkeypatch.setattr(bench, "bench_rows", broken)
+    rows = bench.run(tmp_path, ops=("rows", "matmul"), device="emulator")
+    assert len(rows.failures) == 1 and "planted" in rows.failures[0]
+    assert any(r["op"] == "matmul" and not r.get("baseline") for r in rows)  # measured after the failure
+    assert "FAILED: MemoryError" in (tmp_path / "kernels.md").read_text()
+    assert "SECTION FAILED" in capsys.readouterr().out
+    monkeypatch.setattr(bench, "bench_rows", broken)
+    assert main(["bench", "kernels", "--device", "emulator", "--ops", "rows", "--out", str(tmp_path)]) == 1
+    assert "section failed: rows" in capsys.readouterr().err

@@ -68,7 +68,15 @@ BENCH_RC=${PIPESTATUS[0]}
 {
   echo "## Benchmarks (exit status $BENCH_RC; median of L2-flushed repetitions, CUDA events)"
   echo
-  cat "$OUTDIR/kernels.md" 2>/dev/null || { echo '```'; tail -30 "$OUTDIR/bench.log"; echo '```'; }
+  if [ -s "$OUTDIR/kernels.md" ]; then
+    cat "$OUTDIR/kernels.md"
+  elif [ -s "$OUTDIR/kernels.jsonl" ]; then  # cut short: every row measured so far is in the jsonl
+    echo "(the benchmark stopped early; the rows it finished:)"
+    echo
+    $PY -c "from minitx.bench.kernels import markdown_from_jsonl; print(markdown_from_jsonl('$OUTDIR/kernels.jsonl'), end='')"
+  else
+    echo '```'; tail -30 "$OUTDIR/bench.log"; echo '```'
+  fi
 } >> "$REPORT"
 echo
 cat "$REPORT"

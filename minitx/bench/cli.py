@@ -2,6 +2,8 @@
 (or ``--device emulator`` for a CPU dry run of the harness)."""
 from __future__ import annotations
 
+import sys
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (kernels: minitx CUDA kernels vs cuBLAS / SDPA)")
@@ -39,6 +41,8 @@ def _kernels(args) -> int:
                              "--device emulator runs the harness on the CPU") from exc
     from minitx.bench.kernels import run  # noqa: PLC0415
 
-    run(args.out, ops, quick=args.quick, budget_s=args.budget, device=args.device)
+    rows = run(args.out, ops, quick=args.quick, budget_s=args.budget, device=args.device)
     print(f"wrote {args.out}/kernels.md and kernels.jsonl")
-    return 0
+    for failure in rows.failures:
+        print(f"minitx bench kernels: section failed: {failure}", file=sys.stderr)
+    return 1 if rows.failures else 0

@@ -34,6 +34,7 @@ import math
 import os
 import statistics
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,28 @@ def rel_err(cp, out, ref) -> float:
     if not bool(cp.isfinite(out).all()):
         return float("nan")
     return float(cp.linalg.norm(out - ref) / cp.linalg.norm(ref))
+
+
+class Rows(list):
+    """The measurements, each also appended to ``kernels.jsonl`` the moment it is taken.
+
+    The GPU run is one shot under a time limit: if it is cut short, every row
+    measured so far is on disk, and :func:`markdown_from_jsonl` turns it into
+    the table.
+    """
+
+    def __init__(self, jsonl: Path | None = None):
+        super().__init__()
+        self.jsonl = jsonl
+        self.failures: list[str] = []
+        if jsonl is not None:
+            jsonl.write_text("", encoding="utf-8")
+
+    def append(self, row: dict) -> None:
+        super().append(row)
+        if self.jsonl is not None:
+            with open(self.jsonl, "a", encoding="utf-8") as f:
+                f.write(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}) + "\n")
 
 
 def _record(rows, **kw):
@@ -394,7 +417,7 @@ def run(out_dir: str | Path, ops=("matmul", "attention", "rows"), quick: bool = 
     os.environ["CUPY_TF32"] = "0"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list = []
+    rows = Rows(out / "kernels.jsonl")
     if device == "emulator":
         from minitx.cuda import emulator  # noqa: PLC0415
 
@@ -402,7 +425,6 @@ def run(out_dir: str | Path, ops=("matmul", "attention", "rows"), quick: bool = 
         print("device: CPU emulator (a dry run of the harness: the timings mean nothing)", flush=True)
         with emulator.activate():
             _run_all(cp, timer, rows, ops, sizes=TINY)
-        title = "Emulator dry run (CPU): every figure below is a wall-clock time of emulated code, not a measurement"
     else:
         import cupy as cp  # noqa: PLC0415
 
@@ -411,13 +433,23 @@ def run(out_dir: str | Path, ops=("matmul", "attention", "rows"), quick: bool = 
         props = cp.cuda.runtime.getDeviceProperties(dev.id)
         print(f"device: {props['name'].decode()} (sm_{dev.compute_capability})", flush=True)
         _run_all(cp, timer, rows, ops, sizes=QUICK if quick else FULL)
-        title = None
-    with open(out / "kernels.jsonl", "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}) + "\n")
-    (out / "kernels.md").write_text((f"**{title}**\n\n" if title else "") + to_markdown(rows), encoding="utf-8")
+    (out / "kernels.md").write_text(_title(device) + to_markdown(rows), encoding="utf-8")
     plot_ladder(rows, out / "kernels_ladder.png")
     return rows
+
+
+def _title(device: str) -> str:
+    if device == "emulator":
+        return ("**Emulator dry run (CPU): every figure below is a wall-clock time of emulated code, "
+                "not a measurement**\n\n")
+    return ""
+
+
+def markdown_from_jsonl(jsonl: str | Path) -> str:
+    """The Markdown table of whatever rows a (possibly interrupted) run wrote to ``kernels.jsonl``."""
+    path = Path(jsonl)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return to_markdown(rows)
 
 
 #: Problem sizes: matmul n; attention runs (B, H, T, hs, causal, sweep); rows (n_rows, C).
@@ -428,10 +460,22 @@ TINY = dict(matmul=72, attention=((1, 2, 40, 32, True, True), (1, 1, 33, 128, Fa
 
 
 def _run_all(cp, timer, rows, ops, sizes) -> None:
+    """Every section; one that fails is reported (a row and ``rows.failures``) and the others still run."""
+    sections = []
     if "matmul" in ops:
-        bench_matmul(cp, timer, rows, sizes["matmul"], sweep=True)
+        sections.append(("matmul", bench_matmul, (sizes["matmul"],), {"sweep": True}))
     if "attention" in ops:
         for B, H, T, hs, causal, sweep in sizes["attention"]:
-            bench_attention(cp, timer, rows, B, H, T, hs, causal=causal, sweep=sweep)
+            sections.append(("attention", bench_attention, (B, H, T, hs), {"causal": causal, "sweep": sweep}))
     if "rows" in ops:
-        bench_rows(cp, timer, rows, *sizes["rows"])
+        sections.append(("rows", bench_rows, sizes["rows"], {}))
+    for name, fn, args, kwargs in sections:
+        try:
+            fn(cp, timer, rows, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one shot on borrowed hardware: keep measuring the rest
+            message = f"{name} {args}: {type(exc).__name__}: {exc}"
+            print(f"SECTION FAILED: {message}", flush=True)
+            traceback.print_exc()
+            rows.failures.append(message)
+            _record(rows, op=name, version=f"FAILED: {type(exc).__name__}", dtype="", shape=str(args), config="",
+                    err=str(exc)[:200])
