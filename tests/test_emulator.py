@@ -124,12 +124,16 @@ EXPRS = ["reverse_chunks<1>", "reverse_chunks<0>", "write_past_end", "read_dynam
          "numbering", "one_mma", "pack_pairs", "add_tiny", "deep_stack", "load_float4", "write_one_past"]
 
 
-@pytest.fixture(scope="module")
-def module():
+def _test_program():
     from minitx.cuda import loader  # noqa: PLC0415
 
     text = TEST_KERNELS.replace('#include "common.cuh"', (loader.KERNEL_DIR / "common.cuh").read_text())
-    return emulator.compile_text(emulator.program_text(text, EXPRS, "tests/test_emulator.py"), "test_kernels")
+    return emulator.program_text(text, EXPRS, "tests/test_emulator.py")
+
+
+@pytest.fixture(scope="module")
+def module():
+    return emulator.compile_text(_test_program(), "test_kernels")
 
 
 def run(module, name, grid, block, *args, shared_mem=0, order="forward"):
@@ -291,3 +295,12 @@ def test_every_kernel_source_builds_and_lists_every_instance():
         for v in [v for v in launch.VARIANTS if v.source == source]:
             assert module.param_sizes(v.name_expression) == [
                 {"ptr": 8, "i32": 4, "i64": 8, "f32": 4}[k] for k in launch.SIGNATURES[v.template]], v.name_expression
+
+
+def test_the_portable_ucontext_fibers_give_the_same_results():
+    """Machines other than x86-64 switch fibers with ucontext; the x86-64 build can be told to as well."""
+    portable = emulator.compile_text(_test_program(), "test_kernels", defines=("MINITX_EMU_UCONTEXT",))
+    test_thread_numbering_shuffles_and_atomics(portable)
+    test_mma_fragments_follow_the_ptx_tables(portable)
+    test_a_missing_syncthreads_shows_up_in_one_of_the_orders(portable)
+    test_a_write_past_the_end_of_a_buffer_is_reported_with_its_argument_and_thread(portable)

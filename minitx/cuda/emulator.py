@@ -162,12 +162,17 @@ def build(source: str) -> Module:
     return compile_text(program(source), Path(source).stem)
 
 
-def compile_text(text: str, stem: str = "kernels") -> Module:
-    """Compile a translation unit from :func:`program_text` into a loaded :class:`Module`."""
+def compile_text(text: str, stem: str = "kernels", defines: tuple[str, ...] = ()) -> Module:
+    """Compile a translation unit from :func:`program_text` into a loaded :class:`Module`.
+
+    ``defines``: extra ``-D`` macros, e.g. ``("MINITX_EMU_UCONTEXT",)`` for the
+    portable (slower) fiber switch that non-x86-64 machines use.
+    """
     reason = available()
     if reason:
         raise EmulatorError(reason)
-    key = hashlib.sha256("\0".join([text, HEADER.read_text(), CXX, *CXXFLAGS]).encode()).hexdigest()[:20]
+    flags = (*CXXFLAGS, *(f"-D{d}" for d in defines))
+    key = hashlib.sha256("\0".join([text, HEADER.read_text(), CXX, *flags]).encode()).hexdigest()[:20]
     out = cache_dir() / f"{stem}-{key}.so"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,7 @@ def compile_text(text: str, stem: str = "kernels") -> Module:
             cpp = Path(tmp) / f"{stem}.cpp"
             cpp.write_text(text, encoding="utf-8")
             so = Path(tmp) / out.name
-            proc = subprocess.run([CXX, *CXXFLAGS, "-o", str(so), str(cpp)], capture_output=True, text=True)
+            proc = subprocess.run([CXX, *flags, "-o", str(so), str(cpp)], capture_output=True, text=True)
             if proc.returncode != 0:
                 raise EmulatorError(f"g++ could not compile {stem} for the emulator:\n{proc.stderr[-4000:]}")
             staged = out.with_name(f"{out.name}.{os.getpid()}.tmp")

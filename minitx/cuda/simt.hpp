@@ -5,17 +5,19 @@
 // ctypes. The kernel text is the same text NVRTC compiles for the GPU; only
 // the CUDA vocabulary is given a CPU meaning here:
 //
-//   a CUDA thread      one fiber (ucontext) with its own stack; every thread
+//   a CUDA thread      one fiber with its own stack (a 20-instruction context
+//                      switch on x86-64, ucontext elsewhere); every thread
 //                      of a block is a fiber, and the blocks of the grid run
 //                      one after another
 //   __syncthreads()    the fiber parks; when every live thread of the block
 //                      is parked there, all of them go on
 //   __shfl_*_sync      the 32 lanes of a warp meet at a warp barrier, swap
 //                      values through a per-warp mailbox, meet again
-//   mma.sync (bf16)    the lanes post their fragments to the mailbox; each
-//                      lane rebuilds A (16x16) and B (16x8) from all 32 of
-//                      them by the PTX ISA fragment tables and computes its
-//                      own four outputs
+//   mma.sync (bf16)    the lanes post their fragments to the mailbox; the
+//                      first lane through rebuilds A (16x16) and B (16x8)
+//                      from all 32 of them by the PTX ISA fragment tables and
+//                      computes A @ B once; each lane adds its own four
+//                      elements to its accumulators
 //   __shared__         a static array (one block runs at a time); dynamic
 //                      shared memory is a buffer filled with NaN before each
 //                      block, so reading what nobody wrote shows up
@@ -102,10 +104,86 @@ inline unsigned int __float_as_uint(float f) { unsigned int i; memcpy(&i, &f, 4)
 // ---------------------------------------------------------------------------
 namespace minitx_emu {
 
+// ---------------------------------------------------------------------------
+// Fibers. A context is what a switch saves: on x86-64 the stack pointer,
+// with the callee-saved registers and the FP control words pushed on the
+// fiber's own stack (everything else is dead across a call, by the ABI);
+// ucontext elsewhere (portable, but it makes a system call per switch).
+// ---------------------------------------------------------------------------
+void fiber_trampoline();
+
+#if defined(__x86_64__) && !defined(MINITX_EMU_UCONTEXT)
+extern "C" void minitx_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .p2align 4
+    .globl minitx_emu_switch
+    .hidden minitx_emu_switch
+    .type minitx_emu_switch, @function
+minitx_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $16, %rsp
+    fnstcw (%rsp)
+    stmxcsr 8(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    fldcw (%rsp)
+    ldmxcsr 8(%rsp)
+    addq $16, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size minitx_emu_switch, .-minitx_emu_switch
+)");
+
+struct Context {
+    void* sp = nullptr;
+};
+inline void switch_context(Context& from, Context& to) { minitx_emu_switch(&from.sp, to.sp); }
+
+// Lay out a new stack as if minitx_emu_switch had saved it just before
+// calling fiber_trampoline: the first switch to it "returns" there.
+inline void make_fiber(Context& c, char* stack, size_t size) {
+    uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    uint64_t* sp = reinterpret_cast<uint64_t*>(top);
+    *--sp = 0;                                   // fake return address of the trampoline (it never returns)
+    *--sp = (uint64_t)(uintptr_t)&fiber_trampoline;  // where `ret` goes; rsp is then 8 mod 16, as after a call
+    for (int r = 0; r < 6; ++r) *--sp = 0;       // rbp, rbx, r12-r15
+    sp -= 2;                                     // the FP control words
+    uint16_t fpcw;
+    asm volatile("fnstcw %0" : "=m"(fpcw));
+    memcpy(sp, &fpcw, 2);
+    const uint32_t mxcsr = _mm_getcsr();
+    memcpy(reinterpret_cast<char*>(sp) + 8, &mxcsr, 4);
+    c.sp = sp;
+}
+#else
+struct Context {
+    ucontext_t uc;
+};
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+inline void make_fiber(Context& c, char* stack, size_t size) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;  // the trampoline never returns
+    makecontext(&c.uc, fiber_trampoline, 0);
+}
+#endif
+
 enum State { READY, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
 
 struct Thread {
-    ucontext_t ctx;
+    Context ctx;
     uint3 tid;
     int linear, warp, lane;
     State state;
@@ -115,18 +193,24 @@ constexpr int MAILBOX_WORDS = 16;  // per lane: enough for an mma's A, B and C f
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr size_t GUARD_BYTES = 4096;
 
+struct WarpMma {  // one warp's mma product, computed once and read by its 32 lanes
+    float d[16][8];
+    int lanes_done = 0;
+};
+
 struct Machine {
     dim3 grid, block;
     uint3 block_idx;
     std::vector<Thread> threads;
     std::vector<uint32_t> mailbox;  // [warps][32][MAILBOX_WORDS]
+    std::vector<WarpMma> mma;       // [warps]
     char* stacks = nullptr;
     size_t stacks_bytes = 0;
     unsigned char* dyn_smem = nullptr;
     size_t dyn_smem_bytes = 0;
     void (*invoke)(void**) = nullptr;
     void** args = nullptr;
-    ucontext_t scheduler;
+    Context scheduler;
     sigjmp_buf escape;
     bool failed = false;
     char error[1024];
@@ -147,12 +231,8 @@ inline void fail(const char* what) {
 inline void park(State s) {
     cur->state = s;
     Thread* me = cur;
-    swapcontext(&me->ctx, &M->scheduler);
+    switch_context(me->ctx, M->scheduler);
     cur = me;
-    if (M->failed) {  // the scheduler is tearing the launch down: never resume kernel code
-        me->state = DONE;
-        swapcontext(&me->ctx, &M->scheduler);
-    }
 }
 
 inline void syncthreads() { park(AT_BLOCK_BARRIER); }
@@ -197,36 +277,49 @@ inline void mma_m16n8k16_bf16(float c[4], const unsigned int a[4], const unsigne
     box[4] = b[0];
     box[5] = b[1];
     warp_barrier();
-    float A[16][16], B[16][8];
-    for (int l = 0; l < 32; ++l) {
-        const uint32_t* f = mailbox(cur->warp, l);
-        const int g = l / 4, t = l % 4;
-        const int arow[4] = {g, g + 8, g, g + 8}, acol[4] = {2 * t, 2 * t, 2 * t + 8, 2 * t + 8};
-        for (int r = 0; r < 4; ++r) {
-            A[arow[r]][acol[r]] = bf16_bits_to_float(f[r] & 0xffffu);
-            A[arow[r]][acol[r] + 1] = bf16_bits_to_float(f[r] >> 16);
+    // The first lane through rebuilds A and B from all 32 mailboxes and
+    // computes the warp's A @ B once; every lane then adds its own 4 elements.
+    WarpMma& w = M->mma[cur->warp];
+    if (w.lanes_done == 0) {
+        float A[16][16], B[16][8];
+        for (int l = 0; l < 32; ++l) {
+            const uint32_t* f = mailbox(cur->warp, l);
+            const int g = l / 4, t = l % 4;
+            const int arow[4] = {g, g + 8, g, g + 8}, acol[4] = {2 * t, 2 * t, 2 * t + 8, 2 * t + 8};
+            for (int r = 0; r < 4; ++r) {
+                A[arow[r]][acol[r]] = bf16_bits_to_float(f[r] & 0xffffu);
+                A[arow[r]][acol[r] + 1] = bf16_bits_to_float(f[r] >> 16);
+            }
+            for (int r = 0; r < 2; ++r) {
+                B[2 * t + 8 * r][g] = bf16_bits_to_float(f[4 + r] & 0xffffu);
+                B[2 * t + 8 * r + 1][g] = bf16_bits_to_float(f[4 + r] >> 16);
+            }
         }
-        for (int r = 0; r < 2; ++r) {
-            B[2 * t + 8 * r][g] = bf16_bits_to_float(f[4 + r] & 0xffffu);
-            B[2 * t + 8 * r + 1][g] = bf16_bits_to_float(f[4 + r] >> 16);
-        }
+        for (int row = 0; row < 16; ++row)
+            for (int col = 0; col < 8; ++col) {
+                float acc = 0.0f;  // bf16 x bf16 is exact in fp32; the sum is fp32
+                for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
+                w.d[row][col] = acc;
+            }
     }
-    warp_barrier();
     const int g = cur->lane / 4, t = cur->lane % 4;
-    for (int i = 0; i < 4; ++i) {
-        const int row = g + 8 * (i / 2), col = 2 * t + (i % 2);
-        float acc = c[i];
-        for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];  // bf16 x bf16 is exact in fp32
-        c[i] = acc;
-    }
+    for (int i = 0; i < 4; ++i) c[i] += w.d[g + 8 * (i / 2)][2 * t + (i % 2)];
+    if (++w.lanes_done == 32) w.lanes_done = 0;  // the last lane resets it for the next mma
+    warp_barrier();  // nobody posts new fragments before every lane has read
 }
 
-// One fiber's life: run the kernel body, then report done.
-inline void fiber_entry() {
+}  // namespace minitx_emu
+
+// One fiber's life: run the kernel body, report done, hand control back for good.
+inline void minitx_emu::fiber_trampoline() {
     M->invoke(M->args);
     cur->state = DONE;
-    // returning follows uc_link back to the scheduler
+    Context dead;
+    switch_context(dead, M->scheduler);
+    __builtin_unreachable();
 }
+
+namespace minitx_emu {
 
 // Run every fiber of the current block until all are parked or done, then
 // open whichever barrier is complete. Returns false (with M->error) on a
@@ -236,12 +329,8 @@ inline bool run_block(bool reverse) {
     const int warps = (n + 31) / 32;
     for (int i = 0; i < n; ++i) {
         Thread& t = M->threads[i];
-        getcontext(&t.ctx);
-        t.ctx.uc_stack.ss_sp = M->stacks + (size_t)i * STACK_BYTES + GUARD_BYTES;  // above its guard page
-        t.ctx.uc_stack.ss_size = STACK_BYTES - GUARD_BYTES;
-        t.ctx.uc_link = &M->scheduler;
         t.state = READY;
-        makecontext(&t.ctx, fiber_entry, 0);
+        make_fiber(t.ctx, M->stacks + (size_t)i * STACK_BYTES + GUARD_BYTES, STACK_BYTES - GUARD_BYTES);
     }
     if (M->dyn_smem_bytes) {  // NaN in every float slot: reading an unwritten word is visible
         for (size_t i = 0; i + 4 <= M->dyn_smem_bytes; i += 4) memcpy(M->dyn_smem + i, "\xff\xff\xff\x7f", 4);
@@ -251,7 +340,7 @@ inline bool run_block(bool reverse) {
             Thread& t = M->threads[reverse ? n - 1 - k : k];
             if (t.state != READY) continue;
             cur = &t;
-            swapcontext(&M->scheduler, &t.ctx);
+            switch_context(M->scheduler, t.ctx);
             cur = nullptr;
             if (M->failed) return false;
         }
@@ -391,6 +480,7 @@ inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t 
         t.tid = {i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
     }
     m.mailbox.assign((size_t)((n + 31) / 32) * 32 * MAILBOX_WORDS, 0u);
+    m.mma.assign((size_t)((n + 31) / 32), WarpMma{});
     m.stacks_bytes = (size_t)n * STACK_BYTES;
     void* st = mmap(nullptr, m.stacks_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (st == MAP_FAILED) {
