@@ -39,11 +39,11 @@ __device__ __forceinline__ float bf16_to_float(unsigned short h) {
     return __uint_as_float(((unsigned int)h) << 16);
 }
 
-// The two pieces of inline PTX below are the only hardware-specific code in
+// The pieces of inline PTX below are the only hardware-specific code in
 // minitx's kernels. The CPU emulator (minitx/cuda/emulator.py) compiles these
 // sources with g++ and defines MINITX_EMULATOR, supplying its own versions
-// that follow the same PTX ISA rules; kernels must reach tensor cores and
-// bf16 conversion through these wrappers only.
+// that follow the same PTX ISA rules; kernels must reach tensor cores, bf16
+// conversion, ldmatrix and cp.async through these wrappers only.
 #ifndef MINITX_EMULATOR
 // Two floats -> two bf16 packed in one 32-bit register (lo in the low half),
 // rounded to nearest even by the hardware conversion (sm_80+).
@@ -67,6 +67,43 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const unsigned int a[
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// ldmatrix: four 8x8 matrices of 16-bit elements from shared memory into
+// mma fragments, one instruction for what would be four 32-bit loads per
+// lane. Lane l gives the address of row (l % 8) of matrix (l / 8) (16 bytes,
+// 16-byte aligned). Lane l receives, in r[j], row l / 4 of matrix j,
+// elements 2 * (l % 4) and 2 * (l % 4) + 1 (the lower index in the low half):
+// exactly an A or B fragment register of mma.m16n8k16.
+__device__ __forceinline__ void ldmatrix_x4(unsigned int r[4], const void* smem_row) {
+    const unsigned int addr = static_cast<unsigned int>(__cvta_generic_to_shared(smem_row));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+// The same with each 8x8 matrix transposed on the way: lane l receives, in
+// r[j], elements (2 * (l % 4), l / 4) and (2 * (l % 4) + 1, l / 4) of matrix
+// j, i.e. two consecutive ROWS of one column (for a B operand stored k-major).
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int r[4], const void* smem_row) {
+    const unsigned int addr = static_cast<unsigned int>(__cvta_generic_to_shared(smem_row));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+// cp.async (sm_80+): copy 16 bytes global -> shared without passing through
+// registers and without waiting. With valid == false nothing is read and
+// the 16 bytes are zero-filled (tails of tiles). The copies a thread issued
+// are grouped by cp_async_commit(); cp_async_wait<N>() returns when at most
+// N of the thread's groups are still in flight. Other threads' copies are
+// visible only after a __syncthreads() that follows their wait.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+    const unsigned int addr = static_cast<unsigned int>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
 }
 #endif  // MINITX_EMULATOR
 

@@ -109,6 +109,30 @@ __global__ void load_float4(const float* x, float* y, int offset) {
 // Writes y[n] (one float past the end) when told to.
 __global__ void write_one_past(float* y, int n) { if (threadIdx.x == 0) y[n] = 7.0f; }
 
+// Four stacked 8x8 bf16 matrices in shared memory; lane l gives row l % 8 of matrix l / 8 (= tile row l).
+template <int TRANS>
+__global__ void load_matrices(const unsigned short* m, unsigned int* out) {
+    __shared__ __align__(16) unsigned short tile[32][8];
+    for (int i = threadIdx.x; i < 256; i += 32) tile[i / 8][i % 8] = m[i];
+    __syncthreads();
+    unsigned int r[4];
+    if (TRANS) ldmatrix_x4_trans(r, &tile[threadIdx.x][0]);
+    else ldmatrix_x4(r, &tile[threadIdx.x][0]);
+    for (int j = 0; j < 4; ++j) out[threadIdx.x * 4 + j] = r[j];
+}
+
+// cp.async lands at the wait, not before; invalid copies zero-fill.
+__global__ void async_copy(const float* src, float* before, float* after, int n_valid) {
+    extern __shared__ float buf[];  // 32 x 4 floats
+    const int t = threadIdx.x;
+    cp_async_16(&buf[4 * t], src + 4 * t, t < n_valid);
+    cp_async_commit();
+    before[t] = buf[4 * t];  // too early: the copy has not landed
+    cp_async_wait<0>();
+    __syncthreads();
+    after[t] = buf[4 * ((t + 1) % 32)];  // another thread's copy, after its wait and the barrier
+}
+
 __global__ void add_tiny(const float* x, float* y) { y[threadIdx.x] = x[threadIdx.x] * 1.0f + 0.0f; }
 
 // Needs more fiber stack than a GPU thread would ever have: recursion with a big frame.
@@ -121,14 +145,18 @@ __device__ float burn(int depth) {
 __global__ void deep_stack(float* y, int depth) { y[threadIdx.x] = burn(depth); }
 """
 EXPRS = ["reverse_chunks<1>", "reverse_chunks<0>", "write_past_end", "read_dynamic_smem", "divergent_shuffle",
-         "numbering", "one_mma", "pack_pairs", "add_tiny", "deep_stack", "load_float4", "write_one_past"]
+         "numbering", "one_mma", "pack_pairs", "add_tiny", "deep_stack", "load_float4", "write_one_past",
+         "load_matrices<0>", "load_matrices<1>", "async_copy"]
+
+
+def _test_source():
+    from minitx.cuda import loader  # noqa: PLC0415
+
+    return TEST_KERNELS.replace('#include "common.cuh"', (loader.KERNEL_DIR / "common.cuh").read_text())
 
 
 def _test_program():
-    from minitx.cuda import loader  # noqa: PLC0415
-
-    text = TEST_KERNELS.replace('#include "common.cuh"', (loader.KERNEL_DIR / "common.cuh").read_text())
-    return emulator.program_text(text, EXPRS, "tests/test_emulator.py")
+    return emulator.program_text(_test_source(), EXPRS, "tests/test_emulator.py")
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +284,31 @@ def test_mma_fragments_follow_the_ptx_tables(module):
     np.testing.assert_array_equal(D2, A[:, :8])
 
 
+def test_ldmatrix_hands_out_the_ptx_fragments(module):
+    m = np.arange(256, dtype=np.uint16) * 3 + 1  # four 8x8 matrices, every element different
+    M = m.reshape(4, 8, 8).astype(np.uint32)
+    lane = np.arange(32)[:, None]
+    j = np.arange(4)[None, :]
+    for trans in (0, 1):
+        out = np.zeros(128, np.uint32)
+        run(module, f"load_matrices<{trans}>", (1, 1, 1), (32, 1, 1), m, out)
+        if trans:
+            expect = M[j, 2 * (lane % 4), lane // 4] | (M[j, 2 * (lane % 4) + 1, lane // 4] << 16)
+        else:
+            expect = M[j, lane // 4, 2 * (lane % 4)] | (M[j, lane // 4, 2 * (lane % 4) + 1] << 16)
+        np.testing.assert_array_equal(out.reshape(32, 4), expect)
+
+
+def test_cp_async_lands_at_the_wait_and_zero_fills(module):
+    src = np.arange(1, 129, dtype=np.float32)
+    before = np.zeros(32, np.float32)
+    after = np.zeros(32, np.float32)
+    run(module, "async_copy", (1, 1, 1), (32, 1, 1), src, before, after, np.int32(20), shared_mem=128 * 4)
+    assert np.isnan(before).all()  # read before the wait: the poisoned shared memory, not the data
+    nxt = (np.arange(32) + 1) % 32
+    np.testing.assert_array_equal(after, np.where(nxt < 20, src[4 * nxt], 0.0))
+
+
 def test_bf16_packing_rounds_to_nearest_even_like_the_numpy_helper(module):
     from minitx.cuda.ops import to_bf16_bits  # noqa: PLC0415
 
@@ -304,3 +357,19 @@ def test_the_portable_ucontext_fibers_give_the_same_results():
     test_mma_fragments_follow_the_ptx_tables(portable)
     test_a_missing_syncthreads_shows_up_in_one_of_the_orders(portable)
     test_a_write_past_the_end_of_a_buffer_is_reported_with_its_argument_and_thread(portable)
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_the_same_test_kernels_compile_for_the_gpu(arch):
+    """The planted-bug kernels use every wrapper of common.cuh (mma, bf16 packing, ldmatrix, cp.async):
+    NVRTC compiling them proves the wrappers' inline PTX, which unused inline functions would not."""
+    try:
+        from cupy.cuda import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the NVRTC library not found
+        pytest.skip(f'needs CuPy and NVRTC: pip install cupy-cuda13x "cuda-toolkit[nvrtc]==13.0.*" ({exc})')
+    from minitx.cuda import loader
+
+    result = loader.nvrtc_compile_text(_test_source(), tuple(EXPRS), arch, "test_emulator.cu")
+    assert set(result.lowered) == set(EXPRS) and len(result.cubin) > 0

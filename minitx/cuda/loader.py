@@ -132,14 +132,16 @@ def nvrtc_compile(name: str, arch: int, extra_options: tuple[str, ...] = ()) -> 
     Results are cached per process by the source text (headers inlined), so
     the compile gate and the occupancy table share one compilation.
     """
-    return _nvrtc_compile(read_source(name), name, arch, tuple(extra_options))
+    return nvrtc_compile_text(read_source(name), tuple(launch.name_expressions(name)), arch, name,
+                              tuple(extra_options))
 
 
 @functools.lru_cache(maxsize=None)
-def _nvrtc_compile(source: str, name: str, arch: int, extra_options: tuple[str, ...]) -> CompileResult:
+def nvrtc_compile_text(source: str, exprs: tuple[str, ...], arch: int, name: str = "kernel.cu",
+                       extra_options: tuple[str, ...] = ()) -> CompileResult:
+    """Compile CUDA ``source`` (headers already inlined) with the template instances ``exprs``."""
     from cupy.cuda import nvrtc  # noqa: PLC0415 - optional dependency
 
-    exprs = launch.name_expressions(name)
     prog = nvrtc.createProgram(source, name, [], [])
     try:
         for e in exprs:

@@ -18,6 +18,11 @@
 //                      from all 32 of them by the PTX ISA fragment tables and
 //                      computes A @ B once; each lane adds its own four
 //                      elements to its accumulators
+//   ldmatrix           lanes post their row addresses; each lane reads its
+//                      two elements of each 8x8 matrix by the PTX tables
+//   cp.async           recorded, and copied only when the issuing thread
+//                      waits for its group: reading a tile too early reads
+//                      stale or NaN-poisoned shared memory
 //   __shared__         a static array (one block runs at a time); dynamic
 //                      shared memory is a buffer filled with NaN before each
 //                      block, so reading what nobody wrote shows up
@@ -182,11 +187,19 @@ inline void make_fiber(Context& c, char* stack, size_t size) {
 
 enum State { READY, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
 
+struct AsyncCopy {  // one cp.async in flight: 16 bytes, or 16 zeros
+    void* dst;
+    const void* src;
+    bool valid;
+};
+
 struct Thread {
     Context ctx;
     uint3 tid;
     int linear, warp, lane;
     State state;
+    std::vector<AsyncCopy> uncommitted;           // cp.async issued since the last commit
+    std::vector<std::vector<AsyncCopy>> groups;   // committed groups, oldest first, not yet landed
 };
 
 constexpr int MAILBOX_WORDS = 16;  // per lane: enough for an mma's A, B and C fragments
@@ -308,6 +321,57 @@ inline void mma_m16n8k16_bf16(float c[4], const unsigned int a[4], const unsigne
     warp_barrier();  // nobody posts new fragments before every lane has read
 }
 
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: every lane posts the
+// row address it was given; lane l then reads, for matrix j, the two 16-bit
+// elements the PTX ISA assigns it (see ldmatrix_x4 in common.cuh).
+inline void ldmatrix(unsigned int r[4], const void* row, bool trans) {
+    if (((uintptr_t)row & 15) != 0) fail("ldmatrix: a row address that is not 16-byte aligned");
+    memcpy(mailbox(cur->warp, cur->lane), &row, sizeof row);
+    warp_barrier();
+    auto row_of = [&](int src_lane) {
+        const unsigned char* p;
+        memcpy(&p, mailbox(cur->warp, src_lane), sizeof p);
+        return p;
+    };
+    const int l = cur->lane;
+    for (int j = 0; j < 4; ++j) {
+        uint16_t lo, hi;
+        if (!trans) {  // row l / 4, elements 2 (l % 4) and 2 (l % 4) + 1
+            const unsigned char* p = row_of(8 * j + l / 4) + 4 * (l % 4);
+            memcpy(&lo, p, 2);
+            memcpy(&hi, p + 2, 2);
+        } else {  // rows 2 (l % 4) and 2 (l % 4) + 1, element l / 4
+            memcpy(&lo, row_of(8 * j + 2 * (l % 4)) + 2 * (l / 4), 2);
+            memcpy(&hi, row_of(8 * j + 2 * (l % 4) + 1) + 2 * (l / 4), 2);
+        }
+        r[j] = (unsigned int)lo | ((unsigned int)hi << 16);
+    }
+    warp_barrier();
+}
+
+// cp.async: the copy is only *recorded*; it lands when the issuing thread
+// waits for its group. A kernel that reads the tile before cp_async_wait
+// (or, for other threads' copies, before the __syncthreads after it) reads
+// stale or NaN-poisoned shared memory here, as it could on the GPU.
+inline void cp_async(void* dst, const void* src, bool valid) {
+    if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0))
+        fail("cp.async: a 16-byte copy with an address that is not 16-byte aligned");
+    cur->uncommitted.push_back({dst, src, valid});
+}
+inline void cp_async_commit_group() {
+    cur->groups.push_back(std::move(cur->uncommitted));
+    cur->uncommitted.clear();
+}
+inline void cp_async_wait_group(int pending) {
+    while ((int)cur->groups.size() > pending) {
+        for (const AsyncCopy& c : cur->groups.front()) {
+            if (c.valid) memcpy(c.dst, c.src, 16);
+            else memset(c.dst, 0, 16);
+        }
+        cur->groups.erase(cur->groups.begin());
+    }
+}
+
 }  // namespace minitx_emu
 
 // One fiber's life: run the kernel body, report done, hand control back for good.
@@ -330,6 +394,8 @@ inline bool run_block(bool reverse) {
     for (int i = 0; i < n; ++i) {
         Thread& t = M->threads[i];
         t.state = READY;
+        t.uncommitted.clear();
+        t.groups.clear();
         make_fiber(t.ctx, M->stacks + (size_t)i * STACK_BYTES + GUARD_BYTES, STACK_BYTES - GUARD_BYTES);
     }
     if (M->dyn_smem_bytes) {  // NaN in every float slot: reading an unwritten word is visible
@@ -418,12 +484,20 @@ inline T atomicAdd(T* address, T value) {
     return old;
 }
 
-// The two hardware-specific wrappers common.cuh leaves to the emulator.
+// The hardware-specific wrappers common.cuh leaves to the emulator.
 inline unsigned int pack_bf16x2(float lo, float hi) {
     return minitx_emu::float_to_bf16(lo) | (minitx_emu::float_to_bf16(hi) << 16);
 }
 inline void mma_bf16_16816(float c[4], const unsigned int a[4], const unsigned int b[2]) {
     minitx_emu::mma_m16n8k16_bf16(c, a, b);
+}
+inline void ldmatrix_x4(unsigned int r[4], const void* smem_row) { minitx_emu::ldmatrix(r, smem_row, false); }
+inline void ldmatrix_x4_trans(unsigned int r[4], const void* smem_row) { minitx_emu::ldmatrix(r, smem_row, true); }
+inline void cp_async_16(void* smem, const void* gmem, bool valid) { minitx_emu::cp_async(smem, gmem, valid); }
+inline void cp_async_commit() { minitx_emu::cp_async_commit_group(); }
+template <int N>
+inline void cp_async_wait() {
+    minitx_emu::cp_async_wait_group(N);
 }
 
 // ---------------------------------------------------------------------------
