@@ -29,12 +29,14 @@
 //
 // What it catches: wrong indexing of every kind (including fragment layouts),
 // missing barriers that matter for the order in which threads happen to run
-// (the Python side runs each test a second time with threads and blocks in
-// reverse order), warps that reach different barriers, reads and writes past
-// the end of any global or dynamic shared buffer (guard pages; the fault is
-// reported with its block and thread), unwritten outputs (poisoned with
-// NaN). What it cannot catch: anything about speed, and memory-model races
-// that no sequential schedule of the threads shows.
+// (launches can run threads and blocks in reverse order; the tests do so on
+// odd seeds), warps that reach different barriers, reads and writes past the
+// end of any global or dynamic shared buffer (guard pages; the fault is
+// reported with its block and thread), vector accesses at misaligned
+// addresses (-fsanitize=alignment traps), unwritten outputs (poisoned with
+// NaN), cp.async tiles read before their wait. What it cannot catch:
+// anything about speed, and memory-model races that no sequential schedule
+// of the threads shows.
 #pragma once
 
 #include <math.h>
