@@ -76,7 +76,7 @@ class Variant:
             return 4 * p["BR"]
         if t == "attention_v2_flash_bwd":
             return 4 * p["BC"]
-        if t == "attention_v3_tc_fwd":
+        if t in ("attention_v3_tc_fwd", "attention_v4_tc_fwd"):
             return 32 * p["WARPS"]  # one warp per 16 query rows
         if t == "attention_v3_tc_bwd":
             return 32 * p["WARPS"]  # one warp per 16 keys
@@ -128,6 +128,11 @@ VARIANTS: list[Variant] = [
     # Tensor cores (bf16 in, fp32 out): 16 query rows per warp, BC keys per tile.
     *_v("attention_tc_fwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_fwd", ("D", "BC", "WARPS"),
         (32, 64, 4), (64, 64, 4), (128, 64, 4), (64, 32, 4), (128, 32, 4), (64, 64, 8), (128, 32, 8)),
+    # v4: the same work split with ldmatrix fragments and double-buffered cp.async K/V tiles (dynamic
+    # shared memory, 2 stages of K and V; Q is staged in stage 1 first, so 16 * WARPS <= 2 * BC).
+    *_v("attention_tc_fwd", "v4_tc_pipelined", "attention_tc.cu", "attention_v4_tc_fwd", ("D", "BC", "WARPS"),
+        (32, 64, 4), (64, 64, 4), (128, 64, 4), (64, 32, 4), (128, 32, 4), (64, 64, 8), (128, 64, 8),
+        (64, 128, 4)),
     # Its backward: 16 keys per warp (BC = 16 * WARPS), BR queries per tile.
     *_v("attention_tc_bwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_bwd", ("D", "BR", "WARPS"),
         (32, 64, 4), (64, 64, 4), (128, 32, 4), (64, 32, 4)),
@@ -245,9 +250,16 @@ def _check_attention_shape(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> di
 
 
 def attention_tc_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
-    """Tensor-core forward: one block per 16 * WARPS queries; shared memory is static (no dynamic part)."""
+    """Tensor-core forward: one block per 16 * WARPS queries.
+
+    v3's shared memory is static (no dynamic part); v4's is dynamic: two
+    stages of K and V tiles, ``[BC][D + 8]`` bf16 each (sQ overlays stage 1).
+    """
     p = _check_attention_shape(v, BH, Tq, Tk, hs)
-    return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), 0)
+    smem = 0
+    if v.template == "attention_v4_tc_fwd":
+        smem = 2 * 2 * p["BC"] * (p["D"] + 8) * BF16_BYTES
+    return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), smem)
 
 
 def attention_tc_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
@@ -276,6 +288,8 @@ def max_dynamic_smem(v: Variant) -> int:
         return attention_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     if v.template == "attention_v3_tc_bwd":
         return attention_tc_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
+    if v.template == "attention_v4_tc_fwd":
+        return attention_tc_fwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     return 0
 
 
@@ -295,6 +309,7 @@ SIGNATURES = {
     "attention_v1_naive": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v2_flash_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v3_tc_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
+    "attention_v4_tc_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v3_tc_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_bwd_delta": ("ptr", "ptr", "ptr", "i32", "i32"),
     "attention_v2_flash_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
