@@ -347,9 +347,45 @@ def test_attention_tensor_cores_forward(dev, variant, case):
     np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
 
 
+# The pipelined rung, case by case in both thread orders: every tail of its 16-byte async copies
+# (hs % 8 == 0) and of its synchronous fallback (hs % 8 != 0), Tq != Tk both ways (start < 0: the
+# first queries see no key), decoding (Tq = 1), padding with a fully padded sequence (B = 2).
+V4_CASES = [  # B, H, Tq, Tk, hs, causal, padded
+    (1, 1, 1, 1, 1, False, False), (1, 2, 1, 300, 5, True, False), (2, 1, 300, 1, 16, True, True),
+    (2, 2, 77, 130, 40, True, False), (2, 1, 130, 77, 64, False, True), (1, 1, 255, 256, 100, True, False),
+    (3, 1, 33, 300, 128, False, True), (2, 1, 200, 199, 40, True, True), (2, 1, 64, 64, 64, True, False),
+    (1, 1, 129, 17, 5, False, True),
+]
+V4_VARIANTS = launch.variants("attention_tc_fwd", "v4_tc_pipelined")
+
+
 @on_devices
-def test_attention_tensor_cores_long_and_many_heads(dev):
-    """T = 1000 causal with the default variants, and many heads (grid.y)."""
+@pytest.mark.parametrize("order", [0, 1], ids=["forward", "reverse"])  # the emulator's thread order (seed parity)
+@pytest.mark.parametrize("case", V4_CASES, ids=lambda c: "B{}H{}q{}k{}hs{}{}{}".format(
+    *c[:5], "c" if c[5] else "", "p" if c[6] else ""))
+def test_attention_tensor_cores_v4_odd_shapes(dev, case, order):
+    """Every v4 variant that fits hs: within the bf16-weight bound of float64 attention; lse to 1e-5."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    q, k, v, causal, keep, _ = _attn_inputs((*case, 1000 + order))
+    bits = [ops.to_bf16_bits(t) for t in (q, k, v)]
+    ref, lse_ref, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), causal, keep)
+    for variant in [w for w in V4_VARIANTS if w.p["D"] >= case[4]]:
+        with dev.session(order):
+            o, lse = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=causal,
+                                                keep=None if keep is None else dev.put(keep), variant=variant)
+        o, lse = dev.get(o), dev.get(lse)
+        assert np.all(np.isfinite(o)), f"{variant.name_expression}: NaN/Inf in the output"
+        assert np.all(np.abs(o - ref) <= bound), f"{variant.name_expression}: max excess {np.max(np.abs(o - ref) - bound):.3g}"
+        np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref), err_msg=variant.name_expression)
+        finite = np.isfinite(lse_ref)
+        np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5, err_msg=variant.name_expression)
+
+
+@on_devices
+@pytest.mark.parametrize("version", launch.versions("attention_tc_fwd"))
+def test_attention_tensor_cores_long_and_many_heads(dev, version):
+    """T = 1000 causal with each rung's default variants, and many heads (grid.y)."""
     from minitx.cuda import ops  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
@@ -357,7 +393,7 @@ def test_attention_tensor_cores_long_and_many_heads(dev):
     for shape in shapes:
         bits = [ops.to_bf16_bits(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
         with dev.session():
-            o, _ = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=True)
+            o, _ = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=True, version=version)
         ref, _, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), True, None)
         assert np.all(np.abs(dev.get(o) - ref) <= bound)
 

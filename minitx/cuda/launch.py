@@ -155,6 +155,11 @@ def variants(op: str, version: str | None = None) -> list[Variant]:
     return out
 
 
+def versions(op: str) -> list[str]:
+    """The rungs of ``op``'s ladder, in registry order (e.g. ``["v3_tc", "v4_tc_pipelined"]``)."""
+    return list(dict.fromkeys(v.version for v in VARIANTS if v.op == op))
+
+
 def default_variant(op: str, version: str | None = None, head_size: int | None = None) -> Variant:
     """The first listed variant; for flash kernels, the first whose D fits ``head_size``."""
     cands = variants(op, version)
