@@ -155,7 +155,11 @@ def test_matmul_grid_covers_the_output(M, N, K, batch):
         assert gc * cols_tile >= N > (gc - 1) * cols_tile
         assert cfg.grid[2] == batch
         assert cfg.block[0] * cfg.block[1] * cfg.block[2] == v.threads
-        assert cfg.shared_mem == 0
+        if v.template == "matmul_bf16_mma_v2":  # two stages of As [BM][BK + 8], Bs [BK][BN + 8] bf16
+            assert v.static_smem == 0 and cfg.shared_mem == launch.max_dynamic_smem(v) == \
+                2 * (p["BM"] * (p["BK"] + 8) + p["BK"] * (p["BN"] + 8)) * 2
+        else:
+            assert cfg.shared_mem == 0
 
 
 def test_matmul_rejects_empty_and_huge():
@@ -566,3 +570,18 @@ def test_attention_backward_bf16_wrapper_packs_its_arguments():
     assert v.template == "attention_v3_tc_bwd" and v.p["D"] == 64 and cfg.grid == (2, 6, 1)
     assert [a.dtype for a in args[:9]] == [np.uint16] * 4 + [np.float32] * 5
     assert tuple(int(a) for a in args[9:13]) == (3, 5, 70, 40) and int(args[15]) == 65
+
+
+def test_matmul_bf16_wrapper_picks_the_pipelined_rung():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    a, b = np.zeros((2, 37, 40), dtype=np.uint16), np.zeros((40, 24), dtype=np.uint16)
+    rt = _RecordingRuntime()
+    with ops.use_runtime(rt):
+        c = ops.matmul_bf16(a, b, version="mma_bf16_v2_pipelined")
+        with pytest.raises(ValueError, match="matmul_bf16 version: got 'v9', expected one of \\['mma_bf16', "):
+            ops.matmul_bf16(a, b, version="v9")
+    (v, cfg, args), = rt.launches
+    assert c.shape == (2, 37, 24) and v.template == "matmul_bf16_mma_v2"
+    assert cfg.shared_mem == launch.max_dynamic_smem(v) > 0 and cfg.grid[2] == 2
+    assert tuple(int(x) for x in args[:3]) == (37, 24, 40) and int(args[10]) == 0  # B shared: batch stride 0

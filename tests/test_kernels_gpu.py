@@ -152,6 +152,47 @@ def test_matmul_bf16_tensor_cores(dev, variant, M, N, K, batch, seed):
     assert rel_err(c, a.astype(np.float64) @ b.astype(np.float64), scale=float(np.linalg.norm(terms))) <= 2e-2
 
 
+# The pipelined bf16 GEMM, case by case in both thread orders: both operands by 16-byte cp.async
+# (row-major, K and N multiples of 8), one of them only, neither (odd sizes), transposed views
+# (column stride != 1: the element-loop path), a 2-D B shared by every batch entry, K tails.
+GEMM_V2_CASES = [  # M, N, K, batch (0: 2-D), a transposed, b transposed
+    (1, 1, 1, 0, False, False), (37, 29, 53, 0, False, False), (64, 64, 64, 0, False, False),
+    (130, 72, 200, 0, False, False), (33, 70, 40, 0, False, False), (129, 131, 24, 2, False, False),
+    (40, 24, 96, 3, True, False), (17, 16, 48, 0, False, True), (100, 48, 33, 2, True, True),
+]
+GEMM_V2_VARIANTS = launch.variants("matmul_bf16", "mma_bf16_v2_pipelined")
+
+
+@on_devices
+@pytest.mark.parametrize("order", [0, 1], ids=["forward", "reverse"])
+@pytest.mark.parametrize("case", GEMM_V2_CASES, ids=lambda c: "M{}N{}K{}b{}{}{}".format(
+    *c[:4], "tA" if c[4] else "", "tB" if c[5] else ""))
+def test_matmul_bf16_v2_paths(dev, case, order):
+    """Every v2 variant to fp32 accuracy against float64 on the bf16 inputs, and, with the same
+    tiles, bit for bit the result of the unpipelined rung on the emulator (same mma order)."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    M, N, K, batch, ta, tb = case
+    rng = np.random.default_rng(M * N + K)
+    lead = () if batch == 0 else (batch,)
+    ab = ops.to_bf16_bits(rng.standard_normal(lead + ((K, M) if ta else (M, K))).astype(np.float32))
+    bb = ops.to_bf16_bits(rng.standard_normal((K, N) if batch == 3 else lead + ((N, K) if tb else (K, N)))
+                          .astype(np.float32))
+    exact = (ops.from_bf16_bits(np.swapaxes(ab, -1, -2) if ta else ab).astype(np.float64)
+             @ ops.from_bf16_bits(np.swapaxes(bb, -1, -2) if tb else bb).astype(np.float64))
+    a_d, b_d = dev.put(ab), dev.put(bb)
+    a_in = a_d.swapaxes(-1, -2) if ta else a_d  # a strided view on the device: column stride != 1
+    b_in = b_d.swapaxes(-1, -2) if tb else b_d
+    for variant in GEMM_V2_VARIANTS:
+        twin = [w for w in launch.variants("matmul_bf16", "mma_bf16") if w.params == variant.params]
+        with dev.session(order):
+            c = dev.get(ops.matmul_bf16(a_in, b_in, variant=variant))
+            c1 = dev.get(ops.matmul_bf16(a_in, b_in, variant=twin[0])) if twin else None
+        assert rel_err(c, exact) <= FP32_TOL, variant.name_expression
+        if twin and dev.emulated:
+            np.testing.assert_array_equal(c, c1, err_msg=variant.name_expression)
+
+
 @on_devices
 @pytest.mark.parametrize("variant", launch.variants("softmax"), ids=lambda v: v.name_expression)
 @FEW

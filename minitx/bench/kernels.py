@@ -4,7 +4,8 @@ For each op, every variant (tile-size sweep included) and the baselines run
 side by side in one process:
 
 * fp32 matmul      vs ``cupy.matmul`` in strict fp32 (``CUPY_TF32=0``: cuBLAS without TF32)
-* bf16 matmul      vs PyTorch bf16 ``torch.matmul`` (cuBLAS tensor cores), if PyTorch is there
+* bf16 matmul      (``mma_bf16`` and ``mma_bf16_v2_pipelined``) vs PyTorch bf16 ``torch.matmul``
+                   (cuBLAS tensor cores), if PyTorch is there
 * attention fwd    vs naive CuPy attention (cuBLAS scores, softmax, cuBLAS PV) and
                    PyTorch ``scaled_dot_product_attention`` (bf16, flash backend)
 * attention fwd bf16 (tensor cores, ``v3_tc`` and ``v4_tc_pipelined``) vs PyTorch SDPA in bf16, flash backend
@@ -173,10 +174,13 @@ def bench_matmul(cp, timer, rows, n: int, sweep: bool = True):
                 err=f"{rel_err(cp, tc, ref16):.1e}", baseline=True)
     except Exception as exc:  # noqa: BLE001 - PyTorch missing or without CUDA
         print(f"(PyTorch bf16 baseline skipped: {type(exc).__name__}: {exc})")
-    for v in launch.variants("matmul_bf16")[: None if sweep else 1]:
+    # every rung (mma_bf16, mma_bf16_v2_pipelined); without the sweep, each rung's first variant
+    for v in launch.variants("matmul_bf16"):
+        if not sweep and v is not launch.default_variant("matmul_bf16", v.version):
+            continue
         ms = timer(lambda v=v: ops.matmul_bf16(ab, bb, variant=v))
         c = ops.matmul_bf16(ab, bb, variant=v)
-        _record(rows, op="matmul", version="mma_bf16", dtype="bf16", shape=shape, config=v.label, ms=round(ms, 4),
+        _record(rows, op="matmul", version=v.version, dtype="bf16", shape=shape, config=v.label, ms=round(ms, 4),
                 tflops=round(flops / ms / 1e9, 2),
                 pct_baseline=round(100 * base16 / ms, 1) if base16 else None, err=f"{rel_err(cp, c, ref16):.1e}")
 

@@ -66,7 +66,7 @@ class Variant:
             return p["BM"] * p["BN"] // p["TM"]
         if t in ("matmul_v5_blocktile2d", "matmul_v6_vectorized"):
             return p["BM"] * p["BN"] // (p["TM"] * p["TN"])
-        if t in ("matmul_v7_warptile", "matmul_bf16_mma"):
+        if t in ("matmul_v7_warptile", "matmul_bf16_mma", "matmul_bf16_mma_v2"):
             return (p["BM"] // p["WM"]) * (p["BN"] // p["WN"]) * 32
         if "WARPS" in p:
             return p["WARPS"] * 32
@@ -118,6 +118,9 @@ VARIANTS: list[Variant] = [
         ("BM", "BN", "BK", "WM", "WN", "WNITER", "TM", "TN"),
         (128, 128, 16, 64, 64, 4, 8, 4), (128, 128, 16, 64, 32, 2, 8, 4), (64, 128, 16, 32, 64, 4, 4, 4)),
     *_v("matmul_bf16", "mma_bf16", "matmul.cu", "matmul_bf16_mma", ("BM", "BN", "BK", "WM", "WN"),
+        (128, 128, 32, 64, 32), (64, 64, 32, 32, 32), (128, 128, 32, 32, 64)),
+    # The same with ldmatrix fragments and double-buffered cp.async tiles (dynamic shared memory).
+    *_v("matmul_bf16", "mma_bf16_v2_pipelined", "matmul.cu", "matmul_bf16_mma_v2", ("BM", "BN", "BK", "WM", "WN"),
         (128, 128, 32, 64, 32), (64, 64, 32, 32, 32), (128, 128, 32, 32, 64)),
     *_v("softmax", "v1_online", "softmax.cu", "softmax_v1_online", ("WARPS",), (4,), (8,)),
     *_v("layernorm_fwd", "v1", "layernorm.cu", "layernorm_forward_v1", ("WARPS",), (4,), (8,)),
@@ -212,7 +215,10 @@ def matmul_launch(v: Variant, M: int, N: int, K: int, batch: int = 1) -> Launch:
         return Launch(_check_grid((ceil_div(M, p["BS"]), ceil_div(N, p["BS"]), batch)), (p["BS"], p["BS"], 1), 0)
     if v.template in ("matmul_v2_coalesced", "matmul_v3_smem"):
         return Launch(_check_grid((ceil_div(N, p["BS"]), ceil_div(M, p["BS"]), batch)), (v.threads, 1, 1), 0)
-    return Launch(_check_grid((ceil_div(N, p["BN"]), ceil_div(M, p["BM"]), batch)), (v.threads, 1, 1), 0)
+    smem = 0
+    if v.template == "matmul_bf16_mma_v2":  # two stages of As [BM][BK + 8] and Bs [BK][BN + 8], bf16
+        smem = 2 * (p["BM"] * (p["BK"] + 8) + p["BK"] * (p["BN"] + 8)) * BF16_BYTES
+    return Launch(_check_grid((ceil_div(N, p["BN"]), ceil_div(M, p["BM"]), batch)), (v.threads, 1, 1), smem)
 
 
 def rows_launch(v: Variant, rows: int) -> Launch:
@@ -295,6 +301,8 @@ def max_dynamic_smem(v: Variant) -> int:
         return attention_tc_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     if v.template == "attention_v4_tc_fwd":
         return attention_tc_fwd_launch(v, 1, 1, 1, p["D"]).shared_mem
+    if v.template == "matmul_bf16_mma_v2":
+        return matmul_launch(v, 1, 1, 1).shared_mem
     return 0
 
 
@@ -308,6 +316,7 @@ SIGNATURES = {
     "matmul_v1_naive": _MATMUL_SIG, "matmul_v2_coalesced": _MATMUL_SIG, "matmul_v3_smem": _MATMUL_SIG,
     "matmul_v4_blocktile1d": _MATMUL_SIG, "matmul_v5_blocktile2d": _MATMUL_SIG,
     "matmul_v6_vectorized": _MATMUL_SIG, "matmul_v7_warptile": _MATMUL_SIG, "matmul_bf16_mma": _MATMUL_SIG,
+    "matmul_bf16_mma_v2": _MATMUL_SIG,
     "softmax_v1_online": ("ptr", "ptr", "i32", "i32"),
     "layernorm_forward_v1": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "f32"),
     "layernorm_backward_v1": ("ptr",) * 8 + ("i32", "i32", "i32"),

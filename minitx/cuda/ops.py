@@ -180,10 +180,17 @@ def from_bf16_bits(h):
     return (h.astype(xp.uint32) << xp.uint32(16)).view(xp.float32)
 
 
-def matmul_bf16(a_bits, b_bits, *, variant=None):
-    """Tensor-core matmul: bf16 ``a [(batch,) M, K]`` @ bf16 ``b`` -> float32, fp32 accumulation."""
+def matmul_bf16(a_bits, b_bits, *, version: str = "mma_bf16", variant=None):
+    """Tensor-core matmul: bf16 ``a [(batch,) M, K]`` @ bf16 ``b`` -> float32, fp32 accumulation.
+
+    ``version``: ``"mma_bf16"`` (``matmul_bf16_mma``) or ``"mma_bf16_v2_pipelined"``
+    (``matmul_bf16_mma_v2``: ldmatrix fragments, double-buffered cp.async
+    tiles for row-major operands); a ``variant`` of either wins.
+    """
     cp = _cupy()
-    v = _variant("matmul_bf16", None, variant)
+    if variant is None and version not in launch.versions("matmul_bf16"):
+        raise ValueError(f"matmul_bf16 version: got {version!r}, expected one of {launch.versions('matmul_bf16')}")
+    v = _variant("matmul_bf16", version, variant)
     a, ba, M, K, a_rs, a_cs, a_bs = _matrix_view(a_bits, "a", np.uint16)
     b, bb, K2, N, b_rs, b_cs, b_bs = _matrix_view(b_bits, "b", np.uint16)
     if K != K2:
