@@ -532,3 +532,278 @@ __global__ void attention_v3_tc_bwd(
             }
     }
 }
+
+// ---------------------------------------------------------------------------
+// attention_v4_tc_fwd: v3's algorithm with the shared-memory side rebuilt.
+//
+// v3 spends its time waiting on memory: every fragment register is its own
+// 32-bit shared-memory load, and each K/V tile is loaded (and V transposed)
+// synchronously between two barriers while the tensor cores sit idle. v4
+// changes three things and keeps everything else (the work split, the masks,
+// the online softmax on the accumulators, P fed from registers):
+//
+// 1. ldmatrix. One ldmatrix_x4 hands every lane four fragment registers at
+//    once. Lane l names the address of row (l % 8) of 8x8 matrix (l / 8);
+//    lane l receives, in r[j], row l / 4 = g, elements 2t and 2t + 1 of
+//    matrix j (t = l % 4), or, with .trans, elements (2t, g) and (2t + 1, g).
+//    So, per x4 (see the three uses below for which matrix is which):
+//      Q  (A of S = Q K^T)  non-trans from sQ[query][feature]: a[0..3];
+//      K  (B of S = Q K^T)  non-trans from sK[key][feature]: b[0], b[1] of
+//                           two neighbouring n8 tiles of keys (b wants pairs
+//                           of consecutive features of one key: a row pair);
+//      V  (B of O += P V)   .trans from sV[key][feature]: b[0], b[1] of two
+//                           neighbouring n8 tiles of features (b wants pairs
+//                           of consecutive KEYS of one feature: a column
+//                           pair, which the transposing load gathers), so V
+//                           is stored as it comes and no longer transposed.
+//
+// 2. cp.async, double-buffered. K and V tiles travel global -> shared in
+//    16-byte chunks (cp_async_16, zero-filled past Tk and hs) without going
+//    through registers, into two stages. While the warps compute on tile i
+//    (stage i % 2), the copies of tile i + 1 (stage (i + 1) % 2) are in
+//    flight. One barrier per tile suffices:
+//
+//      prologue: issue Q and tile 0 -> stage 0; commit; wait; barrier;
+//                Q fragments via ldmatrix (Q's staging area is stage 1)
+//      tile i:   wait<0>     this thread's copies of tile i have landed
+//                          (tile i is the only group in flight here)
+//                barrier     (a) everyone's copies of tile i are visible,
+//                            (b) every warp has finished tile i - 1, i.e.
+//                                stopped reading stage (i + 1) % 2 (and,
+//                                for i = 0, read its Q fragments)
+//                issue tile i + 1 -> stage (i + 1) % 2; commit
+//                compute tile i from stage i % 2
+//
+//    When hs % 8 != 0 (or a base pointer is not 16-byte aligned) a row
+//    cannot be cut into aligned 16-byte chunks; the tile is then stored with
+//    an ordinary element loop at the same point of the schedule. The barrier
+//    at the top of the next tile orders those stores exactly as it orders
+//    the async copies, so the kernel stays correct (it only loses overlap).
+//
+// 3. Layout. Every shared row is D + 8 bf16 (2D + 16 bytes): 16-byte
+//    aligned, as ldmatrix and cp.async need, and consecutive rows start
+//    16 bytes further along the 128-byte bank window, so the 8 row addresses
+//    of one 8x8 matrix fall into 8 different groups of 4 banks (no conflict).
+//
+// Dynamic shared memory, bf16 elements, DS = D + 8:
+//   stage s (s = 0, 1):  sK_s [BC][DS], then sV_s [BC][DS]
+//   sQ [BR][DS] overlays stage 1 (BR <= 2 BC): Q is read once into
+//   registers before tile 1 is issued there.
+// Total 4 * BC * DS * 2 bytes (launch.py: attention_tc_fwd_launch).
+// ---------------------------------------------------------------------------
+
+// Stage rows [r0, r0 + rows) of a [T, hs] bf16 matrix into dst[rows][D + 8],
+// zero past T and hs. async: 16-byte cp.async chunks (hs % 8 == 0 and an
+// aligned base; the caller commits); otherwise a synchronous element loop.
+template <int D, int NT>
+__device__ __forceinline__ void stage_rows_v4(unsigned short* dst, const unsigned short* __restrict__ src, int r0,
+                                              int rows, int T, int hs, bool async) {
+    constexpr int DS = D + ATTN_TC_PAD;
+    if (async) {
+        constexpr int CH = D / 8;  // 16-byte chunks per row; chunk index fastest: a warp reads whole rows
+        for (int e = threadIdx.x; e < rows * CH; e += NT) {
+            const int r = e / CH, c = e % CH;
+            const bool valid = r0 + r < T && 8 * c < hs;  // hs % 8 == 0: a chunk is all in or all out
+            const unsigned short* from = valid ? src + (long long)(r0 + r) * hs + 8 * c : src;  // not read if !valid
+            cp_async_16(dst + r * DS + 8 * c, from, valid);
+        }
+    } else {
+        for (int e = threadIdx.x; e < rows * D; e += NT) {
+            const int r = e / D, d = e % D;
+            dst[r * DS + d] = (unsigned short)bf16_at(src, r0 + r, d, T, hs);
+        }
+    }
+}
+
+// D: head size rounded up (32, 64 or 128; hs <= D). BC: keys per tile (a
+// multiple of 16). WARPS: warps per block, 16 queries each (BR = 16 WARPS
+// <= 2 BC). Grid (ceil(Tq / BR), BH); dynamic shared memory 8 * BC * (D + 8)
+// bytes. Arguments and conventions exactly as attention_v3_tc_fwd.
+template <int D, int BC, int WARPS>
+__global__ void attention_v4_tc_fwd(
+    const unsigned short* __restrict__ q, const unsigned short* __restrict__ k, const unsigned short* __restrict__ v,
+    float* __restrict__ o, float* __restrict__ lse, int H, int Tq, int Tk, int hs, float scale, int causal, int start,
+    const unsigned char* __restrict__ keep) {
+    constexpr int NT = WARPS * 32, BR = 16 * WARPS, DS = D + ATTN_TC_PAD;
+    constexpr int NS = BC / 8;   // n8 tiles of S per warp (keys)
+    constexpr int NO = D / 8;    // n8 tiles of O per warp (features)
+    constexpr int KQ = D / 16;   // k16 steps of S = Q K^T (features)
+    constexpr int KP = BC / 16;  // k16 steps of O += P V (keys)
+    static_assert(D % 16 == 0 && BC % 16 == 0, "mma tiles are 16 deep; ldmatrix_x4 covers two n8 tiles");
+    static_assert(BR <= 2 * BC, "sQ overlays stage 1 (2 * BC rows)");
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned short* const smem = reinterpret_cast<unsigned short*>(smem_raw);
+    // stage s: sK at smem + 2 s BC DS, sV right after it; sQ overlays stage 1
+    unsigned short* const sQ = smem + 2 * BC * DS;
+
+    const int qtile = gridDim.x - 1 - blockIdx.x;  // heaviest causal tiles first, as v3
+    const int bh = blockIdx.y, q0 = qtile * BR;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t = lane % 4;
+    const int qw = q0 + 16 * warp;             // this warp's first query row
+    const int row0 = qw + g, row1 = row0 + 8;  // this lane's two query rows (accumulator rows g, g + 8)
+    const unsigned char* keep_b = keep ? keep + (long long)(bh / H) * Tk : nullptr;
+    const unsigned short* qb = q + (long long)bh * Tq * hs;
+    const unsigned short* kb = k + (long long)bh * Tk * hs;
+    const unsigned short* vb = v + (long long)bh * Tk * hs;
+    const bool async = (hs % 8 == 0) && (reinterpret_cast<unsigned long long>(qb) % 16 == 0) &&
+                       (reinterpret_cast<unsigned long long>(kb) % 16 == 0) &&
+                       (reinterpret_cast<unsigned long long>(vb) % 16 == 0);
+    const float scale_log2 = scale * 1.4426950408889634f;  // scores in base 2
+
+    // The row and column each lane names for its ldmatrix_x4 (matrix l / 8, row l % 8):
+    //   lm_r16 = l % 16        matrices 0/1 rows 0-7/8-15, then again (Q: query; V: key)
+    //   lm_c16 = 8 (l / 16)    matrices 0/1 at column 0, matrices 2/3 at column 8
+    //   lm_rK  = (l % 8) + 8 (l / 16),  lm_cK = 8 ((l / 8) % 2)   (K: see below)
+    const int lm_r16 = lane % 16, lm_c16 = 8 * (lane / 16);
+    const int lm_rK = lane % 8 + 8 * (lane / 16), lm_cK = 8 * ((lane / 8) % 2);
+
+    // Causal without padding: skip keys no query of the block (kend) or of
+    // the warp (warp_kend) can see, exactly as v3.
+    const bool skip_ok = causal && keep == nullptr && start >= 0;
+    const int kend = skip_ok ? min(Tk, min(Tq - 1, q0 + BR - 1) + start + 1) : Tk;
+    const int warp_kend = skip_ok ? min(Tk, min(Tq - 1, qw + 15) + start + 1) : Tk;
+    const bool warp_active = qw < Tq;  // a warp wholly past Tq only helps load tiles
+
+    // Prologue: Q [BR, D] into sQ (stage 1) and tile 0 into stage 0, one group.
+    stage_rows_v4<D, NT>(sQ, qb, q0, BR, Tq, hs, async);
+    stage_rows_v4<D, NT>(smem, kb, 0, BC, Tk, hs, async);
+    stage_rows_v4<D, NT>(smem + BC * DS, vb, 0, BC, Tk, hs, async);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();  // everyone's Q rows have landed
+
+    // Q [16, D] of this warp as KQ A fragments. k16 step ks: matrix 0 = rows
+    // 0-7, features 16ks..+7 (a[0]); matrix 1 = rows 8-15 (a[1]); matrices 2, 3
+    // = the same rows, features 16ks+8..+15 (a[2], a[3]).
+    unsigned int qa[KQ][4];
+#pragma unroll
+    for (int ks = 0; ks < KQ; ++ks) ldmatrix_x4(qa[ks], sQ + (16 * warp + lm_r16) * DS + 16 * ks + lm_c16);
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g, g + 8; l: this lane's partial sum
+    float acc[NO][4];  // O [16, D] accumulator fragments
+#pragma unroll
+    for (int n = 0; n < NO; ++n)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[n][r] = 0.0f;
+
+    for (int k0 = 0, stage = 0; k0 < kend; k0 += BC, stage ^= 1) {
+        cp_async_wait<0>();  // this thread's copies of tile k0 (the only group in flight) have landed
+        __syncthreads();     // all of tile k0 is visible; nobody reads stage ^ 1 (tile k0 - BC, or sQ) any more
+        if (k0 + BC < kend) {  // tile k0 + BC flies while this one is computed
+            unsigned short* next = smem + 2 * (stage ^ 1) * BC * DS;
+            stage_rows_v4<D, NT>(next, kb, k0 + BC, BC, Tk, hs, async);
+            stage_rows_v4<D, NT>(next + BC * DS, vb, k0 + BC, BC, Tk, hs, async);
+            cp_async_commit();
+        }
+        if (!warp_active || k0 >= warp_kend) continue;  // still reaches the next barrier
+        const unsigned short* sK = smem + 2 * stage * BC * DS;  // [BC][DS]
+        const unsigned short* sV = sK + BC * DS;                // [BC][DS]
+
+        // S [16, BC] = Q K^T. The B operand of n8 tile n is K^T: b[0] =
+        // K[key 8n+g][features 16ks+2t, +1], b[1] = 8 features later. One
+        // non-transposed x4 over rows of sK fetches both registers of tiles n
+        // and n + 1: matrix 0 = keys 8n..+7, features 16ks..+7 (b[0] of n);
+        // matrix 1 = same keys, features +8 (b[1] of n); matrices 2, 3 = keys
+        // 8(n+1)..+7 (b[0], b[1] of n + 1). Lane l: key row 8n + lm_rK,
+        // feature column 16ks + lm_cK.
+        float s[NS][4];
+#pragma unroll
+        for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < KQ; ++ks)
+#pragma unroll
+            for (int n = 0; n < NS; n += 2) {
+                unsigned int kf[4];
+                ldmatrix_x4(kf, sK + (8 * n + lm_rK) * DS + 16 * ks + lm_cK);
+                mma_bf16_16816(s[n], qa[ks], kf);
+                mma_bf16_16816(s[n + 1], qa[ks], kf + 2);
+            }
+
+        // Scale to base 2 and mask (only tiles that need it test every element).
+        const bool needs_mask = k0 + BC > Tk || keep_b != nullptr || (causal && k0 + BC - 1 > qw + start);
+        float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                float x = s[n][r] * scale_log2;
+                if (needs_mask) {
+                    const int i = (r < 2) ? row0 : row1, j = k0 + 8 * n + 2 * t + (r & 1);
+                    x = (j >= Tk) ? -INFINITY : (attn_allowed(i, j, causal, start, keep_b) ? x : MINITX_MASKED);
+                }
+                s[n][r] = x;
+                tile_max[r / 2] = fmaxf(tile_max[r / 2], x);
+            }
+
+        // Online softmax, as v3: row maxima over the quad, rescale O and l.
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+            tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+            const float m_new = fmaxf(m[h], tile_max[h]);  // finite: key k0 < Tk is in the tile
+            alpha[h] = exp2f(m[h] - m_new);                // m = -inf on the first tile: alpha = 0
+            m[h] = m_new;
+            l[h] *= alpha[h];
+        }
+#pragma unroll
+        for (int n = 0; n < NO; ++n) {
+            acc[n][0] *= alpha[0]; acc[n][1] *= alpha[0];
+            acc[n][2] *= alpha[1]; acc[n][3] *= alpha[1];
+        }
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                s[n][r] = exp2f(s[n][r] - m[r / 2]);  // -inf (past Tk) -> 0
+                l[r / 2] += s[n][r];
+            }
+
+        // O += P V. A fragment of k16 step kk: the S accumulators of n8 tiles
+        // 2kk and 2kk + 1 in bf16 (as v3). B of n8 tile n: b[0] = V[keys
+        // 16kk+2t, +1][feature 8n+g], b[1] = 8 keys later. One transposed x4
+        // over rows of sV: matrix 0 = keys 16kk..+7, features 8n..+7 (b[0] of
+        // n); matrix 1 = keys 16kk+8..+15 (b[1] of n); matrices 2, 3 = features
+        // 8(n+1)..+7 (b[0], b[1] of n + 1). Lane l: key row 16kk + lm_r16,
+        // feature column 8n + lm_c16.
+#pragma unroll
+        for (int kk = 0; kk < KP; ++kk) {
+            const unsigned int pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),          // row g,   keys 2t..
+                                        pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),          // row g+8, keys 2t..
+                                        pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),  // row g,   keys 2t+8..
+                                        pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])}; // row g+8, keys 2t+8..
+#pragma unroll
+            for (int n = 0; n < NO; n += 2) {
+                unsigned int vf[4];
+                ldmatrix_x4_trans(vf, sV + (16 * kk + lm_r16) * DS + 8 * n + lm_c16);
+                mma_bf16_16816(acc[n], pa, vf);
+                mma_bf16_16816(acc[n + 1], pa, vf + 2);
+            }
+        }
+    }
+    if (!warp_active) return;
+
+    // Finish the row sums over the quad, normalise, write O and lse (as v3).
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    }
+    const float inv[2] = {__frcp_rn(l[0]), __frcp_rn(l[1])};  // l >= 1: the maximum contributes 2^0
+    const int rows[2] = {row0, row1};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        if (rows[h] >= Tq) continue;
+        float* orow = o + ((long long)bh * Tq + rows[h]) * hs;
+#pragma unroll
+        for (int n = 0; n < NO; ++n) {
+            const int d = 8 * n + 2 * t;
+            if (d < hs) orow[d] = acc[n][2 * h] * inv[h];
+            if (d + 1 < hs) orow[d + 1] = acc[n][2 * h + 1] * inv[h];
+        }
+        if (t == 0)
+            lse[(long long)bh * Tq + rows[h]] =
+                (m[h] == MINITX_MASKED) ? -INFINITY : (m[h] + log2f(l[h])) * 0.6931471805599453f;
+    }
+}

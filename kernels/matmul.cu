@@ -410,3 +410,137 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma(
             }
         }
 }
+
+// ---------------------------------------------------------------------------
+// matmul_bf16_mma_v2: matmul_bf16_mma with ldmatrix fragments and
+// double-buffered cp.async tiles (the treatment attention_v4_tc_fwd gives
+// attention; see the notes there on ldmatrix's lane-to-row mapping).
+//
+// Tiles are stored as they lie in a row-major matrix, in dynamic shared
+// memory: As[m][k] (BM x BK) and Bs[k][n] (BK x BN, no transposing on the
+// way in), each row padded by 8 bf16 (16 bytes: aligned rows, and the 8
+// row addresses of one ldmatrix fall in 8 different groups of banks).
+//   A fragment (16 x 16 at rows r, columns ks): ldmatrix_x4 over rows of As;
+//     matrices = rows r..r+7 / r+8..r+15 at column ks (a[0], a[1]), then
+//     the same rows at column ks + 8 (a[2], a[3]). Lane l: row r + l % 16,
+//     column ks + 8 (l / 16).
+//   B fragments of two neighbouring n8 tiles (n, n + 8): b wants pairs of
+//     consecutive k of one column, so ldmatrix_x4_trans over rows of Bs:
+//     matrices = k rows ks..+7 / ks+8..+15 of columns n..n+7 (b[0], b[1] of
+//     tile n), then columns n+8..n+15 (tile n + 8). Lane l: row ks + l % 16,
+//     column n + 8 (l / 16).
+// Two stages; tile i + 1 is copied while tile i is multiplied:
+//   prologue: issue tile 0 -> stage 0; commit
+//   tile i:   wait<0>        this thread's copies of tile i have landed
+//             __syncthreads  all of tile i is visible, and every warp is done
+//                            with tile i - 1, whose stage is refilled next
+//             issue tile i + 1 -> the other stage; commit
+//             multiply tile i
+// A operand by 16-byte cp.async when A is row-major with a_rs % 8 == 0,
+// K % 8 == 0 and a 16-byte aligned base (the same for B with b_rs and N);
+// otherwise (transposed views, odd sizes) that operand's tile is stored by
+// an element loop at the same point of the schedule, which the same barrier
+// orders (correct, without the overlap). vec_ok is unused.
+// Dynamic shared memory: 2 * (BM * (BK + 8) + BK * (BN + 8)) * 2 bytes.
+// ---------------------------------------------------------------------------
+
+// Stage the tile rows [r0, r0 + ROWS) x columns [c0, c0 + COLS) of a
+// [rows, cols] bf16 matrix (strides rs, cs) as dst[ROWS][COLS + 8], zero
+// outside the matrix. async: cs == 1 and 16-byte aligned chunks that are all
+// in or all out (cols % 8 == 0, rs % 8 == 0, aligned base).
+template <int ROWS, int COLS, int NT>
+__device__ __forceinline__ void stage_tile_bf16(unsigned short* dst, const unsigned short* __restrict__ src,
+                                                int r0, int c0, int rows, int cols, int rs, int cs, bool async) {
+    constexpr int LD = COLS + 8;
+    if (async) {
+        constexpr int CH = COLS / 8;  // 16-byte chunks per tile row
+        for (int e = threadIdx.x; e < ROWS * CH; e += NT) {
+            const int r = e / CH, c = 8 * (e % CH), gr = r0 + r, gc = c0 + c;
+            const bool valid = gr < rows && gc < cols;
+            cp_async_16(dst + r * LD + c, valid ? src + (long long)gr * rs + gc : src, valid);
+        }
+    } else {
+        for (int e = threadIdx.x; e < ROWS * COLS; e += NT) {
+            const int r = e / COLS, c = e % COLS, gr = r0 + r, gc = c0 + c;
+            dst[r * LD + c] = (gr < rows && gc < cols) ? src[(long long)gr * rs + (long long)gc * cs] : (unsigned short)0;
+        }
+    }
+}
+
+template <int BM, int BN, int BK, int WM, int WN>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma_v2(
+    int M, int N, int K,
+    const unsigned short* __restrict__ A, int a_rs, int a_cs, long long a_bs,
+    const unsigned short* __restrict__ B, int b_rs, int b_cs, long long b_bs,
+    float* __restrict__ C, int c_rs, long long c_bs, int vec_ok) {
+    constexpr int NT = (BM / WM) * (BN / WN) * 32;
+    constexpr int MT = WM / 16, NTL = WN / 8;
+    constexpr int LA = BK + 8, LB = BN + 8;             // padded row lengths of As, Bs
+    constexpr int STAGE = BM * LA + BK * LB;            // bf16 elements per stage
+    static_assert(BK % 16 == 0 && WM % 16 == 0 && WN % 16 == 0, "mma tiles; ldmatrix_x4 covers two n8 tiles");
+    MATMUL_BATCH_OFFSET();
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned short* const smem = reinterpret_cast<unsigned short*>(smem_raw);  // stage s: As at s STAGE, Bs after
+    const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warpCol = warp % (BN / WN), warpRow = warp / (BN / WN);
+    const int lm_r = lane % 16, lm_c = 8 * (lane / 16);  // this lane's ldmatrix row and column offsets
+    const bool a_async = a_cs == 1 && a_rs % 8 == 0 && K % 8 == 0 && reinterpret_cast<unsigned long long>(A) % 16 == 0;
+    const bool b_async = b_cs == 1 && b_rs % 8 == 0 && N % 8 == 0 && reinterpret_cast<unsigned long long>(B) % 16 == 0;
+
+    float acc[MT][NTL][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NTL; ++nt)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[mt][nt][r] = 0.0f;
+
+    // Prologue: tile 0 into stage 0.
+    stage_tile_bf16<BM, BK, NT>(smem, A, bm, 0, M, K, a_rs, a_cs, a_async);
+    stage_tile_bf16<BK, BN, NT>(smem + BM * LA, B, 0, bn, K, N, b_rs, b_cs, b_async);
+    cp_async_commit();
+
+    for (int k0 = 0, stage = 0; k0 < K; k0 += BK, stage ^= 1) {
+        cp_async_wait<0>();  // this thread's copies of tile k0 (the only group in flight)
+        __syncthreads();     // everyone's copies visible; the other stage is no longer read
+        if (k0 + BK < K) {   // tile k0 + BK flies while this one is multiplied
+            unsigned short* next = smem + (stage ^ 1) * STAGE;
+            stage_tile_bf16<BM, BK, NT>(next, A, bm, k0 + BK, M, K, a_rs, a_cs, a_async);
+            stage_tile_bf16<BK, BN, NT>(next + BM * LA, B, k0 + BK, bn, K, N, b_rs, b_cs, b_async);
+            cp_async_commit();
+        }
+        const unsigned short* As = smem + stage * STAGE;  // [BM][LA]
+        const unsigned short* Bs = As + BM * LA;          // [BK][LB]
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += 16) {
+            unsigned int a[MT][4], b[NTL][2];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+                ldmatrix_x4(a[mt], As + (warpRow * WM + mt * 16 + lm_r) * LA + ks + lm_c);
+#pragma unroll
+            for (int nt = 0; nt < NTL; nt += 2) {
+                unsigned int r[4];  // b[0], b[1] of n8 tile nt, then of tile nt + 1
+                ldmatrix_x4_trans(r, Bs + (ks + lm_r) * LB + warpCol * WN + nt * 8 + lm_c);
+                b[nt][0] = r[0]; b[nt][1] = r[1]; b[nt + 1][0] = r[2]; b[nt + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NTL; ++nt) mma_bf16_16816(acc[mt][nt], a[mt], b[nt]);
+        }
+    }
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NTL; ++nt) {
+            const int row = bm + warpRow * WM + mt * 16 + g, col = bn + warpCol * WN + nt * 8 + 2 * t;
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int r = row + 8 * half;
+                if (r < M && col < N) C[r * c_rs + col] = acc[mt][nt][2 * half];
+                if (r < M && col + 1 < N) C[r * c_rs + col + 1] = acc[mt][nt][2 * half + 1];
+            }
+        }
+}

@@ -155,7 +155,11 @@ def test_matmul_grid_covers_the_output(M, N, K, batch):
         assert gc * cols_tile >= N > (gc - 1) * cols_tile
         assert cfg.grid[2] == batch
         assert cfg.block[0] * cfg.block[1] * cfg.block[2] == v.threads
-        assert cfg.shared_mem == 0
+        if v.template == "matmul_bf16_mma_v2":  # two stages of As [BM][BK + 8], Bs [BK][BN + 8] bf16
+            assert v.static_smem == 0 and cfg.shared_mem == launch.max_dynamic_smem(v) == \
+                2 * (p["BM"] * (p["BK"] + 8) + p["BK"] * (p["BN"] + 8)) * 2
+        else:
+            assert cfg.shared_mem == 0
 
 
 def test_matmul_rejects_empty_and_huge():
@@ -323,7 +327,7 @@ def test_flash_twin_memory_is_per_tile():
 # --------------------------------------------------------------------------
 # Tensor-core (bf16) flash forward: launch, wrapper, NumPy twin
 # --------------------------------------------------------------------------
-TC_VARIANTS = launch.variants("attention_tc_fwd", "v3_tc")
+TC_VARIANTS = launch.variants("attention_tc_fwd")  # v3_tc and v4_tc_pipelined
 
 
 @given(BH=st.integers(1, 2000), Tq=st.integers(1, 9000), Tk=st.integers(1, 9000), hs=st.integers(1, 128))
@@ -336,16 +340,25 @@ def test_attention_tc_launches(BH, Tq, Tk, hs):
         cfg = launch.attention_tc_fwd_launch(v, BH, Tq, Tk, hs)
         rows = 16 * v.p["WARPS"]  # one warp per 16 query rows
         assert cfg.grid[0] * rows >= Tq > (cfg.grid[0] - 1) * rows and cfg.grid[1] == BH
-        assert cfg.block == (v.threads, 1, 1) and cfg.shared_mem == 0  # static shared memory only
-        assert v.static_smem <= launch.DEFAULT_SMEM_LIMIT
-    assert launch.default_variant("attention_tc_fwd", "v3_tc", head_size=hs).p["D"] == launch.head_dim_bucket(hs)
+        assert cfg.block == (v.threads, 1, 1)
+        if v.version == "v3_tc":  # static shared memory only
+            assert cfg.shared_mem == 0 and v.static_smem <= launch.DEFAULT_SMEM_LIMIT
+        else:  # v4: two stages of K and V tiles [BC][D + 8] bf16, dynamic, independent of the shape
+            assert v.static_smem == 0 and cfg.shared_mem == 2 * 2 * v.p["BC"] * (v.p["D"] + 8) * 2
+            assert cfg.shared_mem == launch.max_dynamic_smem(v)
+    for version in launch.versions("attention_tc_fwd"):
+        assert launch.default_variant("attention_tc_fwd", version, head_size=hs).p["D"] == launch.head_dim_bucket(hs)
 
 
 def test_attention_tc_registry():
-    assert {v.p["D"] for v in TC_VARIANTS} == set(launch.HEAD_SIZES)
+    assert launch.versions("attention_tc_fwd") == ["v3_tc", "v4_tc_pipelined"]
+    for version in launch.versions("attention_tc_fwd"):
+        assert {v.p["D"] for v in launch.variants("attention_tc_fwd", version)} == set(launch.HEAD_SIZES)
     for v in TC_VARIANTS:
         assert v.p["BC"] % 16 == 0 and v.p["D"] % 16 == 0, v.name_expression  # whole m16n8k16 steps
         assert v.threads == 32 * v.p["WARPS"]
+        if v.version == "v4_tc_pipelined":  # sQ [16 WARPS][D + 8] overlays stage 1 (2 BC rows)
+            assert 16 * v.p["WARPS"] <= 2 * v.p["BC"], v.name_expression
     with pytest.raises(ValueError, match="Tk: got 0"):
         launch.attention_tc_fwd_launch(TC_VARIANTS[0], 1, 5, 0, 8)
 
@@ -389,6 +402,23 @@ def test_attention_forward_bf16_wrapper_packs_its_arguments():
     assert args[12].dtype == np.uint8 and args[12].shape == (2, 7)
 
 
+def test_attention_forward_bf16_picks_the_v4_rung():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    q = np.zeros((2, 3, 5, 40), dtype=np.uint16)
+    k = np.zeros((2, 3, 70, 40), dtype=np.uint16)
+    rt = _RecordingRuntime()
+    with ops.use_runtime(rt):
+        ops.attention_forward_bf16(q, k, k, causal=True, version="v4_tc_pipelined")
+        v128 = launch.variants("attention_tc_fwd", "v4_tc_pipelined")[2]
+        ops.attention_forward_bf16(q, k, k, variant=v128)  # a variant wins over the default version
+    (v, cfg, args), (w, cfg_w, _) = rt.launches
+    assert v.template == "attention_v4_tc_fwd" and v.p["D"] == 64 and cfg.grid == (1, 6, 1)
+    assert cfg.shared_mem == 4 * v.p["BC"] * 72 * 2  # two stages of K and V, [BC][D + 8] bf16
+    assert tuple(int(a) for a in args[5:9]) == (3, 5, 70, 40) and int(args[11]) == 65
+    assert w is v128 and w.p["D"] == 128 and cfg_w.shared_mem == launch.max_dynamic_smem(v128)
+
+
 def test_attention_forward_bf16_rejects_bad_inputs():
     from minitx.cuda import ops  # noqa: PLC0415
 
@@ -405,6 +435,8 @@ def test_attention_forward_bf16_rejects_bad_inputs():
             ops.attention_forward_bf16(bits, bits, bits, variant=launch.default_variant("attention_fwd"))
         with pytest.raises(ValueError, match="keep mask"):
             ops.attention_forward_bf16(bits, bits, bits, keep=np.ones((1, 5), dtype=bool))
+        with pytest.raises(ValueError, match="version: got 'v9_tc', expected one of \\['v3_tc', 'v4_tc_pipelined'\\]"):
+            ops.attention_forward_bf16(bits, bits, bits, version="v9_tc")
 
 
 def test_bf16_round_matches_the_bit_conversion():
@@ -538,3 +570,18 @@ def test_attention_backward_bf16_wrapper_packs_its_arguments():
     assert v.template == "attention_v3_tc_bwd" and v.p["D"] == 64 and cfg.grid == (2, 6, 1)
     assert [a.dtype for a in args[:9]] == [np.uint16] * 4 + [np.float32] * 5
     assert tuple(int(a) for a in args[9:13]) == (3, 5, 70, 40) and int(args[15]) == 65
+
+
+def test_matmul_bf16_wrapper_picks_the_pipelined_rung():
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    a, b = np.zeros((2, 37, 40), dtype=np.uint16), np.zeros((40, 24), dtype=np.uint16)
+    rt = _RecordingRuntime()
+    with ops.use_runtime(rt):
+        c = ops.matmul_bf16(a, b, version="mma_bf16_v2_pipelined")
+        with pytest.raises(ValueError, match="matmul_bf16 version: got 'v9', expected one of \\['mma_bf16', "):
+            ops.matmul_bf16(a, b, version="v9")
+    (v, cfg, args), = rt.launches
+    assert c.shape == (2, 37, 24) and v.template == "matmul_bf16_mma_v2"
+    assert cfg.shared_mem == launch.max_dynamic_smem(v) > 0 and cfg.grid[2] == 2
+    assert tuple(int(x) for x in args[:3]) == (37, 24, 40) and int(args[10]) == 0  # B shared: batch stride 0

@@ -152,6 +152,47 @@ def test_matmul_bf16_tensor_cores(dev, variant, M, N, K, batch, seed):
     assert rel_err(c, a.astype(np.float64) @ b.astype(np.float64), scale=float(np.linalg.norm(terms))) <= 2e-2
 
 
+# The pipelined bf16 GEMM, case by case in both thread orders: both operands by 16-byte cp.async
+# (row-major, K and N multiples of 8), one of them only, neither (odd sizes), transposed views
+# (column stride != 1: the element-loop path), a 2-D B shared by every batch entry, K tails.
+GEMM_V2_CASES = [  # M, N, K, batch (0: 2-D), a transposed, b transposed
+    (1, 1, 1, 0, False, False), (37, 29, 53, 0, False, False), (64, 64, 64, 0, False, False),
+    (130, 72, 200, 0, False, False), (33, 70, 40, 0, False, False), (129, 131, 24, 2, False, False),
+    (40, 24, 96, 3, True, False), (17, 16, 48, 0, False, True), (100, 48, 33, 2, True, True),
+]
+GEMM_V2_VARIANTS = launch.variants("matmul_bf16", "mma_bf16_v2_pipelined")
+
+
+@on_devices
+@pytest.mark.parametrize("order", [0, 1], ids=["forward", "reverse"])
+@pytest.mark.parametrize("case", GEMM_V2_CASES, ids=lambda c: "M{}N{}K{}b{}{}{}".format(
+    *c[:4], "tA" if c[4] else "", "tB" if c[5] else ""))
+def test_matmul_bf16_v2_paths(dev, case, order):
+    """Every v2 variant to fp32 accuracy against float64 on the bf16 inputs, and, with the same
+    tiles, bit for bit the result of the unpipelined rung on the emulator (same mma order)."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    M, N, K, batch, ta, tb = case
+    rng = np.random.default_rng(M * N + K)
+    lead = () if batch == 0 else (batch,)
+    ab = ops.to_bf16_bits(rng.standard_normal(lead + ((K, M) if ta else (M, K))).astype(np.float32))
+    bb = ops.to_bf16_bits(rng.standard_normal((K, N) if batch == 3 else lead + ((N, K) if tb else (K, N)))
+                          .astype(np.float32))
+    exact = (ops.from_bf16_bits(np.swapaxes(ab, -1, -2) if ta else ab).astype(np.float64)
+             @ ops.from_bf16_bits(np.swapaxes(bb, -1, -2) if tb else bb).astype(np.float64))
+    a_d, b_d = dev.put(ab), dev.put(bb)
+    a_in = a_d.swapaxes(-1, -2) if ta else a_d  # a strided view on the device: column stride != 1
+    b_in = b_d.swapaxes(-1, -2) if tb else b_d
+    for variant in GEMM_V2_VARIANTS:
+        twin = [w for w in launch.variants("matmul_bf16", "mma_bf16") if w.params == variant.params]
+        with dev.session(order):
+            c = dev.get(ops.matmul_bf16(a_in, b_in, variant=variant))
+            c1 = dev.get(ops.matmul_bf16(a_in, b_in, variant=twin[0])) if twin else None
+        assert rel_err(c, exact) <= FP32_TOL, variant.name_expression
+        if twin and dev.emulated:
+            np.testing.assert_array_equal(c, c1, err_msg=variant.name_expression)
+
+
 @on_devices
 @pytest.mark.parametrize("variant", launch.variants("softmax"), ids=lambda v: v.name_expression)
 @FEW
@@ -299,7 +340,7 @@ def test_head_size_over_128_is_refused(dev):
             ops.attention_forward(x, x, x)
 
 
-TC_VARIANTS = launch.variants("attention_tc_fwd", "v3_tc")
+TC_VARIANTS = launch.variants("attention_tc_fwd")  # every rung: v3_tc, v4_tc_pipelined
 
 
 def bf16_attention_reference(q, k, v, causal, keep):
@@ -347,9 +388,58 @@ def test_attention_tensor_cores_forward(dev, variant, case):
     np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5)
 
 
+# The pipelined rung, case by case in both thread orders: every tail of its 16-byte async copies
+# (hs % 8 == 0) and of its synchronous fallback (hs % 8 != 0), Tq != Tk both ways (start < 0: the
+# first queries see no key), decoding (Tq = 1), padding with a fully padded sequence (B = 2).
+V4_CASES = [  # B, H, Tq, Tk, hs, causal, padded
+    (1, 1, 1, 1, 1, False, False), (1, 2, 1, 300, 5, True, False), (2, 1, 300, 1, 16, True, True),
+    (2, 2, 77, 130, 40, True, False), (2, 1, 130, 77, 64, False, True), (1, 1, 255, 256, 100, True, False),
+    (3, 1, 33, 300, 128, False, True), (2, 1, 200, 199, 40, True, True), (2, 1, 64, 64, 64, True, False),
+    (1, 1, 129, 17, 5, False, True),
+]
+V4_VARIANTS = launch.variants("attention_tc_fwd", "v4_tc_pipelined")
+
+
 @on_devices
-def test_attention_tensor_cores_long_and_many_heads(dev):
-    """T = 1000 causal with the default variants, and many heads (grid.y)."""
+@pytest.mark.parametrize("order", [0, 1], ids=["forward", "reverse"])  # the emulator's thread order (seed parity)
+@pytest.mark.parametrize("case", V4_CASES, ids=lambda c: "B{}H{}q{}k{}hs{}{}{}".format(
+    *c[:5], "c" if c[5] else "", "p" if c[6] else ""))
+def test_attention_tensor_cores_v4_odd_shapes(dev, case, order):
+    """Every v4 variant that fits hs: within the bf16-weight bound of float64 attention; lse to 1e-5."""
+    from minitx.cuda import ops  # noqa: PLC0415
+
+    q, k, v, causal, keep, _ = _attn_inputs((*case, 1000 + order))
+    bits = [ops.to_bf16_bits(t) for t in (q, k, v)]
+    ref, lse_ref, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), causal, keep)
+    for variant in [w for w in V4_VARIANTS if w.p["D"] >= case[4]]:
+        with dev.session(order):
+            o, lse = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=causal,
+                                                keep=None if keep is None else dev.put(keep), variant=variant)
+        o, lse = dev.get(o), dev.get(lse)
+        assert np.all(np.isfinite(o)), f"{variant.name_expression}: NaN/Inf in the output"
+        assert np.all(np.abs(o - ref) <= bound), f"{variant.name_expression}: max excess {np.max(np.abs(o - ref) - bound):.3g}"
+        np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref), err_msg=variant.name_expression)
+        finite = np.isfinite(lse_ref)
+        np.testing.assert_allclose(lse[finite], lse_ref[finite], rtol=1e-5, atol=1e-5, err_msg=variant.name_expression)
+        # v4 moves the data differently but runs v3's arithmetic in v3's order: with the same tiles
+        # the emulator gives the same bits (the GPU's compiler may contract differently: the bound)
+        twin = [w for w in launch.variants("attention_tc_fwd", "v3_tc") if w.params == variant.params]
+        if twin:
+            with dev.session(order):
+                o3, lse3 = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=causal,
+                                                      keep=None if keep is None else dev.put(keep), variant=twin[0])
+            o3, lse3 = dev.get(o3), dev.get(lse3)
+            if dev.emulated:
+                np.testing.assert_array_equal(o, o3, err_msg=variant.name_expression)
+                np.testing.assert_array_equal(lse, lse3, err_msg=variant.name_expression)
+            else:
+                assert np.all(np.abs(o - o3) <= 2 * bound), variant.name_expression
+
+
+@on_devices
+@pytest.mark.parametrize("version", launch.versions("attention_tc_fwd"))
+def test_attention_tensor_cores_long_and_many_heads(dev, version):
+    """T = 1000 causal with each rung's default variants, and many heads (grid.y)."""
     from minitx.cuda import ops  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
@@ -357,7 +447,7 @@ def test_attention_tensor_cores_long_and_many_heads(dev):
     for shape in shapes:
         bits = [ops.to_bf16_bits(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
         with dev.session():
-            o, _ = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=True)
+            o, _ = ops.attention_forward_bf16(*(dev.put(b) for b in bits), causal=True, version=version)
         ref, _, bound = bf16_attention_reference(*(ops.from_bf16_bits(b) for b in bits), True, None)
         assert np.all(np.abs(dev.get(o) - ref) <= bound)
 

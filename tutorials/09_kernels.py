@@ -202,6 +202,16 @@ print(f"bf16 flash vs float64: max error {np.abs(out16 - ref16).max():.2e}, "
       f"worst fraction of the bound used {np.max(np.abs(out16 - ref16) / (2**-8 * bound16 + 1e-6)):.2f}")
 
 # %% [markdown]
+# The next rung, `attention_v4_tc_fwd`, changes none of that arithmetic; it
+# changes how the data reaches the tensor cores. One `ldmatrix` instruction
+# hands each lane four fragment registers at once (with `.trans` it gathers
+# V's pairs of consecutive keys from an ordinary row-major tile), and
+# `cp.async` copies the next K/V tile into a second buffer while the current
+# one is being multiplied, so the tensor cores stop waiting on memory. With
+# the same tiles it produces the very same bits as v3 on the emulator: a
+# pipeline is a change of schedule, not of mathematics.
+
+# %% [markdown]
 # ## 5. The measured ladder
 #
 # `tools/gpu_check.sh` writes `kernels.jsonl`; a copy committed under

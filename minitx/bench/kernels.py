@@ -4,10 +4,11 @@ For each op, every variant (tile-size sweep included) and the baselines run
 side by side in one process:
 
 * fp32 matmul      vs ``cupy.matmul`` in strict fp32 (``CUPY_TF32=0``: cuBLAS without TF32)
-* bf16 matmul      vs PyTorch bf16 ``torch.matmul`` (cuBLAS tensor cores), if PyTorch is there
+* bf16 matmul      (``mma_bf16`` and ``mma_bf16_v2_pipelined``) vs PyTorch bf16 ``torch.matmul``
+                   (cuBLAS tensor cores), if PyTorch is there
 * attention fwd    vs naive CuPy attention (cuBLAS scores, softmax, cuBLAS PV) and
                    PyTorch ``scaled_dot_product_attention`` (bf16, flash backend)
-* attention fwd bf16 (tensor cores, ``v3_tc``) vs PyTorch SDPA in bf16, flash backend
+* attention fwd bf16 (tensor cores, ``v3_tc`` and ``v4_tc_pipelined``) vs PyTorch SDPA in bf16, flash backend
                    forced with ``torch.nn.attention.sdpa_kernel`` (row group "attention_tc_fwd",
                    whose "% of baseline" is % of SDPA; its error is ~1e-3, from the bf16 weights);
                    the tensor-core backward vs SDPA's bf16 backward ("attention_tc_bwd")
@@ -173,10 +174,13 @@ def bench_matmul(cp, timer, rows, n: int, sweep: bool = True):
                 err=f"{rel_err(cp, tc, ref16):.1e}", baseline=True)
     except Exception as exc:  # noqa: BLE001 - PyTorch missing or without CUDA
         print(f"(PyTorch bf16 baseline skipped: {type(exc).__name__}: {exc})")
-    for v in launch.variants("matmul_bf16")[: None if sweep else 1]:
+    # every rung (mma_bf16, mma_bf16_v2_pipelined); without the sweep, each rung's first variant
+    for v in launch.variants("matmul_bf16"):
+        if not sweep and v is not launch.default_variant("matmul_bf16", v.version):
+            continue
         ms = timer(lambda v=v: ops.matmul_bf16(ab, bb, variant=v))
         c = ops.matmul_bf16(ab, bb, variant=v)
-        _record(rows, op="matmul", version="mma_bf16", dtype="bf16", shape=shape, config=v.label, ms=round(ms, 4),
+        _record(rows, op="matmul", version=v.version, dtype="bf16", shape=shape, config=v.label, ms=round(ms, 4),
                 tflops=round(flops / ms / 1e9, 2),
                 pct_baseline=round(100 * base16 / ms, 1) if base16 else None, err=f"{rel_err(cp, c, ref16):.1e}")
 
@@ -254,15 +258,16 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
                 err=f"{rel_err(cp, o, ref16):.1e}", baseline=True)
     except Exception as exc:  # noqa: BLE001
         print(f"(PyTorch SDPA baseline skipped: {type(exc).__name__}: {exc})")
-    default_tc = launch.default_variant("attention_tc_fwd", "v3_tc", hs)
-    for v_ in launch.variants("attention_tc_fwd", "v3_tc"):
-        if v_.p["D"] < hs or (not sweep and v_ is not default_tc):
+    # Every rung (v3_tc, v4_tc_pipelined); without the sweep, each rung's default variant for hs.
+    defaults_tc = [launch.default_variant("attention_tc_fwd", ver, hs) for ver in launch.versions("attention_tc_fwd")]
+    for v_ in launch.variants("attention_tc_fwd"):
+        if v_.p["D"] < hs or (not sweep and v_ not in defaults_tc):
             continue
         ms = timer(lambda v_=v_: ops.attention_forward_bf16(*bits, causal=causal, variant=v_))
         o, _ = ops.attention_forward_bf16(*bits, causal=causal, variant=v_)
         cfg = launch.attention_tc_fwd_launch(v_, B * H, T, T, hs)
         _record(rows, op="attention_tc_fwd", version=v_.version, dtype="bf16", shape=shape, config=v_.label,
-                grid=cfg.grid, block=cfg.block, smem=v_.static_smem, ms=round(ms, 4),
+                grid=cfg.grid, block=cfg.block, smem=v_.static_smem + cfg.shared_mem, ms=round(ms, 4),
                 tflops=round(flops / ms / 1e9, 2), pct_baseline=round(100 * sdpa_ms / ms, 1) if sdpa_ms else None,
                 err=f"{rel_err(cp, o, ref16):.1e}", memory="O(T)")
     # The tensor-core backward against PyTorch SDPA's bf16 backward (flash backend when available); its

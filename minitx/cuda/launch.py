@@ -66,7 +66,7 @@ class Variant:
             return p["BM"] * p["BN"] // p["TM"]
         if t in ("matmul_v5_blocktile2d", "matmul_v6_vectorized"):
             return p["BM"] * p["BN"] // (p["TM"] * p["TN"])
-        if t in ("matmul_v7_warptile", "matmul_bf16_mma"):
+        if t in ("matmul_v7_warptile", "matmul_bf16_mma", "matmul_bf16_mma_v2"):
             return (p["BM"] // p["WM"]) * (p["BN"] // p["WN"]) * 32
         if "WARPS" in p:
             return p["WARPS"] * 32
@@ -76,7 +76,7 @@ class Variant:
             return 4 * p["BR"]
         if t == "attention_v2_flash_bwd":
             return 4 * p["BC"]
-        if t == "attention_v3_tc_fwd":
+        if t in ("attention_v3_tc_fwd", "attention_v4_tc_fwd"):
             return 32 * p["WARPS"]  # one warp per 16 query rows
         if t == "attention_v3_tc_bwd":
             return 32 * p["WARPS"]  # one warp per 16 keys
@@ -119,6 +119,9 @@ VARIANTS: list[Variant] = [
         (128, 128, 16, 64, 64, 4, 8, 4), (128, 128, 16, 64, 32, 2, 8, 4), (64, 128, 16, 32, 64, 4, 4, 4)),
     *_v("matmul_bf16", "mma_bf16", "matmul.cu", "matmul_bf16_mma", ("BM", "BN", "BK", "WM", "WN"),
         (128, 128, 32, 64, 32), (64, 64, 32, 32, 32), (128, 128, 32, 32, 64)),
+    # The same with ldmatrix fragments and double-buffered cp.async tiles (dynamic shared memory).
+    *_v("matmul_bf16", "mma_bf16_v2_pipelined", "matmul.cu", "matmul_bf16_mma_v2", ("BM", "BN", "BK", "WM", "WN"),
+        (128, 128, 32, 64, 32), (64, 64, 32, 32, 32), (128, 128, 32, 32, 64)),
     *_v("softmax", "v1_online", "softmax.cu", "softmax_v1_online", ("WARPS",), (4,), (8,)),
     *_v("layernorm_fwd", "v1", "layernorm.cu", "layernorm_forward_v1", ("WARPS",), (4,), (8,)),
     *_v("layernorm_bwd", "v1", "layernorm.cu", "layernorm_backward_v1", ("WARPS",), (4,), (8,)),
@@ -128,6 +131,11 @@ VARIANTS: list[Variant] = [
     # Tensor cores (bf16 in, fp32 out): 16 query rows per warp, BC keys per tile.
     *_v("attention_tc_fwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_fwd", ("D", "BC", "WARPS"),
         (32, 64, 4), (64, 64, 4), (128, 64, 4), (64, 32, 4), (128, 32, 4), (64, 64, 8), (128, 32, 8)),
+    # v4: the same work split with ldmatrix fragments and double-buffered cp.async K/V tiles (dynamic
+    # shared memory, 2 stages of K and V; Q is staged in stage 1 first, so 16 * WARPS <= 2 * BC).
+    *_v("attention_tc_fwd", "v4_tc_pipelined", "attention_tc.cu", "attention_v4_tc_fwd", ("D", "BC", "WARPS"),
+        (32, 64, 4), (64, 64, 4), (128, 64, 4), (64, 32, 4), (128, 32, 4), (64, 64, 8), (128, 64, 8),
+        (64, 128, 4)),
     # Its backward: 16 keys per warp (BC = 16 * WARPS), BR queries per tile.
     *_v("attention_tc_bwd", "v3_tc", "attention_tc.cu", "attention_v3_tc_bwd", ("D", "BR", "WARPS"),
         (32, 64, 4), (64, 64, 4), (128, 32, 4), (64, 32, 4)),
@@ -148,6 +156,11 @@ def variants(op: str, version: str | None = None) -> list[Variant]:
         raise ValueError(f"kernel op={op!r} version={version!r}: no such variant; "
                          f"expected one of {sorted({(v.op, v.version) for v in VARIANTS})}")
     return out
+
+
+def versions(op: str) -> list[str]:
+    """The rungs of ``op``'s ladder, in registry order (e.g. ``["v3_tc", "v4_tc_pipelined"]``)."""
+    return list(dict.fromkeys(v.version for v in VARIANTS if v.op == op))
 
 
 def default_variant(op: str, version: str | None = None, head_size: int | None = None) -> Variant:
@@ -202,7 +215,10 @@ def matmul_launch(v: Variant, M: int, N: int, K: int, batch: int = 1) -> Launch:
         return Launch(_check_grid((ceil_div(M, p["BS"]), ceil_div(N, p["BS"]), batch)), (p["BS"], p["BS"], 1), 0)
     if v.template in ("matmul_v2_coalesced", "matmul_v3_smem"):
         return Launch(_check_grid((ceil_div(N, p["BS"]), ceil_div(M, p["BS"]), batch)), (v.threads, 1, 1), 0)
-    return Launch(_check_grid((ceil_div(N, p["BN"]), ceil_div(M, p["BM"]), batch)), (v.threads, 1, 1), 0)
+    smem = 0
+    if v.template == "matmul_bf16_mma_v2":  # two stages of As [BM][BK + 8] and Bs [BK][BN + 8], bf16
+        smem = 2 * (p["BM"] * (p["BK"] + 8) + p["BK"] * (p["BN"] + 8)) * BF16_BYTES
+    return Launch(_check_grid((ceil_div(N, p["BN"]), ceil_div(M, p["BM"]), batch)), (v.threads, 1, 1), smem)
 
 
 def rows_launch(v: Variant, rows: int) -> Launch:
@@ -245,9 +261,16 @@ def _check_attention_shape(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> di
 
 
 def attention_tc_fwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
-    """Tensor-core forward: one block per 16 * WARPS queries; shared memory is static (no dynamic part)."""
+    """Tensor-core forward: one block per 16 * WARPS queries.
+
+    v3's shared memory is static (no dynamic part); v4's is dynamic: two
+    stages of K and V tiles, ``[BC][D + 8]`` bf16 each (sQ overlays stage 1).
+    """
     p = _check_attention_shape(v, BH, Tq, Tk, hs)
-    return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), 0)
+    smem = 0
+    if v.template == "attention_v4_tc_fwd":
+        smem = 2 * 2 * p["BC"] * (p["D"] + 8) * BF16_BYTES
+    return Launch(_check_grid((ceil_div(Tq, 16 * p["WARPS"]), BH, 1)), (v.threads, 1, 1), smem)
 
 
 def attention_tc_bwd_launch(v: Variant, BH: int, Tq: int, Tk: int, hs: int) -> Launch:
@@ -276,6 +299,10 @@ def max_dynamic_smem(v: Variant) -> int:
         return attention_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
     if v.template == "attention_v3_tc_bwd":
         return attention_tc_bwd_launch(v, 1, 1, 1, p["D"]).shared_mem
+    if v.template == "attention_v4_tc_fwd":
+        return attention_tc_fwd_launch(v, 1, 1, 1, p["D"]).shared_mem
+    if v.template == "matmul_bf16_mma_v2":
+        return matmul_launch(v, 1, 1, 1).shared_mem
     return 0
 
 
@@ -289,12 +316,14 @@ SIGNATURES = {
     "matmul_v1_naive": _MATMUL_SIG, "matmul_v2_coalesced": _MATMUL_SIG, "matmul_v3_smem": _MATMUL_SIG,
     "matmul_v4_blocktile1d": _MATMUL_SIG, "matmul_v5_blocktile2d": _MATMUL_SIG,
     "matmul_v6_vectorized": _MATMUL_SIG, "matmul_v7_warptile": _MATMUL_SIG, "matmul_bf16_mma": _MATMUL_SIG,
+    "matmul_bf16_mma_v2": _MATMUL_SIG,
     "softmax_v1_online": ("ptr", "ptr", "i32", "i32"),
     "layernorm_forward_v1": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "f32"),
     "layernorm_backward_v1": ("ptr",) * 8 + ("i32", "i32", "i32"),
     "attention_v1_naive": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v2_flash_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v3_tc_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
+    "attention_v4_tc_fwd": ("ptr",) * 5 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_v3_tc_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),
     "attention_bwd_delta": ("ptr", "ptr", "ptr", "i32", "i32"),
     "attention_v2_flash_bwd": ("ptr",) * 9 + ("i32",) * 4 + ("f32", "i32", "i32", "ptr"),

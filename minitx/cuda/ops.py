@@ -180,10 +180,17 @@ def from_bf16_bits(h):
     return (h.astype(xp.uint32) << xp.uint32(16)).view(xp.float32)
 
 
-def matmul_bf16(a_bits, b_bits, *, variant=None):
-    """Tensor-core matmul: bf16 ``a [(batch,) M, K]`` @ bf16 ``b`` -> float32, fp32 accumulation."""
+def matmul_bf16(a_bits, b_bits, *, version: str = "mma_bf16", variant=None):
+    """Tensor-core matmul: bf16 ``a [(batch,) M, K]`` @ bf16 ``b`` -> float32, fp32 accumulation.
+
+    ``version``: ``"mma_bf16"`` (``matmul_bf16_mma``) or ``"mma_bf16_v2_pipelined"``
+    (``matmul_bf16_mma_v2``: ldmatrix fragments, double-buffered cp.async
+    tiles for row-major operands); a ``variant`` of either wins.
+    """
     cp = _cupy()
-    v = _variant("matmul_bf16", None, variant)
+    if variant is None and version not in launch.versions("matmul_bf16"):
+        raise ValueError(f"matmul_bf16 version: got {version!r}, expected one of {launch.versions('matmul_bf16')}")
+    v = _variant("matmul_bf16", version, variant)
     a, ba, M, K, a_rs, a_cs, a_bs = _matrix_view(a_bits, "a", np.uint16)
     b, bb, K2, N, b_rs, b_cs, b_bs = _matrix_view(b_bits, "b", np.uint16)
     if K != K2:
@@ -295,8 +302,14 @@ def attention_forward(q, k, v, *, causal: bool = False, keep=None, version: str 
     return o.reshape(q.shape), lse.reshape(q.shape[:-1])
 
 
-def attention_forward_bf16(q_bits, k_bits, v_bits, *, causal: bool = False, keep=None, variant=None):
-    """Flash attention on tensor cores (``attention_v3_tc_fwd``): bf16 in, float32 ``(out, lse)`` out.
+def attention_forward_bf16(q_bits, k_bits, v_bits, *, causal: bool = False, keep=None, version: str = "v3_tc",
+                           variant=None):
+    """Flash attention on tensor cores: bf16 in, float32 ``(out, lse)`` out.
+
+    ``version``: ``"v3_tc"`` (``attention_v3_tc_fwd``, plain shared-memory
+    loads) or ``"v4_tc_pipelined"`` (``attention_v4_tc_fwd``: ldmatrix
+    fragments, double-buffered cp.async tiles; any head size, with 16-byte
+    async copies when ``hs % 8 == 0``); a ``variant`` of either wins.
 
     ``q_bits [B, H, Tq, hs]`` (or ``[BH, Tq, hs]``), ``k_bits``, ``v_bits``
     ``[.., Tk, hs]``: uint16 arrays of bf16 bits (:func:`to_bf16_bits`).
@@ -307,13 +320,16 @@ def attention_forward_bf16(q_bits, k_bits, v_bits, *, causal: bool = False, keep
     :func:`attention_forward`. Head size at most 128.
     """
     cp = _cupy()
+    if variant is None and version not in launch.versions("attention_tc_fwd"):
+        raise ValueError(f"attention_forward_bf16 version: got {version!r}, expected one of "
+                         f"{launch.versions('attention_tc_fwd')}")
     for name, t in (("q_bits", q_bits), ("k_bits", k_bits), ("v_bits", v_bits)):
         shape = getattr(t, "shape", None)
         if shape is not None and 0 in tuple(shape):
             raise ValueError(f"attention_forward_bf16 {name}: got shape {tuple(shape)}, expected no empty axis")
     q3, k3, v3, H, Tq, Tk, hs, keep = _attn_inputs(q_bits, k_bits, v_bits, keep, np.uint16,
                                                     "uint16 (bf16 bits)")
-    kv = _variant("attention_tc_fwd", "v3_tc", variant, head_size=hs)
+    kv = _variant("attention_tc_fwd", version, variant, head_size=hs)
     BH = q3.shape[0]
     o = cp.empty((BH, Tq, hs), dtype=cp.float32)
     lse = cp.empty((BH, Tq), dtype=cp.float32)
