@@ -133,6 +133,21 @@ __global__ void async_copy(const float* src, float* before, float* after, int n_
     after[t] = buf[4 * ((t + 1) % 32)];  // another thread's copy, after its wait and the barrier
 }
 
+// BUG planted: warp 0 starts loading the next tile into the half of the
+// buffer that warp 1 is still about to read; a __syncthreads() belongs
+// before the copy.
+__global__ void war_race(const float* next, float* out) {
+    extern __shared__ float buf[];  // 64 floats
+    const int t = threadIdx.x;
+    buf[t] = 1.0f;
+    __syncthreads();
+    if (t < 8) cp_async_16(&buf[4 * t], next + 4 * t, true);  // overwrites buf[0..31]
+    cp_async_commit();
+    out[t] = buf[63 - t];  // warp 1 reads buf[0..31]
+    __syncthreads();
+    cp_async_wait<0>();
+}
+
 __global__ void add_tiny(const float* x, float* y) { y[threadIdx.x] = x[threadIdx.x] * 1.0f + 0.0f; }
 
 // Needs more fiber stack than a GPU thread would ever have: recursion with a big frame.
@@ -146,7 +161,7 @@ __global__ void deep_stack(float* y, int depth) { y[threadIdx.x] = burn(depth); 
 """
 EXPRS = ["reverse_chunks<1>", "reverse_chunks<0>", "write_past_end", "read_dynamic_smem", "divergent_shuffle",
          "numbering", "one_mma", "pack_pairs", "add_tiny", "deep_stack", "load_float4", "write_one_past",
-         "load_matrices<0>", "load_matrices<1>", "async_copy"]
+         "load_matrices<0>", "load_matrices<1>", "async_copy", "war_race"]
 
 
 def _test_source():
@@ -164,8 +179,8 @@ def module():
     return emulator.compile_text(_test_program(), "test_kernels")
 
 
-def run(module, name, grid, block, *args, shared_mem=0, order="forward"):
-    emulator.EmulatorRuntime(order).run(module, name, Launch(grid, block, shared_mem), args)
+def run(module, name, grid, block, *args, shared_mem=0, order="forward", cp_async="late"):
+    emulator.EmulatorRuntime(order, cp_async).run(module, name, Launch(grid, block, shared_mem), args)
 
 
 def test_a_correct_kernel_gives_the_same_answer_in_both_orders(module):
@@ -309,6 +324,18 @@ def test_cp_async_lands_at_the_wait_and_zero_fills(module):
     np.testing.assert_array_equal(after, np.where(nxt < 20, src[4 * nxt], 0.0))
 
 
+def test_a_copy_into_a_buffer_still_being_read_shows_when_copies_land_early(module):
+    """cp.async may land any time before its wait; landing late hides this bug, landing early shows it."""
+    nxt = np.full(32, 7.0, np.float32)
+    outs = {}
+    for land in ("late", "early"):
+        out = np.zeros(64, np.float32)
+        run(module, "war_race", (1, 1, 1), (64, 1, 1), nxt, out, shared_mem=64 * 4, cp_async=land)
+        outs[land] = out
+    np.testing.assert_array_equal(outs["late"], np.ones(64, np.float32))
+    assert (outs["early"][32:] == 7.0).all()  # warp 1 read the next tile's data
+
+
 def test_bf16_packing_rounds_to_nearest_even_like_the_numpy_helper(module):
     from minitx.cuda.ops import to_bf16_bits  # noqa: PLC0415
 
@@ -336,9 +363,23 @@ def test_outputs_the_wrappers_allocate_start_as_nan():
     assert xp.zeros(2).sum() == 0 and xp.ndarray is np.ndarray
 
 
+def test_the_test_schedule_names_match_the_emulator():
+    import test_kernels_gpu  # noqa: PLC0415 - the ids its parametrized tests use
+
+    assert test_kernels_gpu.SCHEDULES == ["-".join(s) for s in emulator.SCHEDULES]
+    assert [emulator.schedule_for(i) for i in (0, 5, 8)] == [
+        dict(order="forward", cp_async="late", schedule="greedy"),
+        dict(order="reverse", cp_async="late", schedule="lockstep"),
+        dict(order="forward", cp_async="late", schedule="greedy")]
+
+
 def test_bad_order_is_refused():
     with pytest.raises(ValueError, match="expected 'forward' or 'reverse'"):
         emulator.EmulatorRuntime("sideways")
+    with pytest.raises(ValueError, match="expected 'late' or 'early'"):
+        emulator.EmulatorRuntime("forward", "never")
+    with pytest.raises(ValueError, match="schedule: got 'random', expected 'greedy' or 'lockstep'"):
+        emulator.EmulatorRuntime("forward", "late", "random")
 
 
 def test_every_kernel_source_builds_and_lists_every_instance():

@@ -8,8 +8,12 @@ Each test runs on two devices:
   (:mod:`minitx.cuda.emulator`), through the same wrappers in
   :mod:`minitx.cuda.ops`, over NumPy arrays. This runs in CI. Odd-numbered
   seeds run the threads and blocks in reverse order, so a kernel whose answer
-  depends on thread order (a missing barrier) fails one of them; reads and
-  writes past the end of any buffer and unwritten outputs fail too.
+  depends on thread order (a missing barrier) fails one of them; seeds with
+  bit 1 set land ``cp.async`` copies at issue rather than at the wait (a copy
+  into a buffer still being read fails one, a read before the wait the other);
+  bit 2 interleaves warps at every warp-wide operation instead of running
+  each to the next barrier on its own;
+  reads and writes past the end of any buffer and unwritten outputs fail too.
 
 References are computed in float64 on the CPU from the very float32 (or
 bf16-rounded) inputs the kernel sees; the check is the relative error
@@ -58,7 +62,9 @@ class Device:
         if self.emulated:
             from minitx.cuda import emulator  # noqa: PLC0415
 
-            with emulator.activate("reverse" if seed % 2 else "forward"):
+            # seed % 8 picks one of eight legal schedules: thread order x when cp.async copies land x how
+            # warps interleave between barriers (emulator.schedule_for)
+            with emulator.activate(**emulator.schedule_for(seed)):
                 yield self
         else:
             yield self
@@ -89,6 +95,9 @@ DEVICES = [
                  marks=pytest.mark.skipif(_emulator_missing() is not None, reason=str(_emulator_missing()))),
 ]
 on_devices = pytest.mark.parametrize("dev", DEVICES)
+# The emulator's eight schedules, by seed % 8 (see Device.session); the GPU ignores them.
+SCHEDULES = ["forward-late-greedy", "reverse-late-greedy", "forward-early-greedy", "reverse-early-greedy",
+             "forward-late-lockstep", "reverse-late-lockstep", "forward-early-lockstep", "reverse-early-lockstep"]
 
 
 def rel_err(out, ref, scale: float = 0.0) -> float:
@@ -164,7 +173,7 @@ GEMM_V2_VARIANTS = launch.variants("matmul_bf16", "mma_bf16_v2_pipelined")
 
 
 @on_devices
-@pytest.mark.parametrize("order", [0, 1], ids=["forward", "reverse"])
+@pytest.mark.parametrize("order", range(8), ids=SCHEDULES)
 @pytest.mark.parametrize("case", GEMM_V2_CASES, ids=lambda c: "M{}N{}K{}b{}{}{}".format(
     *c[:4], "tA" if c[4] else "", "tB" if c[5] else ""))
 def test_matmul_bf16_v2_paths(dev, case, order):
@@ -401,7 +410,7 @@ V4_VARIANTS = launch.variants("attention_tc_fwd", "v4_tc_pipelined")
 
 
 @on_devices
-@pytest.mark.parametrize("order", [0, 1], ids=["forward", "reverse"])  # the emulator's thread order (seed parity)
+@pytest.mark.parametrize("order", range(8), ids=SCHEDULES)  # the emulator's schedule (seed % 8)
 @pytest.mark.parametrize("case", V4_CASES, ids=lambda c: "B{}H{}q{}k{}hs{}{}{}".format(
     *c[:5], "c" if c[5] else "", "p" if c[6] else ""))
 def test_attention_tensor_cores_v4_odd_shapes(dev, case, order):

@@ -35,6 +35,13 @@ Each launch also checks what a GPU would not report politely:
 block, in reverse order: a kernel whose result depends on the order in
 which threads happen to run (a missing ``__syncthreads``) gives a different
 answer, which the tests compare against the reference in both orders.
+``activate(cp_async="early")`` lands each ``cp.async`` copy when it is issued
+instead of at the issuing thread's wait: the other legal extreme, which
+exposes a copy into a buffer other warps are still reading. Between two
+barriers, warps run one after another by default (``schedule="greedy"``,
+as far apart as a barrier allows) or interleaved at every warp-wide
+operation (``"lockstep"``). :func:`schedule_for` maps a test's seed to one
+of the eight combinations.
 
 The emulator needs g++ (C++17) and a POSIX system; :func:`available` says
 whether this machine has them. Compiled kernels are cached under
@@ -127,9 +134,9 @@ const char* minitx_emu_name(int i) {{ return minitx_emu_table[i].name; }}
 int minitx_emu_param_count(int i) {{ return minitx_emu_table[i].param_count; }}
 unsigned long long minitx_emu_param_size(int i, int j) {{ return minitx_emu_table[i].param_sizes[j]; }}
 int minitx_emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                      void* smem, unsigned long long smem_bytes, void** args, int reverse, char* err, int errlen) {{
+                      void* smem, unsigned long long smem_bytes, void** args, int mode, char* err, int errlen) {{
     dim3 grid{{gx, gy, gz}}, block{{bx, by, bz}};
-    return minitx_emu::launch(minitx_emu_table[i], grid, block, smem, smem_bytes, args, reverse, err, errlen);
+    return minitx_emu::launch(minitx_emu_table[i], grid, block, smem, smem_bytes, args, mode, err, errlen);
 }}
 }}
 """
@@ -289,10 +296,13 @@ class EmulatorRuntime:
     name = "emulator"
     array_kind = "NumPy"
 
-    def __init__(self, order: str = "forward"):
-        if order not in ("forward", "reverse"):
-            raise ValueError(f"emulator order: got {order!r}, expected 'forward' or 'reverse'")
+    def __init__(self, order: str = "forward", cp_async: str = "late", schedule: str = "greedy"):
+        for name, value, allowed in (("order", order, ("forward", "reverse")), ("cp_async", cp_async, ("late", "early")),
+                                     ("schedule", schedule, ("greedy", "lockstep"))):
+            if value not in allowed:
+                raise ValueError(f"emulator {name}: got {value!r}, expected {allowed[0]!r} or {allowed[1]!r}")
         self.reverse = order == "reverse"
+        self.mode = (1 if self.reverse else 0) | (2 if cp_async == "early" else 0) | (4 if schedule == "lockstep" else 0)
         self.xp = PoisonedNumPy()
         self.launches = 0
 
@@ -331,7 +341,7 @@ class EmulatorRuntime:
             err = ctypes.create_string_buffer(1024)
             rc = module.lib.minitx_emu_launch(module.index[where], *(int(d) for d in cfg.grid),
                                               *(int(d) for d in cfg.block), smem.addr if smem else None,
-                                              cfg.shared_mem, ctypes.cast(argv, ctypes.c_void_p), int(self.reverse),
+                                              cfg.shared_mem, ctypes.cast(argv, ctypes.c_void_p), self.mode,
                                               err, len(err))
             if rc != 0:
                 raise EmulatorError(f"{where}: {self._explain(err.value.decode(), guards, args)}")
@@ -382,11 +392,28 @@ class EmulatorRuntime:
         return f"argument {next(i for i, a in enumerate(args) if a is arg)} (shape {arg.shape}, {arg.dtype})"
 
 
+#: The eight legal schedules the tests cycle through, by ``seed % 8``: see :func:`schedule_for`.
+SCHEDULES = tuple((order, land, sched) for sched in ("greedy", "lockstep") for land in ("late", "early")
+                  for order in ("forward", "reverse"))
+
+
+def schedule_for(seed: int) -> dict:
+    """The emulator settings a test with this seed runs under (bit 0: order, bit 1: cp.async, bit 2: schedule)."""
+    order, land, sched = SCHEDULES[seed % len(SCHEDULES)]
+    return dict(order=order, cp_async=land, schedule=sched)
+
+
 @contextlib.contextmanager
-def activate(order: str = "forward"):
-    """Inside the block, :mod:`minitx.cuda.ops` runs every kernel on the CPU emulator over NumPy arrays."""
+def activate(order: str = "forward", cp_async: str = "late", schedule: str = "greedy"):
+    """Inside the block, :mod:`minitx.cuda.ops` runs every kernel on the CPU emulator over NumPy arrays.
+
+    ``order``: threads and blocks run first-to-last or last-to-first.
+    ``cp_async``: a copy lands at its thread's wait ("late") or when issued ("early").
+    ``schedule``: each warp runs to the next ``__syncthreads`` before the next
+    warp starts ("greedy"), or all warps advance together ("lockstep").
+    """
     from . import ops  # noqa: PLC0415 - ops imports this package
 
-    runtime = EmulatorRuntime(order)
+    runtime = EmulatorRuntime(order, cp_async, schedule)
     with ops.use_runtime(runtime):
         yield runtime

@@ -20,9 +20,10 @@
 //                      elements to its accumulators
 //   ldmatrix           lanes post their row addresses; each lane reads its
 //                      two elements of each 8x8 matrix by the PTX tables
-//   cp.async           recorded, and copied only when the issuing thread
-//                      waits for its group: reading a tile too early reads
-//                      stale or NaN-poisoned shared memory
+//   cp.async           "late" (default): recorded, and copied only when the
+//                      issuing thread waits for its group (a tile read too
+//                      early is stale or NaN); "early": copied at once (a
+//                      buffer overwritten while others still read it shows)
 //   __shared__         a static array (one block runs at a time); dynamic
 //                      shared memory is a buffer filled with NaN before each
 //                      block, so reading what nobody wrote shows up
@@ -228,6 +229,7 @@ struct Machine {
     Context scheduler;
     sigjmp_buf escape;
     bool failed = false;
+    bool land_early = false;  // cp.async lands at issue instead of at the wait
     char error[1024];
 };
 
@@ -351,13 +353,22 @@ inline void ldmatrix(unsigned int r[4], const void* row, bool trans) {
     warp_barrier();
 }
 
-// cp.async: the copy is only *recorded*; it lands when the issuing thread
-// waits for its group. A kernel that reads the tile before cp_async_wait
-// (or, for other threads' copies, before the __syncthreads after it) reads
-// stale or NaN-poisoned shared memory here, as it could on the GPU.
+// cp.async: a copy may land any time between its issue and the wait for its
+// group, and the emulator takes the two extremes. Late (the default): the
+// copy is only recorded and lands when the issuing thread waits, so a kernel
+// that reads the tile before cp_async_wait (or, for other threads' copies,
+// before the __syncthreads after it) reads stale or NaN-poisoned shared
+// memory. Early: it lands at once, so a copy issued into a buffer that other
+// warps are still reading (a missing barrier before the next tile) corrupts
+// what they read.
 inline void cp_async(void* dst, const void* src, bool valid) {
     if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0))
         fail("cp.async: a 16-byte copy with an address that is not 16-byte aligned");
+    if (M->land_early) {  // the other legal extreme: the copy lands the moment it is issued
+        if (valid) memcpy(dst, src, 16);
+        else memset(dst, 0, 16);
+        return;
+    }
     cur->uncommitted.push_back({dst, src, valid});
 }
 inline void cp_async_commit_group() {
@@ -390,7 +401,55 @@ namespace minitx_emu {
 // Run every fiber of the current block until all are parked or done, then
 // open whichever barrier is complete. Returns false (with M->error) on a
 // deadlock or a fault.
-inline bool run_block(bool reverse) {
+// Run the lanes of warp w that are READY (in order, or reversed) until each
+// parks or finishes. Returns false on a fault.
+inline bool run_warp_lanes(int w, bool reverse) {
+    const int n = (int)M->threads.size();
+    const int first = 32 * w, last = min(n, 32 * (w + 1));
+    for (int k = 0; k < last - first; ++k) {
+        Thread& t = M->threads[reverse ? last - 1 - k : first + k];
+        if (t.state != READY) continue;
+        cur = &t;
+        switch_context(M->scheduler, t.ctx);
+        cur = nullptr;
+        if (M->failed) return false;
+    }
+    return true;
+}
+
+// Warp w after its lanes ran: 1 if all its live lanes wait at a warp-wide
+// operation (released: READY again), 0 if none does, -1 (with M->error) if
+// only some do.
+inline int release_warp(int w) {
+    const int n = (int)M->threads.size();
+    const int first = 32 * w, last = min(n, 32 * (w + 1));
+    int live = 0, at_warp = 0;
+    for (int l = first; l < last; ++l) {
+        live += M->threads[l].state != DONE;
+        at_warp += M->threads[l].state == AT_WARP_BARRIER;
+    }
+    if (at_warp == 0) return 0;
+    if (at_warp != live || live != last - first) {
+        snprintf(M->error, sizeof M->error,
+                 "warp %d of block (%u, %u, %u): %d of its %d lanes are at a warp-wide operation, "
+                 "the others have exited or wait at __syncthreads (divergent shuffle or mma)",
+                 w, M->block_idx.x, M->block_idx.y, M->block_idx.z, at_warp, last - first);
+        M->failed = true;
+        return -1;
+    }
+    for (int l = first; l < last; ++l) M->threads[l].state = READY;
+    return 1;
+}
+
+// Run one block. Between two __syncthreads the warps are scheduled one of
+// two ways, both legal on a GPU:
+//   greedy    each warp runs all the way to the next __syncthreads (or its
+//             end) before the next warp starts: warps drift as far apart
+//             as a barrier allows, so a warp that writes what another has
+//             not read yet (or reads what it has not written yet) shows;
+//   lockstep  all warps advance one warp-wide operation at a time.
+// With `reverse`, warps (and lanes inside a warp) go last to first.
+inline bool run_block(bool reverse, bool lockstep) {
     const int n = (int)M->threads.size();
     const int warps = (n + 31) / 32;
     for (int i = 0; i < n; ++i) {
@@ -404,37 +463,28 @@ inline bool run_block(bool reverse) {
         for (size_t i = 0; i + 4 <= M->dyn_smem_bytes; i += 4) memcpy(M->dyn_smem + i, "\xff\xff\xff\x7f", 4);
     }
     for (;;) {
-        for (int k = 0; k < n; ++k) {
-            Thread& t = M->threads[reverse ? n - 1 - k : k];
-            if (t.state != READY) continue;
-            cur = &t;
-            switch_context(M->scheduler, t.ctx);
-            cur = nullptr;
-            if (M->failed) return false;
-        }
-        bool any_live = false, released = false;
-        for (int w = 0; w < warps; ++w) {
-            int live = 0, at_warp = 0;
-            for (int l = 32 * w; l < n && l < 32 * (w + 1); ++l) {
-                const State s = M->threads[l].state;
-                live += s != DONE;
-                at_warp += s == AT_WARP_BARRIER;
+        bool released = false;
+        for (int k = 0; k < warps; ++k) {
+            const int w = reverse ? warps - 1 - k : k;
+            for (;;) {
+                if (!run_warp_lanes(w, reverse)) return false;
+                if (lockstep) break;  // the others get a turn before this warp goes on
+                const int r = release_warp(w);
+                if (r < 0) return false;
+                if (r == 0) break;  // at __syncthreads, or finished
             }
-            any_live |= live > 0;
-            if (at_warp == 0) continue;
-            if (at_warp != live || live != min(32, n - 32 * w)) {
-                snprintf(M->error, sizeof M->error,
-                         "warp %d of block (%u, %u, %u): %d of its %d lanes are at a warp-wide operation, "
-                         "the others have exited or wait at __syncthreads (divergent shuffle or mma)",
-                         w, M->block_idx.x, M->block_idx.y, M->block_idx.z, at_warp, min(32, n - 32 * w));
-                M->failed = true;
-                return false;
-            }
-            for (int l = 32 * w; l < n && l < 32 * (w + 1); ++l) M->threads[l].state = READY;
-            released = true;
         }
+        if (lockstep) {
+            for (int w = 0; w < warps; ++w) {
+                const int r = release_warp(w);
+                if (r < 0) return false;
+                released |= r > 0;
+            }
+            if (released) continue;
+        }
+        bool any_live = false;
+        for (const Thread& t : M->threads) any_live |= t.state != DONE;
         if (!any_live) return true;
-        if (released) continue;
         // Every live thread waits at __syncthreads (threads that exited count as arrived).
         for (Thread& t : M->threads)
             if (t.state == AT_BLOCK_BARRIER) t.state = READY;
@@ -534,9 +584,12 @@ struct Entry {
 
 // Run one kernel launch: every block of `grid`, each as block_threads fibers.
 // `args` is what cuLaunchKernel takes: one pointer to each argument's value.
-// Returns 0, or 1 with a one-line reason in `err`.
+// `mode`: bit 0 runs blocks and threads in reverse order, bit 1 lands cp.async
+// copies at issue, bit 2 schedules warps in lockstep instead of greedily. Returns 0, or 1 with a one-line reason in `err`.
+constexpr int MODE_REVERSE = 1, MODE_CP_ASYNC_EARLY = 2, MODE_LOCKSTEP = 4;
 inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t dyn_smem_bytes, void** args,
-                  int reverse, char* err, size_t errlen) {
+                  int mode, char* err, size_t errlen) {
+    const bool reverse = (mode & MODE_REVERSE) != 0;
     Machine m;
     M = &m;
     m.grid = grid;
@@ -545,6 +598,7 @@ inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t 
     m.args = args;
     m.dyn_smem = static_cast<unsigned char*>(dyn_smem);
     m.dyn_smem_bytes = dyn_smem_bytes;
+    m.land_early = (mode & MODE_CP_ASYNC_EARLY) != 0;
     m.error[0] = 0;
     const int n = (int)(block.x * block.y * block.z);
     m.threads.resize(n);
@@ -591,7 +645,7 @@ inline int launch(const Entry& e, dim3 grid, dim3 block, void* dyn_smem, size_t 
             const long long id = reverse ? blocks - 1 - b : b;
             m.block_idx = {(unsigned)(id % grid.x), (unsigned)((id / grid.x) % grid.y),
                            (unsigned)(id / ((long long)grid.x * grid.y))};
-            if (!run_block(reverse != 0)) rc = 1;
+            if (!run_block(reverse, (mode & MODE_LOCKSTEP) != 0)) rc = 1;
         }
     } else {
         rc = 1;
