@@ -120,6 +120,60 @@ __device__ __forceinline__ unsigned int smem_pair(const unsigned short* p) {
     return *reinterpret_cast<const unsigned int*>(p);
 }
 
+// One key tile of the online softmax, shared by v3 and v4 (their arithmetic
+// is the same, in the same order). In: s = the S = Q K^T accumulators of
+// this warp's 16 rows x BC keys (fragment layout: s[n][0..1] row g, s[n][2..3]
+// row g + 8, keys 8n + 2t, +1). Scales them to base 2, masks them (keys past
+// Tk get -inf, weight exactly 0; masked keys MINITX_MASKED), completes the row
+// maxima over the quad, rescales l and the O accumulators by
+// alpha = 2^(m_old - m_new), and leaves P = 2^(S - m_new) (fp32) in s with
+// l += this lane's share of the row sums.
+template <int NS, int NO>
+__device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&acc)[NO][4], float (&m)[2], float (&l)[2],
+                                             bool needs_mask, int k0, int Tk, int row0, int row1, int t,
+                                             float scale_log2, int causal, int start,
+                                             const unsigned char* __restrict__ keep_b) {
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            float x = s[n][r] * scale_log2;
+            if (needs_mask) {
+                const int i = (r < 2) ? row0 : row1, j = k0 + 8 * n + 2 * t + (r & 1);
+                x = (j >= Tk) ? -INFINITY : (attn_allowed(i, j, causal, start, keep_b) ? x : MINITX_MASKED);
+            }
+            s[n][r] = x;
+            tile_max[r / 2] = fmaxf(tile_max[r / 2], x);
+        }
+
+    // Online softmax: complete the row maxima over the quad, rescale.
+    float alpha[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+        tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+        const float m_new = fmaxf(m[h], tile_max[h]);  // finite: key k0 < Tk is in the tile
+        alpha[h] = exp2f(m[h] - m_new);                // m = -inf on the first tile: alpha = 0
+        m[h] = m_new;
+        l[h] *= alpha[h];
+    }
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+        acc[n][0] *= alpha[0]; acc[n][1] *= alpha[0];
+        acc[n][2] *= alpha[1]; acc[n][3] *= alpha[1];
+    }
+
+    // P = 2^(S - m) in place; l sums the fp32 weights.
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            s[n][r] = exp2f(s[n][r] - m[r / 2]);  // -inf (past Tk) -> 0
+            l[r / 2] += s[n][r];
+        }
+}
+
 // ---------------------------------------------------------------------------
 // attention_v3_tc_fwd. D: head size rounded up (32, 64 or 128; hs <= D).
 // BC: keys per tile (a multiple of 16). WARPS: warps per block (16 queries
@@ -207,45 +261,7 @@ __global__ void attention_v3_tc_fwd(
         // Scale to base 2 and mask. Only tiles that cross Tk, the causal
         // diagonal of this warp, or have a padding mask test every element.
         const bool needs_mask = k0 + BC > Tk || keep_b != nullptr || (causal && k0 + BC - 1 > qw + start);
-        float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int n = 0; n < NS; ++n)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                float x = s[n][r] * scale_log2;
-                if (needs_mask) {
-                    const int i = (r < 2) ? row0 : row1, j = k0 + 8 * n + 2 * t + (r & 1);
-                    x = (j >= Tk) ? -INFINITY : (attn_allowed(i, j, causal, start, keep_b) ? x : MINITX_MASKED);
-                }
-                s[n][r] = x;
-                tile_max[r / 2] = fmaxf(tile_max[r / 2], x);
-            }
-
-        // Online softmax: complete the row maxima over the quad, rescale.
-        float alpha[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
-            tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
-            const float m_new = fmaxf(m[h], tile_max[h]);  // finite: key k0 < Tk is in the tile
-            alpha[h] = exp2f(m[h] - m_new);                // m = -inf on the first tile: alpha = 0
-            m[h] = m_new;
-            l[h] *= alpha[h];
-        }
-#pragma unroll
-        for (int n = 0; n < NO; ++n) {
-            acc[n][0] *= alpha[0]; acc[n][1] *= alpha[0];
-            acc[n][2] *= alpha[1]; acc[n][3] *= alpha[1];
-        }
-
-        // P = 2^(S - m) in place; l sums the fp32 weights.
-#pragma unroll
-        for (int n = 0; n < NS; ++n)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                s[n][r] = exp2f(s[n][r] - m[r / 2]);  // -inf (past Tk) -> 0
-                l[r / 2] += s[n][r];
-            }
+        softmax_tile<NS, NO>(s, acc, m, l, needs_mask, k0, Tk, row0, row1, t, scale_log2, causal, start, keep_b);
 
         // O += P V. The A fragment of k16 step kk is the S accumulators of n8
         // tiles 2kk and 2kk+1, rounded to bf16 and packed in pairs. The B
@@ -722,43 +738,7 @@ __global__ void attention_v4_tc_fwd(
 
         // Scale to base 2 and mask (only tiles that need it test every element).
         const bool needs_mask = k0 + BC > Tk || keep_b != nullptr || (causal && k0 + BC - 1 > qw + start);
-        float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int n = 0; n < NS; ++n)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                float x = s[n][r] * scale_log2;
-                if (needs_mask) {
-                    const int i = (r < 2) ? row0 : row1, j = k0 + 8 * n + 2 * t + (r & 1);
-                    x = (j >= Tk) ? -INFINITY : (attn_allowed(i, j, causal, start, keep_b) ? x : MINITX_MASKED);
-                }
-                s[n][r] = x;
-                tile_max[r / 2] = fmaxf(tile_max[r / 2], x);
-            }
-
-        // Online softmax, as v3: row maxima over the quad, rescale O and l.
-        float alpha[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
-            tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
-            const float m_new = fmaxf(m[h], tile_max[h]);  // finite: key k0 < Tk is in the tile
-            alpha[h] = exp2f(m[h] - m_new);                // m = -inf on the first tile: alpha = 0
-            m[h] = m_new;
-            l[h] *= alpha[h];
-        }
-#pragma unroll
-        for (int n = 0; n < NO; ++n) {
-            acc[n][0] *= alpha[0]; acc[n][1] *= alpha[0];
-            acc[n][2] *= alpha[1]; acc[n][3] *= alpha[1];
-        }
-#pragma unroll
-        for (int n = 0; n < NS; ++n)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                s[n][r] = exp2f(s[n][r] - m[r / 2]);  // -inf (past Tk) -> 0
-                l[r / 2] += s[n][r];
-            }
+        softmax_tile<NS, NO>(s, acc, m, l, needs_mask, k0, Tk, row0, row1, t, scale_log2, causal, start, keep_b);
 
         // O += P V. A fragment of k16 step kk: the S accumulators of n8 tiles
         // 2kk and 2kk + 1 in bf16 (as v3). B of n8 tile n: b[0] = V[keys
