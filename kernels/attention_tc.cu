@@ -174,6 +174,36 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&acc)[NO]
         }
 }
 
+// The end of a forward kernel, shared by v3 and v4: finish the row sums over
+// the quad, normalise this warp's O rows (g and g + 8 of its 16) and write
+// them with their logsumexp (natural log; -inf for a fully masked row).
+template <int NO>
+__device__ __forceinline__ void write_rows(float* __restrict__ o, float* __restrict__ lse, const float (&acc)[NO][4],
+                                           const float (&m)[2], float (&l)[2], int bh, int Tq, int hs, int row0,
+                                           int row1, int t) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    }
+    const float inv[2] = {__frcp_rn(l[0]), __frcp_rn(l[1])};  // l >= 1: the maximum contributes 2^0
+    const int rows[2] = {row0, row1};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        if (rows[h] >= Tq) continue;
+        float* orow = o + ((long long)bh * Tq + rows[h]) * hs;
+#pragma unroll
+        for (int n = 0; n < NO; ++n) {
+            const int d = 8 * n + 2 * t;
+            if (d < hs) orow[d] = acc[n][2 * h] * inv[h];
+            if (d + 1 < hs) orow[d + 1] = acc[n][2 * h + 1] * inv[h];
+        }
+        if (t == 0)
+            lse[(long long)bh * Tq + rows[h]] =
+                (m[h] == MINITX_MASKED) ? -INFINITY : (m[h] + log2f(l[h])) * 0.6931471805599453f;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // attention_v3_tc_fwd. D: head size rounded up (32, 64 or 128; hs <= D).
 // BC: keys per tile (a multiple of 16). WARPS: warps per block (16 queries
@@ -283,28 +313,7 @@ __global__ void attention_v3_tc_fwd(
     }
     if (!warp_active) return;
 
-    // Finish the row sums over the quad, normalise, write O and lse.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
-        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-    }
-    const float inv[2] = {__frcp_rn(l[0]), __frcp_rn(l[1])};  // l >= 1: the maximum contributes 2^0
-    const int rows[2] = {row0, row1};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        if (rows[h] >= Tq) continue;
-        float* orow = o + ((long long)bh * Tq + rows[h]) * hs;
-#pragma unroll
-        for (int n = 0; n < NO; ++n) {
-            const int d = 8 * n + 2 * t;
-            if (d < hs) orow[d] = acc[n][2 * h] * inv[h];
-            if (d + 1 < hs) orow[d + 1] = acc[n][2 * h + 1] * inv[h];
-        }
-        if (t == 0)
-            lse[(long long)bh * Tq + rows[h]] =
-                (m[h] == MINITX_MASKED) ? -INFINITY : (m[h] + log2f(l[h])) * 0.6931471805599453f;
-    }
+    write_rows(o, lse, acc, m, l, bh, Tq, hs, row0, row1, t);
 }
 
 // ---------------------------------------------------------------------------
@@ -764,26 +773,5 @@ __global__ void attention_v4_tc_fwd(
     }
     if (!warp_active) return;
 
-    // Finish the row sums over the quad, normalise, write O and lse (as v3).
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
-        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-    }
-    const float inv[2] = {__frcp_rn(l[0]), __frcp_rn(l[1])};  // l >= 1: the maximum contributes 2^0
-    const int rows[2] = {row0, row1};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        if (rows[h] >= Tq) continue;
-        float* orow = o + ((long long)bh * Tq + rows[h]) * hs;
-#pragma unroll
-        for (int n = 0; n < NO; ++n) {
-            const int d = 8 * n + 2 * t;
-            if (d < hs) orow[d] = acc[n][2 * h] * inv[h];
-            if (d + 1 < hs) orow[d + 1] = acc[n][2 * h + 1] * inv[h];
-        }
-        if (t == 0)
-            lse[(long long)bh * Tq + rows[h]] =
-                (m[h] == MINITX_MASKED) ? -INFINITY : (m[h] + log2f(l[h])) * 0.6931471805599453f;
-    }
+    write_rows(o, lse, acc, m, l, bh, Tq, hs, row0, row1, t);
 }

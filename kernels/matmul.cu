@@ -331,6 +331,26 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_v7_warptile
                               bn + warpCol * WN + wn * WSUBN + laneCol * TN, &acc[wm * TM + i][wn * TN], vec_ok);
 }
 
+// Write a warp's MT x NTL grid of m16n8 fp32 accumulator tiles to C (row
+// stride c_rs) at (row0, col0), skipping what falls outside M x N. Lane
+// (g, t) holds rows g and g + 8, columns 2t and 2t + 1 of each tile.
+template <int MT, int NTL>
+__device__ __forceinline__ void store_mma_tile(float* __restrict__ C, int c_rs, int M, int N, int row0, int col0,
+                                               const float (&acc)[MT][NTL][4], int g, int t) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NTL; ++nt) {
+            const int row = row0 + mt * 16 + g, col = col0 + nt * 8 + 2 * t;
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int r = row + 8 * half;
+                if (r < M && col < N) C[r * c_rs + col] = acc[mt][nt][2 * half];
+                if (r < M && col + 1 < N) C[r * c_rs + col + 1] = acc[mt][nt][2 * half + 1];
+            }
+        }
+}
+
 // ---------------------------------------------------------------------------
 // bf16 tensor cores: C (fp32) = A (bf16) @ B (bf16), accumulated in fp32 by
 // mma.sync.m16n8k16. A and B arrive as uint16 arrays of bf16 bits, with the
@@ -397,18 +417,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma(
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NTL; ++nt) {
-            const int row = bm + warpRow * WM + mt * 16 + g, col = bn + warpCol * WN + nt * 8 + 2 * t;
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int r = row + 8 * half;
-                if (r < M && col < N) C[r * c_rs + col] = acc[mt][nt][2 * half];
-                if (r < M && col + 1 < N) C[r * c_rs + col + 1] = acc[mt][nt][2 * half + 1];
-            }
-        }
+    store_mma_tile<MT, NTL>(C, c_rs, M, N, bm + warpRow * WM, bn + warpCol * WN, acc, g, t);
 }
 
 // ---------------------------------------------------------------------------
@@ -531,16 +540,5 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma_v2
         }
     }
     const int g = lane / 4, t = lane % 4;
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NTL; ++nt) {
-            const int row = bm + warpRow * WM + mt * 16 + g, col = bn + warpCol * WN + nt * 8 + 2 * t;
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int r = row + 8 * half;
-                if (r < M && col < N) C[r * c_rs + col] = acc[mt][nt][2 * half];
-                if (r < M && col + 1 < N) C[r * c_rs + col + 1] = acc[mt][nt][2 * half + 1];
-            }
-        }
+    store_mma_tile<MT, NTL>(C, c_rs, M, N, bm + warpRow * WM, bn + warpCol * WN, acc, g, t);
 }
