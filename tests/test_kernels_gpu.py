@@ -385,7 +385,9 @@ def test_attention_tensor_cores_forward(dev, variant, case):
     o = dev.get(o)
     assert np.all(np.isfinite(o)), "NaN/Inf in the kernel output (unwritten element?)"
     assert np.all(np.abs(o - ref) <= bound), f"max excess {np.max(np.abs(o - ref) - bound):.3g}"
-    assert rel_err(o, ref) <= 1e-2
+    # in norm too, against the size of the weighted sums sum_j p_j |v_j| / l (= 256 * bound): one output
+    # element can cancel far below them (Tq = 1, hs = 1, 165 keys did, in a 300-example run)
+    assert rel_err(o, ref, scale=256 * float(np.linalg.norm(bound))) <= 1e-2
     twin, _ = R.flash_attention_forward_bf16(qb, kb, vb, causal, keep, block_q=16 * variant.p["WARPS"],
                                              block_k=variant.p["BC"])
     # Same algorithm; the two differ only where a weight's fp32 value sits so close to a bf16
