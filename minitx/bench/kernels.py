@@ -222,7 +222,8 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
             ms=round(base_ms, 4), tflops=round(flops / base_ms / 1e9, 2), pct_baseline=100.0,
             err=f"{rel_err(cp, o_naive, ref):.1e}", baseline=True, memory="O(T^2)")
     for v_ in launch.variants("attention_fwd"):
-        if "D" in v_.p and (v_.p["D"] < hs or (not sweep and v_ is not launch.default_variant("attention_fwd", "v2_flash", hs))):
+        default = launch.default_variant("attention_fwd", "v2_flash", hs)
+        if "D" in v_.p and (v_.p["D"] < hs or (not sweep and v_ is not default)):
             continue
         ms = timer(lambda v_=v_: ops.attention_forward(q, k, v, causal=causal, version=v_.version, variant=v_))
         o, _ = ops.attention_forward(q, k, v, causal=causal, version=v_.version, variant=v_)

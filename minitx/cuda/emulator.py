@@ -97,7 +97,9 @@ def available() -> str | None:
 # --------------------------------------------------------------------------
 # Building: kernel source -> shared library with a table of template instances
 # --------------------------------------------------------------------------
-_EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([\w:]+(?:\s+[\w:]+)*?)\s+(\w+)\s*\[\s*\]\s*;")
+# extern __shared__ [__align__(n)] <type words> <name>[];
+_EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?"
+                            r"([\w:]+(?:\s+[\w:]+)*?)\s+(\w+)\s*\[\s*\]\s*;")
 
 
 def translate(source_text: str) -> str:
@@ -297,12 +299,14 @@ class EmulatorRuntime:
     array_kind = "NumPy"
 
     def __init__(self, order: str = "forward", cp_async: str = "late", schedule: str = "greedy"):
-        for name, value, allowed in (("order", order, ("forward", "reverse")), ("cp_async", cp_async, ("late", "early")),
+        for name, value, allowed in (("order", order, ("forward", "reverse")),
+                                     ("cp_async", cp_async, ("late", "early")),
                                      ("schedule", schedule, ("greedy", "lockstep"))):
             if value not in allowed:
                 raise ValueError(f"emulator {name}: got {value!r}, expected {allowed[0]!r} or {allowed[1]!r}")
         self.reverse = order == "reverse"
-        self.mode = (1 if self.reverse else 0) | (2 if cp_async == "early" else 0) | (4 if schedule == "lockstep" else 0)
+        self.mode = ((1 if self.reverse else 0) | (2 if cp_async == "early" else 0)
+                     | (4 if schedule == "lockstep" else 0))  # simt.hpp's MODE_* bits
         self.xp = PoisonedNumPy()
         self.launches = 0
 

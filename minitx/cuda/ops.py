@@ -100,7 +100,8 @@ def _matrix_view(x, name, dtype):
     cp = _cupy()
     if not isinstance(x, cp.ndarray) or x.dtype != dtype or x.ndim not in (2, 3):
         raise ValueError(f"matmul {name}: got {type(x).__name__} {getattr(x, 'dtype', '')} "
-                         f"with shape {getattr(x, 'shape', '')}, expected a 2-D or 3-D {_runtime.array_kind} {np.dtype(dtype).name} array")
+                         f"with shape {getattr(x, 'shape', '')}, "
+                         f"expected a 2-D or 3-D {_runtime.array_kind} {np.dtype(dtype).name} array")
     item = x.itemsize
     if any(s < 0 or s % item for s in x.strides):
         x = cp.ascontiguousarray(x)
@@ -153,7 +154,8 @@ def matmul(a, b, *, version: str = "v7_warptile", variant=None, trans_a: bool = 
     c = cp.empty(shape, dtype=cp.float32) if out is None else out
     if c.shape != shape or c.dtype != cp.float32 or not c.flags.c_contiguous:
         raise ValueError(f"matmul out: got {c.shape} {c.dtype}, expected a C-contiguous float32 array of shape {shape}")
-    vec = matmul_vec_flags(a_cs, a_rs, a_bs, _runtime.ptr(a), b_cs, b_rs, b_bs, _runtime.ptr(b), N, M * N, _runtime.ptr(c), batch)
+    vec = matmul_vec_flags(a_cs, a_rs, a_bs, _runtime.ptr(a), b_cs, b_rs, b_bs, _runtime.ptr(b), N, M * N,
+                           _runtime.ptr(c), batch)
     cfg = launch.matmul_launch(v, M, N, K, batch)
     _run(v, cfg, M, N, K, a, a_rs, a_cs, a_bs, b, b_rs, b_cs, b_bs, c, N, M * N if batch > 1 else 0, vec)
     return c
