@@ -25,6 +25,14 @@
     const float* __restrict__ B, int b_rs, int b_cs, long long b_bs,                  \
     float* __restrict__ C, int c_rs, long long c_bs, int vec_ok
 
+// The bf16 tensor-core versions take the same arguments with A and B as
+// uint16 arrays of bf16 bits (vec_ok unused).
+#define MATMUL_BF16_ARGS                                                              \
+    int M, int N, int K,                                                              \
+    const unsigned short* __restrict__ A, int a_rs, int a_cs, long long a_bs,         \
+    const unsigned short* __restrict__ B, int b_rs, int b_cs, long long b_bs,         \
+    float* __restrict__ C, int c_rs, long long c_bs, int vec_ok
+
 // Move the three base pointers to this block's batch entry.
 #define MATMUL_BATCH_OFFSET()                                                         \
     A += (long long)blockIdx.z * a_bs;                                                \
@@ -361,11 +369,7 @@ __device__ __forceinline__ void store_mma_tile(float* __restrict__ C, int c_rs, 
 // different banks. Each warp owns WM x WN = (WM/16) x (WN/8) mma tiles.
 // ---------------------------------------------------------------------------
 template <int BM, int BN, int BK, int WM, int WN>
-__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma(
-    int M, int N, int K,
-    const unsigned short* __restrict__ A, int a_rs, int a_cs, long long a_bs,
-    const unsigned short* __restrict__ B, int b_rs, int b_cs, long long b_bs,
-    float* __restrict__ C, int c_rs, long long c_bs, int vec_ok) {
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma(MATMUL_BF16_ARGS) {
     constexpr int NT = (BM / WM) * (BN / WN) * 32;
     constexpr int MT = WM / 16, NTL = WN / 8, PAD = 8;
     static_assert(BK % 16 == 0 && WM % 16 == 0 && WN % 8 == 0, "mma tile shape");
@@ -477,11 +481,7 @@ __device__ __forceinline__ void stage_tile_bf16(unsigned short* dst, const unsig
 }
 
 template <int BM, int BN, int BK, int WM, int WN>
-__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma_v2(
-    int M, int N, int K,
-    const unsigned short* __restrict__ A, int a_rs, int a_cs, long long a_bs,
-    const unsigned short* __restrict__ B, int b_rs, int b_cs, long long b_bs,
-    float* __restrict__ C, int c_rs, long long c_bs, int vec_ok) {
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32) matmul_bf16_mma_v2(MATMUL_BF16_ARGS) {
     constexpr int NT = (BM / WM) * (BN / WN) * 32;
     constexpr int MT = WM / 16, NTL = WN / 8;
     constexpr int LA = BK + 8, LB = BN + 8;             // padded row lengths of As, Bs
