@@ -122,17 +122,20 @@ __device__ __forceinline__ unsigned int smem_pair(const unsigned short* p) {
 
 // One key tile of the online softmax, shared by v3 and v4 (their arithmetic
 // is the same, in the same order). In: s = the S = Q K^T accumulators of
-// this warp's 16 rows x BC keys (fragment layout: s[n][0..1] row g, s[n][2..3]
-// row g + 8, keys 8n + 2t, +1). Scales them to base 2, masks them (keys past
+// this warp's 16 rows x BC keys starting at key k0 (fragment layout:
+// s[n][0..1] row g, s[n][2..3] row g + 8, keys 8n + 2t, +1). Scales them to
+// base 2, masks them (keys past
 // Tk get -inf, weight exactly 0; masked keys MINITX_MASKED), completes the row
 // maxima over the quad, rescales l and the O accumulators by
 // alpha = 2^(m_old - m_new), and leaves P = 2^(S - m_new) (fp32) in s with
 // l += this lane's share of the row sums.
-template <int NS, int NO>
+template <int NS, int NO, int BC>
 __device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&acc)[NO][4], float (&m)[2], float (&l)[2],
-                                             bool needs_mask, int k0, int Tk, int row0, int row1, int t,
-                                             float scale_log2, int causal, int start,
-                                             const unsigned char* __restrict__ keep_b) {
+                                             int k0, int Tk, int qw, int row0, int row1, int t, float scale_log2,
+                                             int causal, int start, const unsigned char* __restrict__ keep_b) {
+    // Only tiles that cross Tk, the causal diagonal of this warp (first query
+    // qw), or have a padding mask test every element.
+    const bool needs_mask = k0 + BC > Tk || keep_b != nullptr || (causal && k0 + BC - 1 > qw + start);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < NS; ++n)
@@ -172,6 +175,17 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&acc)[NO]
             s[n][r] = exp2f(s[n][r] - m[r / 2]);  // -inf (past Tk) -> 0
             l[r / 2] += s[n][r];
         }
+}
+
+// The A fragment of k16 step kk of O += P V: the accumulators of S's n8
+// tiles 2kk and 2kk + 1, rounded to bf16 and packed in pairs. Element for
+// element they are already where the A layout wants them (see the top).
+template <int NS>
+__device__ __forceinline__ void p_fragment(const float (&s)[NS][4], int kk, unsigned int pa[4]) {
+    pa[0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);          // row g,   keys 2t..
+    pa[1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);          // row g+8, keys 2t..
+    pa[2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);  // row g,   keys 2t+8..
+    pa[3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);  // row g+8, keys 2t+8..
 }
 
 // The end of a forward kernel, shared by v3 and v4: finish the row sums over
@@ -288,10 +302,7 @@ __global__ void attention_v3_tc_fwd(
             }
         }
 
-        // Scale to base 2 and mask. Only tiles that cross Tk, the causal
-        // diagonal of this warp, or have a padding mask test every element.
-        const bool needs_mask = k0 + BC > Tk || keep_b != nullptr || (causal && k0 + BC - 1 > qw + start);
-        softmax_tile<NS, NO>(s, acc, m, l, needs_mask, k0, Tk, row0, row1, t, scale_log2, causal, start, keep_b);
+        softmax_tile<NS, NO, BC>(s, acc, m, l, k0, Tk, qw, row0, row1, t, scale_log2, causal, start, keep_b);
 
         // O += P V. The A fragment of k16 step kk is the S accumulators of n8
         // tiles 2kk and 2kk+1, rounded to bf16 and packed in pairs. The B
@@ -299,10 +310,8 @@ __global__ void attention_v3_tc_fwd(
         // consecutive keys in a row of sVt, b[1] = the same 8 keys later.
 #pragma unroll
         for (int kk = 0; kk < KP; ++kk) {
-            const unsigned int pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),          // row g,   keys 2t..
-                                        pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),          // row g+8, keys 2t..
-                                        pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),  // row g,   keys 2t+8..
-                                        pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])}; // row g+8, keys 2t+8..
+            unsigned int pa[4];
+            p_fragment(s, kk, pa);
 #pragma unroll
             for (int n = 0; n < NO; ++n) {
                 const unsigned int b[2] = {smem_pair(&sVt[8 * n + g][16 * kk + 2 * t]),
@@ -745,9 +754,7 @@ __global__ void attention_v4_tc_fwd(
                 mma_bf16_16816(s[n + 1], qa[ks], kf + 2);
             }
 
-        // Scale to base 2 and mask (only tiles that need it test every element).
-        const bool needs_mask = k0 + BC > Tk || keep_b != nullptr || (causal && k0 + BC - 1 > qw + start);
-        softmax_tile<NS, NO>(s, acc, m, l, needs_mask, k0, Tk, row0, row1, t, scale_log2, causal, start, keep_b);
+        softmax_tile<NS, NO, BC>(s, acc, m, l, k0, Tk, qw, row0, row1, t, scale_log2, causal, start, keep_b);
 
         // O += P V. A fragment of k16 step kk: the S accumulators of n8 tiles
         // 2kk and 2kk + 1 in bf16 (as v3). B of n8 tile n: b[0] = V[keys
@@ -758,10 +765,8 @@ __global__ void attention_v4_tc_fwd(
         // feature column 8n + lm_c16.
 #pragma unroll
         for (int kk = 0; kk < KP; ++kk) {
-            const unsigned int pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),          // row g,   keys 2t..
-                                        pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),          // row g+8, keys 2t..
-                                        pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),  // row g,   keys 2t+8..
-                                        pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])}; // row g+8, keys 2t+8..
+            unsigned int pa[4];
+            p_fragment(s, kk, pa);
 #pragma unroll
             for (int n = 0; n < NO; n += 2) {
                 unsigned int vf[4];

@@ -33,6 +33,19 @@ def _gpu_available() -> tuple[bool, str]:
     return True, ""
 
 
+@pytest.fixture
+def nvrtc():
+    """``cupy.cuda.nvrtc`` for the CPU-side compile checks (no GPU needed); skips, saying how to get it."""
+    try:
+        from cupy.cuda import nvrtc as module  # noqa: PLC0415
+
+        module.getVersion()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the NVRTC library not found
+        pytest.skip("needs CuPy and NVRTC: "
+                    f'pip install cupy-cuda13x "cuda-toolkit[nvrtc]==13.0.*" ({type(exc).__name__}: {exc})')
+    return module
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU with CuPy; skipped without one")
     config.addinivalue_line("markers", "slow: long-running; excluded from the default suite")

@@ -207,6 +207,16 @@ def _naive_attention_backward(cp, dout, q, k, v, p, causal):
     return cp.matmul(ds, k), cp.matmul(ds.swapaxes(-1, -2), q), dv
 
 
+def _sdpa_flash_only():
+    """(context manager, name): PyTorch SDPA held to its flash backend, or left to choose on older PyTorch."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
+
+        return sdpa_kernel(SDPBackend.FLASH_ATTENTION), "flash"
+    except ImportError:
+        return contextlib.nullcontext(), "default"
+
+
 def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bool = True, sweep: bool = True):
     from minitx.cuda import ops  # noqa: PLC0415
 
@@ -240,12 +250,7 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
         import torch  # noqa: PLC0415
         import torch.nn.functional as F  # noqa: PLC0415
 
-        try:
-            from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
-
-            flash_only, backend = sdpa_kernel(SDPBackend.FLASH_ATTENTION), "flash"
-        except ImportError:  # older PyTorch: let it choose
-            flash_only, backend = contextlib.nullcontext(), "default"
+        flash_only, backend = _sdpa_flash_only()
         tq, tk, tv = (torch.as_tensor(t, device="cuda").to(torch.bfloat16) for t in (q, k, v))
         with flash_only:
             sdpa_ms = timer(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal))
@@ -278,12 +283,7 @@ def bench_attention(cp, timer, rows, B: int, H: int, T: int, hs: int, causal: bo
         import torch  # noqa: PLC0415
         import torch.nn.functional as F  # noqa: PLC0415
 
-        try:
-            from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
-
-            flash_only, backend = sdpa_kernel(SDPBackend.FLASH_ATTENTION), "flash"
-        except ImportError:
-            flash_only, backend = contextlib.nullcontext(), "default"
+        flash_only, backend = _sdpa_flash_only()
         tq, tk, tv = (torch.as_tensor(t, device="cuda").to(torch.bfloat16).requires_grad_(True) for t in (q, k, v))
         tdo = torch.as_tensor(dout, device="cuda").to(torch.bfloat16)
         with flash_only:

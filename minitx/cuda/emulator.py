@@ -295,7 +295,6 @@ class PoisonedNumPy:
 class EmulatorRuntime:
     """Launch kernels on the CPU emulator; arrays are NumPy arrays."""
 
-    name = "emulator"
     array_kind = "NumPy"
 
     def __init__(self, order: str = "forward", cp_async: str = "late", schedule: str = "greedy"):

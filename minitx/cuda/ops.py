@@ -34,7 +34,6 @@ class CupyRuntime:
     wrappers and the kernels are exercised in CI without a GPU.
     """
 
-    name = "cupy"
     array_kind = "CuPy"  # for error messages
 
     @property
@@ -57,11 +56,6 @@ class CupyRuntime:
 
 
 _runtime = CupyRuntime()
-
-
-def active_runtime():
-    """The runtime the wrappers use now (CuPy unless :func:`use_runtime` says otherwise)."""
-    return _runtime
 
 
 @contextlib.contextmanager
