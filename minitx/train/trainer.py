@@ -426,7 +426,8 @@ def plot_metrics(history: list[dict], path: Path) -> Path | None:
                 ax.plot(*zip(*points), "o-", label=name.replace("_", " "))
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
-        ax.legend()
+        if ax.get_lines():
+            ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # write, then rename: never a half-drawn plot
