@@ -210,3 +210,21 @@ def test_keep_best_and_custom_evaluation(tmp_path):
     best_weights = load_checkpoint(tmp_path / "best")[0]
     for name, value in trainer.best_state.items():
         np.testing.assert_array_equal(value, best_weights[name])
+
+
+def test_blas_limit_is_restored_whatever_the_order_of_release():
+    """Two wrappers hold the process-wide BLAS limit; released in either order, the original comes back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from minitx.train.parallel import limit_blas_threads
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    for order in ((0, 1), (1, 0)):
+        holds = [limit_blas_threads(1), limit_blas_threads(1)]
+        assert all(n == 1 for n in blas_threads())
+        holds[order[0]].restore_original_limits()
+        assert all(n == 1 for n in blas_threads())  # the other one still holds it
+        holds[order[1]].restore_original_limits()
+        assert blas_threads() == before

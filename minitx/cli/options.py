@@ -174,6 +174,9 @@ def parallel_plan(args, device: str):
         comm = default_communicator()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if comm.size > 1 and device == "cuda":
+        raise UsageError("--device cuda under mpiexec: the MPI communicator all-reduces host (NumPy) arrays; "
+                         "expected --device cpu with MPI ranks (a GPU build needs a device communicator such as NCCL)")
     threads = args.threads
     if threads is None:
         threads = 1 if (comm.size > 1 or device == "cuda") else min(2, os.cpu_count() or 1)

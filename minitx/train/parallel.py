@@ -41,6 +41,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -153,21 +154,48 @@ def default_communicator() -> Communicator:
 # --------------------------------------------------------------------------
 # BLAS threads
 # --------------------------------------------------------------------------
-_BLAS_CONTROLLER = None
+_BLAS = {"controller": None, "holders": [], "original": None}
+_BLAS_LOCK = threading.Lock()
 
 
-def limit_blas_threads(n: int):
+class _BlasHold:
+    """One holder's claim on the process-wide BLAS thread limit; see :func:`limit_blas_threads`."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def restore_original_limits(self) -> None:
+        with _BLAS_LOCK:
+            if self not in _BLAS["holders"]:
+                return
+            _BLAS["holders"].remove(self)
+            if _BLAS["holders"]:  # the limit of whoever still holds one
+                _BLAS["controller"].limit(limits=min(h.n for h in _BLAS["holders"]), user_api="blas")
+            else:  # the last one out restores what the process had before the first came in
+                _BLAS["original"].restore_original_limits()
+                _BLAS["original"] = None
+
+
+def limit_blas_threads(n: int) -> _BlasHold:
     """Hold BLAS at ``n`` threads until ``.restore_original_limits()`` is called on the result.
 
-    The controller (which scans the loaded libraries, about a millisecond) is
-    built once per process.
+    The limit is process-wide, and several wrappers may hold one at a time
+    (two trainers in one test, say), released in any order: the holders are
+    counted, the smallest limit applies, and the last release restores the
+    process's own setting. The controller (which scans the loaded libraries,
+    about a millisecond) is built once.
     """
-    global _BLAS_CONTROLLER
     from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - a core dependency, imported when needed
 
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=max(1, int(n)), user_api="blas")
+    hold = _BlasHold(max(1, int(n)))
+    with _BLAS_LOCK:
+        if _BLAS["controller"] is None:
+            _BLAS["controller"] = ThreadpoolController()
+        limiter = _BLAS["controller"].limit(limits=min([hold.n] + [h.n for h in _BLAS["holders"]]), user_api="blas")
+        if not _BLAS["holders"]:
+            _BLAS["original"] = limiter  # remembers the limits from before any holder
+        _BLAS["holders"].append(hold)
+    return hold
 
 
 # --------------------------------------------------------------------------
@@ -241,6 +269,9 @@ class DataParallel:
         if self.comm.size > 1:
             for p in params:  # start from rank 0's weights, whatever each rank's seed drew
                 self.comm.broadcast(p.data)
+            rng = getattr(model, "rng", None)
+            if self.comm.rank > 0 and isinstance(rng, np.random.Generator):  # each rank its own dropout masks
+                rng.bit_generator.state = np.random.default_rng([seed, 3, self.comm.rank, 0]).bit_generator.state
         self.replicas = [model] + [make_replica(model, [seed, 3, self.comm.rank, i]) for i in range(1, threads)]
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._reduce_shares = _deal(list(zip(*[r.parameters() for r in self.replicas])), threads)
