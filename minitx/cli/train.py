@@ -33,7 +33,6 @@ Every user error (missing data, bad flag value, broken checkpoint) raises
 """
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
