@@ -70,6 +70,7 @@ import numpy as np
 
 from .. import __version__
 from ..backend import to_numpy
+from ..fileio import atomic_write_text
 from ..nn.checks import NonFiniteError
 from ..optim import AdamW, clip_grad_norm
 from .checkpoint import BEST_DIR, CKPT_DIR, check_kind, load_checkpoint, save_checkpoint
@@ -278,10 +279,7 @@ class Trainer:
 
     def _write_metrics(self) -> None:
         """Rewrite metrics.jsonl whole, atomically (a new run's first write replaces an old run's file)."""
-        path = self.out_dir / METRICS_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(self.out_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
 
     # ---- the loop ------------------------------------------------------------
     def _evaluate_and_save(self, tokens_per_sec: float) -> dict:
