@@ -36,3 +36,41 @@ def test_gpu_skip_reason_fits_a_machine_without_a_gpu(monkeypatch):
     if ok:
         pytest.skip("this machine has a usable GPU")
     assert "no CUDA GPU on this machine" in why and "tools/gpu_check.sh" in why and "pip install" not in why
+
+
+def _all_parsers():
+    import argparse
+
+    from minitx.cli import build_parser
+
+    todo = [build_parser()]
+    while todo:
+        parser = todo.pop()
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+
+
+def test_every_option_says_what_it_is_and_its_default():
+    """--help is where a newcomer looks: each option has help text, and each that takes a value shows its default."""
+    import argparse
+
+    missing = []
+    for parser in _all_parsers():
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            flag = f"{parser.prog} {action.option_strings[-1]}"
+            takes_value = action.nargs != 0
+            if not action.help:
+                missing.append(f"{flag}: no help")
+            elif takes_value and not action.required and "default" not in action.help:
+                missing.append(f"{flag}: no default in {action.help!r}")
+    assert not missing, "\n".join(missing)
+
+
+def test_help_is_plain_text():
+    for parser in _all_parsers():
+        text = parser.format_help()
+        assert "``" not in text and ":class:" not in text and ":func:" not in text, parser.prog

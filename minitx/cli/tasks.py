@@ -140,7 +140,7 @@ def _add_input_options(p):
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="the --out folder of the training command (its best/), or a checkpoint folder")
     p.add_argument("text", nargs="*", help="input sentence(s)")
-    p.add_argument("--input", metavar="FILE", help="read inputs from FILE, one per line")
+    p.add_argument("--input", metavar="FILE", help="read inputs from FILE, one per line (default: the TEXT arguments)")
 
 
 def _print_scores(name: str, scores: dict) -> None:
@@ -244,13 +244,15 @@ def cmd_tag(args) -> int:
 # translation
 # --------------------------------------------------------------------------
 def _add_decoding_options(p):
-    p.add_argument("--beam", type=int, default=0, metavar="N", help="beam search with N beams (default: greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam search: score / length**lp")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples")
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--beam", type=int, default=0, metavar="N", help="beam search with N beams (default 0: greedy)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search ranks by log-probability / length**penalty (default 1.0)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (default 0)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely words (default: all)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: smallest set with mass >= p (default: off)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="words to generate at most (default: the model's --block-size)")
 
 
 def _check_decoding(args) -> None:
@@ -315,7 +317,8 @@ def add_parser(sub) -> None:
     """Add the six task subcommands to ``minitx``'s subparsers."""
     p = sub.add_parser("train-classifier", help="train a sentence classifier (encoder; default: generated sentiment)")
     _add_task_training(p, "train-classifier")
-    p.add_argument("--pooling", choices=("first", "mean"), default="first")
+    p.add_argument("--pooling", choices=("first", "mean"), default="first",
+                   help="sentence vector: the <cls> position (first) or the mean over words (default first)")
     p.add_argument("--labels", help="comma-separated label set (default: the labels of --train)")
     p.set_defaults(func=cmd_train_classifier)
 
@@ -337,7 +340,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train-translator", help="train an encoder-decoder translator (default: generated data)")
     _add_task_training(p, "train-translator")
     p.add_argument("--share-embeddings", action="store_true", help="one joint vocabulary and embedding")
-    p.add_argument("--eval-beam", type=int, default=4, help="also score the test set with this beam (0: skip)")
+    p.add_argument("--eval-beam", type=int, default=4, help="also score the test set with this beam (0: skip; default 4)")
     p.set_defaults(func=cmd_train_translator)
 
     p = sub.add_parser("translate", help="translate sentences with a trained translator")

@@ -20,7 +20,7 @@ from .errors import UsageError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("tokenizer", help="train a BPE tokenizer or encode text with one", description=__doc__.split("\n")[0])
+    p = sub.add_parser("tokenizer", help="train a BPE tokenizer or encode text with one", description="Train a BPE tokenizer, or encode text with one.")
     actions = p.add_subparsers(dest="tokenizer_command", metavar="ACTION")
     actions.required = True
 
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     t.add_argument(
         "--pattern", default="gpt4", help=f"split pattern: {', '.join(PATTERNS)} or a regex (default: gpt4)"
     )
-    t.add_argument("--special", action="append", default=[], metavar="TOKEN", help="a special token (repeatable)")
+    t.add_argument("--special", action="append", default=[], metavar="TOKEN", help="a special token (repeatable; default: none)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=run_train)
 

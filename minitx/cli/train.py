@@ -78,11 +78,12 @@ def add_parser(sub) -> None:
     gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
     gen.add_argument("--top-p", type=float, default=None,
                      help="nucleus sampling: smallest set with mass >= p (default: off)")
-    gen.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this string (repeatable)")
+    gen.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this string (repeatable; default: no stop string)")
     gen.add_argument("--seed", type=int, default=None, help="make the sample reproducible (default: random)")
     gen.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every step")
     gen.add_argument("--beam", type=int, default=None, metavar="N",
-                     help="beam search with N beams instead of sampling (deterministic; the sampling flags are unused)")
+                     help="beam search with N beams instead of sampling (deterministic; the sampling flags are unused; "
+                          "default: sample)")
     gen.add_argument("--length-penalty", type=float, default=1.0,
                      help="beam search ranks by log-probability / length**penalty (default 1.0)")
     add_device_options(gen)
