@@ -246,7 +246,7 @@ class GPTBeamDecoder:
         for block, cache in zip(m.blocks, self.caches):
             x = block(x, key_padding_mask=self.padding, kv_cache=cache)  # (N, T, D)
         h = m.ln_f(x)[:, -1]  # (N, D) only the last position predicts
-        return h @ m.wte.weight.data.T  # (N, V) tied head
+        return h @ m.head_weight.T  # (N, V) the LM head (wte when tied)
 
     def first(self, beam_size: int):
         L = max(len(p) for p in self.prompts)
