@@ -372,26 +372,37 @@ class EncoderClassifier(_EncoderWithLoss):
 
     ``forward(ids [B, T]) -> logits [B, n_classes]``. With ``pooling="first"``
     the data must put a summary token (``[CLS]``) at position 0.
+
+    ``pooler=True`` adds BERT's pooler between pooling and head:
+    ``tanh(Linear(D, D)(pooled))`` (``BertForSequenceClassification``).
     """
 
-    def __init__(self, config: EncoderConfig, n_classes: int, *, pooling: str = "first", seed: int = 0, rng=None,
-                 dtype=DEFAULT_DTYPE):
+    def __init__(self, config: EncoderConfig, n_classes: int, *, pooling: str = "first", pooler: bool = False,
+                 seed: int = 0, rng=None, dtype=DEFAULT_DTYPE):
         check_positive_int("EncoderClassifier n_classes", n_classes)
         if pooling not in POOLINGS:
             raise ValueError(f"EncoderClassifier pooling: got {pooling!r}, expected one of {POOLINGS}")
         self.config, self.n_classes, self.pooling = config, n_classes, pooling
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.encoder = TransformerEncoder(config, rng=self.rng, dtype=dtype)
+        self.has_pooler = pooler
+        if pooler:
+            self.pooler = Linear(config.d_model, config.d_model, rng=self.rng, dtype=dtype)
+            self.pooler_act = Activation("tanh")
         self.drop = Dropout(config.dropout, rng=self.rng)
         self.head = Linear(config.d_model, n_classes, rng=self.rng, dtype=dtype)
 
-    def forward(self, ids):
-        h = self.encoder(ids)  # (B, T, D)
+    def forward(self, ids, padding_mask=None, *, token_type_ids=None):
+        h = self.encoder(ids, padding_mask, token_type_ids=token_type_ids)  # (B, T, D)
         pooled, self.pool_cache = pool_forward(h, self.encoder.padding_mask, self.pooling)  # (B, D)
+        if self.has_pooler:
+            pooled = self.pooler_act(self.pooler(pooled))  # (B, D)
         return self.head(self.drop(pooled))  # (B, C)
 
     def backward(self, dlogits):
         dpooled = self.drop.backward(self.head.backward(dlogits))  # (B, D)
+        if self.has_pooler:
+            dpooled = self.pooler.backward(self.pooler_act.backward(dpooled))  # (B, D)
         self.encoder.backward(pool_backward(dpooled, self.pool_cache))  # (B, T, D) into the stack
         return None
 
