@@ -6,9 +6,9 @@ vocabulary entries that cover it, left to right. Three stages:
 
 1. **Normalise** (BERT's ``BertNormalizer``), one character at a time:
 
-   * *clean*: drop NUL, U+FFFD and control/format characters (Unicode
-     category ``C*``, except tab, newline and carriage return), turn every
-     remaining whitespace character into a plain space;
+   * *clean*: drop NUL, U+FFFD and control/format/private-use characters
+     (Unicode categories Cc, Cf, Co, except tab, newline and carriage
+     return), turn every remaining whitespace character into a plain space;
    * *CJK*: put spaces around every CJK ideograph, so each one is a word
      (Chinese has no spaces between words; BERT treats each character as one);
    * *strip accents*: decompose (NFD) and drop the combining marks, so
@@ -46,23 +46,24 @@ import os
 import unicodedata
 from pathlib import Path
 
-# White_Space characters (Rust's char::is_whitespace, which BERT's Rust
-# normaliser uses); Python's str.isspace() also counts U+001C..U+001F.
-_WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-                        "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+from .unicode_classes import in_control, in_marks, in_punctuation, in_whitespace, lower
+
+# Which characters are control, whitespace or punctuation is read from fixed
+# tables (see unicode_classes.py), not from the running Python's unicodedata:
+# Hugging Face's Rust tables are older than any current Python's, and ids must
+# not change with the Python version.
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+               (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def is_whitespace(ch: str) -> bool:
-    return ch in _WHITESPACE
+    """Space, tab, newline, carriage return and the other Unicode White_Space characters."""
+    return ch == " " or in_whitespace(ch)
 
 
 def is_control(ch: str) -> bool:
-    """Category ``C*`` (control, format, surrogate, private use, unassigned), but not tab/newline/return."""
-    if ch in "\t\n\r":
-        return False
-    return unicodedata.category(ch).startswith("C")
+    """Control, format, private-use characters (Cc, Cf, Co), but not tab, newline or carriage return."""
+    return in_control(ch)
 
 
 def is_cjk(ch: str) -> bool:
@@ -73,10 +74,7 @@ def is_cjk(ch: str) -> bool:
 
 def is_punctuation(ch: str) -> bool:
     """ASCII punctuation (``!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~``) or a Unicode ``P*`` character."""
-    cp = ord(ch)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(ch).startswith("P")
+    return in_punctuation(ch)
 
 
 def bert_normalize(text: str, *, clean_text: bool = True, handle_chinese_chars: bool = True,
@@ -88,9 +86,9 @@ def bert_normalize(text: str, *, clean_text: bool = True, handle_chinese_chars: 
     if handle_chinese_chars:
         text = "".join(f" {ch} " if is_cjk(ch) else ch for ch in text)
     if strip_accents or (strip_accents is None and lowercase):
-        text = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
+        text = "".join(ch for ch in unicodedata.normalize("NFD", text) if not in_marks(ch))
     if lowercase:
-        text = text.lower()
+        text = "".join(lower(ch) for ch in text)  # per character, as the Rust normaliser does
     return text
 
 
