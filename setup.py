@@ -19,16 +19,20 @@ setup(
         "regex>=2023.0",
         "tqdm>=4.60",
         "safetensors>=0.4",
+        # One BLAS thread per data-parallel replica (minitx/train/parallel.py): without it two
+        # replicas' BLAS threads fight over the same cores and training runs at about 0.6x.
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         # CuPy ships one wheel per CUDA major version; pick the one that matches the driver.
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
         "cuda": ["cupy-cuda13x>=14"],
-        # One BLAS thread per data-parallel training thread (see minitx/train/trainer.py);
-        # without it training still works, the threads just share BLAS less well.
-        "fast": ["threadpoolctl>=3.1"],
-        "dev": ["pytest>=7", "hypothesis>=6.80", "threadpoolctl>=3.1"],
+        # Kept so that the README's earlier `pip install ".[fast]"` still works; threadpoolctl is core now.
+        "fast": [],
+        # Data parallelism across processes and machines: `mpiexec -n 2 minitx train`.
+        "mpi": ["mpi4py>=3.1", "mpich"],
+        "dev": ["pytest>=7", "hypothesis>=6.80"],
         "plot": ["matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["minitx=minitx.cli:main"]},

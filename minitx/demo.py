@@ -44,10 +44,3 @@ def run_demo(seed: int = 0) -> float:
     print(result)
     print("backward pass verified" if result.ok(1e-6) else "GRADIENT CHECK FAILED")
     return result.max_rel_error
-
-
-def add_parser(sub):
-    p = sub.add_parser("demo", help="forward + backward through a tiny GPT, then gradient-check it",
-                       description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.set_defaults(func=lambda args: 0 if run_demo(args.seed) <= 1e-6 else 1)

@@ -380,26 +380,29 @@ def test_to_device_names():
 
 def test_resume_across_thread_counts_without_dropout(tmp_path):
     """A checkpoint written with 2 CPU threads resumes with 1 (as on a GPU) when there is no dropout."""
+    from minitx.train.config import TrainConfig
     from minitx.train.data import LMDataset
-    from minitx.train.trainer import TrainConfig, Trainer, read_checkpoint
+    from minitx.train.parallel import DataParallel
+    from minitx.train.trainer import Trainer
 
-    data = LMDataset.from_ids(np.random.default_rng(0).integers(0, 29, 3000), vocab_size=29)
+    data = LMDataset.from_ids(np.random.default_rng(0).integers(0, 29, 3000), vocab_size=29, block_size=8)
 
     def trainer(threads, dropout):
-        cfg = TrainConfig(batch_size=4, max_iters=4, eval_interval=2, eval_iters=1, warmup_iters=1, threads=threads)
-        return Trainer(GPT(small_config(dropout=dropout), seed=1), data, cfg, tmp_path / f"{dropout}", progress=False,
-                       log=None)
+        cfg = TrainConfig(batch_size=4, max_iters=4, eval_interval=2, eval_iters=1, warmup_iters=1)
+        model = GPT(small_config(dropout=dropout), seed=1)
+        model = DataParallel(model, threads=threads) if threads > 1 else model
+        return Trainer(model, data, cfg, tmp_path / f"{dropout}", progress=False, log=None)
 
     for dropout in (0.0, 0.1):
         two = trainer(2, dropout)
         two.train(stop_at=2)
-        two.close()
+        two.model.close()
         one = trainer(1, dropout)
         if dropout:
-            with pytest.raises(ValueError, match="trained with threads=2, expected threads=1"):
-                one.resume(*read_checkpoint(tmp_path / f"{dropout}" / "ckpt"))
+            with pytest.raises(ValueError, match="trained by 2 replicas, expected 1"):
+                one.resume(tmp_path / f"{dropout}" / "ckpt")
         else:
-            one.resume(*read_checkpoint(tmp_path / f"{dropout}" / "ckpt"))
+            one.resume(tmp_path / f"{dropout}" / "ckpt")
             assert one.iter == 2
 
 
@@ -548,7 +551,7 @@ def test_cli_on_the_stand_in_gpu(stand_in_gpu, tmp_path, capsys):
     data.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
     out = tmp_path / "out"
     common = ["--data", str(data), "--out", str(out), "--eval-iters", "1", "--eval-interval", "2", "--no-progress"]
-    assert main(["train", "--device", "cuda", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size",
+    assert main(["train", "--device", "cuda", "--n-layer", "1", "--n-head", "2", "--d-model", "16", "--block-size",
                  "16", "--batch-size", "4", "--max-iters", "2", "--dropout", "0.1", "--sample-tokens", "5",
                  *common]) == 0
     assert "on cuda (cupy backend)" in capsys.readouterr().out and backend.get_backend() == "numpy"

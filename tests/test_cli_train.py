@@ -12,7 +12,7 @@ from minitx.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 60
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4",
+TINY = ["--n-layer", "1", "--n-head", "2", "--d-model", "16", "--block-size", "8", "--batch-size", "4",
         "--eval-iters", "1", "--sample-tokens", "0", "--no-progress"]
 
 
@@ -73,7 +73,7 @@ def test_generate_is_seedable_and_kv_cache_agrees(trained, capsys):
 def test_generate_beam_search(trained, capsys):
     """--beam 1 is greedy decoding; a wider beam prints beam_search_gpt's best continuation."""
     from minitx.beam import beam_search_gpt
-    from minitx.train.trainer import load_model
+    from minitx.train.lm import load_model
 
     _, _, ckpt = trained
     base = ["generate", "--checkpoint", str(ckpt), "--prompt", "the ", "--max-new-tokens", "4"]
@@ -119,7 +119,7 @@ def bad_train_cases(root, data):
         (["--data", str(empty)], "is empty"),
         (["--data", str(short)], "expected at least block_size + 1"),
         (["--data", str(data), "--preset", "gpt-huge"], "preset: got 'gpt-huge'"),
-        (["--data", str(data), "--n-embd", "30", "--n-head", "4"], "n_embd=30 with n_head=4"),
+        (["--data", str(data), "--d-model", "30", "--n-head", "4"], "n_embd=30 with n_head=4"),
         (["--data", str(data), "--batch-size", "0"], "batch_size: got 0"),
         (["--data", str(data), "--lr", "-1"], "lr: got -1.0"),
         (["--data", str(data), "--dropout", "1.5"], "dropout"),
@@ -128,18 +128,99 @@ def bad_train_cases(root, data):
 
 @pytest.mark.parametrize("case", range(8))
 def test_bad_train_input(trained, case, capsys):
-    """Each failing run points --out at the good checkpoint: it must survive byte for byte."""
+    """Each failing run points --out (with --overwrite) at the good checkpoint: it must survive byte for byte."""
     root, data, ckpt = trained
     argv, fragment = bad_train_cases(root, data)[case]
     before = snapshot(ckpt)
-    rc, err = run_main(["train", *argv, "--out", str(ckpt.parent), "--max-iters", "2", "--no-progress"], capsys)
+    rc, err = run_main(["train", *argv, "--out", str(ckpt.parent), "--overwrite", "--max-iters", "2",
+                        "--no-progress"], capsys)
     assert_one_line_error(rc, err, fragment)
     assert snapshot(ckpt) == before
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):
     rc, err = run_main(["train", "--out", str(tmp_path / "none"), "--resume", "--no-progress"], capsys)
-    assert_one_line_error(rc, err, "does not exist")
+    assert_one_line_error(rc, err, "holds no checkpoint")
+
+
+def test_a_second_train_into_a_trained_folder_refuses(trained, capsys):
+    """The run folder is left byte-identical, metrics and plot included, and the message names both ways out."""
+    root, data, ckpt = trained
+    before = {p: p.read_bytes() for p in ckpt.parent.rglob("*") if p.is_file()}
+    rc, err = run_main(["train", "--data", str(data), "--out", str(ckpt.parent), "--max-iters", "2", *TINY], capsys)
+    assert_one_line_error(rc, err, "already holds a trained run")
+    assert "--resume" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in ckpt.parent.rglob("*") if p.is_file()} == before
+    rc, err = run_main(["train", "--out", str(ckpt.parent), "--resume", "--overwrite"], capsys)
+    assert_one_line_error(rc, err, "expected one of them")
+
+
+def test_overwrite_replaces_the_run_at_its_first_checkpoint(trained, tmp_path, capsys):
+    import shutil
+
+    root, data, ckpt = trained
+    out = tmp_path / "o"
+    shutil.copytree(ckpt.parent, out)
+    assert main(["train", "--data", str(data), "--out", str(out), "--overwrite", "--max-iters", "3",
+                 "--eval-interval", "3", "--seed", "9", *TINY]) == 0
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [0, 3]  # the old run's records are gone
+    meta = json.loads((out / "ckpt" / "checkpoint.json").read_text())
+    assert meta["iter"] == 3 and meta["train"]["seed"] == 9
+
+
+def test_generate_accepts_the_run_folder(trained, capsys):
+    _, _, ckpt = trained
+    outs = []
+    for folder in (ckpt.parent, ckpt):
+        assert main(["generate", "--checkpoint", str(folder), "--prompt", "the ", "--max-new-tokens", "8",
+                     "--temperature", "0"]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+
+
+def test_generate_names_a_checkpoint_of_another_kind(tmp_path, capsys):
+    from minitx.datasets import make_sentiment
+    from minitx.tasks import TextClassifier
+    from minitx.train.config import TrainConfig
+
+    data = make_sentiment(40, 10, 10)
+    clf = TextClassifier.fit(data["train"], data["val"], TrainConfig(max_iters=1, eval_interval=1, batch_size=4),
+                             preset="enc-test", out_dir=tmp_path / "clf", progress=False, log=None)
+    assert clf is not None
+    rc, err = run_main(["generate", "--checkpoint", str(tmp_path / "clf"), "--prompt", "the"], capsys)
+    assert_one_line_error(rc, err, "holds a text classifier (written by minitx train-classifier), expected a GPT")
+
+
+def test_ctrl_c_saves_the_last_iteration_and_resume_continues(tmp_path):
+    """A real process, a real SIGINT: the iteration in flight finishes, is saved atomically, and resumes."""
+    import signal
+    import time
+
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT * 20, encoding="utf-8")
+    out = tmp_path / "o"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = [sys.executable, "-m", "minitx", "train", "--data", str(data), "--out", str(out), "--max-iters", "100000",
+            "--eval-interval", "50000", "--threads", "1", *TINY[:-1]]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "iter 0:" not in line and time.monotonic() < deadline:  # the first evaluation: training has begun
+            line = proc.stdout.readline()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err, err
+    saved = json.loads((out / "ckpt" / "checkpoint.json").read_text())["iter"]
+    assert saved > 0 and f"iteration {saved} saved" in err
+    assert main(["train", "--out", str(out), "--resume", "--max-iters", str(saved + 2), "--sample-tokens", "0",
+                 "--no-progress"]) == 0
+    assert json.loads((out / "ckpt" / "checkpoint.json").read_text())["iter"] == saved + 2
 
 
 # --------------------------------------------------------------------------
@@ -189,7 +270,7 @@ def broken_copy(ckpt, tmp_path, how):
     ("missing", "missing optim.safetensors"),
     ("truncated", "truncated"),
     ("version", "format_version=99"),
-    ("kind", "kind='someone-else'"),
+    ("kind", "kind 'someone-else'"),
     ("json", "does not parse"),
 ])
 def test_broken_checkpoint(trained, tmp_path, how, fragment, capsys):

@@ -46,7 +46,7 @@ def test_val_fraction_is_configurable():
 
 def test_batch_shapes_dtypes_and_shift(ds):
     rng = np.random.default_rng(0)
-    x, y = ds.get_batch("train", 8, 16, rng)
+    x, y = ds.get_batch("train", 8, rng, block_size=16)
     assert x.shape == y.shape == (8, 16)
     assert x.dtype == y.dtype == np.int64
     np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # y is x shifted by one
@@ -61,16 +61,16 @@ def test_batches_are_seedable_and_resumable_from_rng_state(ds):
     a = np.random.default_rng(123)
     b = np.random.default_rng(123)
     for _ in range(3):
-        xa, ya = ds.get_batch("train", 4, 8, a)
-        xb, yb = ds.get_batch("train", 4, 8, b)
+        xa, ya = ds.get_batch("train", 4, a, block_size=8)
+        xb, yb = ds.get_batch("train", 4, b, block_size=8)
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     # the generator state survives JSON (its 128-bit ints included) and resumes exactly
     state = json.loads(json.dumps(a.bit_generator.state))
-    expected = ds.get_batch("val", 4, 8, a)
+    expected = ds.get_batch("val", 4, a, block_size=8)
     resumed = np.random.default_rng(999)
     resumed.bit_generator.state = state
-    got = ds.get_batch("val", 4, 8, resumed)
+    got = ds.get_batch("val", 4, resumed, block_size=8)
     np.testing.assert_array_equal(expected[0], got[0])
 
 
@@ -87,7 +87,7 @@ def test_offsets_cover_the_whole_split_including_the_last_token():
 def test_large_vocab_uses_int32():
     ds = LMDataset.from_ids([0, 70000, 5, 100_000] * 10, vocab_size=100_277)
     assert ds.train.dtype == np.int32
-    x, _ = ds.get_batch("train", 2, 3, np.random.default_rng(0))
+    x, _ = ds.get_batch("train", 2, np.random.default_rng(0), block_size=3)
     assert x.max() <= 100_000
 
 
@@ -97,23 +97,23 @@ def test_too_short_for_one_block_is_a_clear_error(ds):
                                          rf"block_size \+ 1 = {n_val + 1}"):
         ds.check_block_size(n_val)
     with pytest.raises(ValueError, match=rf"the val split has {n_val} tokens, expected at least"):
-        ds.get_batch("val", 2, n_val, np.random.default_rng(0))
+        ds.get_batch("val", 2, np.random.default_rng(0), block_size=n_val)
     ds.check_block_size(n_val - 1)  # fits exactly
-    ds.get_batch("val", 2, n_val - 1, np.random.default_rng(0))
+    ds.get_batch("val", 2, np.random.default_rng(0), block_size=n_val - 1)
     short = LMDataset("abcde", TinyCharTokenizer("abcde"))
     with pytest.raises(ValueError, match=r"the train split has 4 tokens"):
         short.check_block_size(8)
     no_val = LMDataset(TEXT, TinyCharTokenizer(TEXT), val_fraction=0.0)
     with pytest.raises(ValueError, match=r"the val split has 0 tokens"):
-        no_val.get_batch("val", 1, 4, np.random.default_rng(0))
+        no_val.get_batch("val", 1, np.random.default_rng(0), block_size=4)
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda ds: ds.get_batch("test", 2, 4, np.random.default_rng(0)),
+    (lambda ds: ds.get_batch("test", 2, np.random.default_rng(0), block_size=4),
      r"split='test', expected one of \('train', 'val'\)"),
-    (lambda ds: ds.get_batch("train", 0, 4, np.random.default_rng(0)), r"batch_size=0, expected an integer >= 1"),
-    (lambda ds: ds.get_batch("train", 2, 2.5, np.random.default_rng(0)), r"block_size=2.5"),
-    (lambda ds: ds.get_batch("train", 2, 4, 42), r"rng=42, expected a numpy.random.Generator"),
+    (lambda ds: ds.get_batch("train", 0, np.random.default_rng(0), block_size=4), r"batch_size=0, expected an integer >= 1"),
+    (lambda ds: ds.get_batch("train", 2, np.random.default_rng(0), block_size=2.5), r"block_size=2.5"),
+    (lambda ds: ds.get_batch("train", 2, 42, block_size=4), r"rng=42, expected a numpy.random.Generator"),
     (lambda ds: LMDataset(TEXT, ds.tokenizer, val_fraction=1.0), r"val_fraction=1.0, expected a number in \[0, 1\)"),
     (lambda ds: LMDataset("", ds.tokenizer), r"expected a non-empty 1-D sequence"),
     (lambda ds: LMDataset(TEXT, object()), r"tokenizer: got object without an encode\(\) method"),
@@ -132,6 +132,6 @@ def test_with_the_real_tokenizers():
     for tok in (CharTokenizer().train(TEXT), BPETokenizer().train(TEXT, vocab_size=300)):
         ds = LMDataset(TEXT, tok)
         assert ds.vocab_size == tok.vocab_size and ds.train.dtype == np.uint16
-        x, y = ds.get_batch("train", 2, 8, np.random.default_rng(0))
+        x, y = ds.get_batch("train", 2, np.random.default_rng(0), block_size=8)
         assert x.shape == y.shape == (2, 8)
         assert tok.decode(ds.train.tolist() + ds.val.tolist()) == TEXT

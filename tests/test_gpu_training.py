@@ -126,7 +126,7 @@ def test_trainer_iterations_match_numpy(tmp_path, gpu_backend, name):
     from minitx.train.data import LMDataset
     from minitx.train.trainer import TrainConfig, Trainer
 
-    data = LMDataset.from_ids(np.random.default_rng(0).integers(0, 67, 5000), vocab_size=67)
+    data = LMDataset.from_ids(np.random.default_rng(0).integers(0, 67, 5000), vocab_size=67, block_size=config().block_size)
     tc = TrainConfig(batch_size=4, max_iters=3, warmup_iters=1, eval_interval=100, eval_iters=1, seed=3)
     cpu = Trainer(GPT(config(), seed=3), data, tc, tmp_path / "cpu", progress=False, log=None)
     cpu_losses = [cpu.train_step()[0] for _ in range(3)]
@@ -153,9 +153,10 @@ def test_kv_cache_generation_on_gpu_gives_the_cpu_tokens(gpu_backend, name):
 
 def test_checkpoints_move_between_cpu_and_gpu(tmp_path, gpu_backend):
     from minitx.train.data import LMDataset
-    from minitx.train.trainer import TrainConfig, Trainer, load_model, read_checkpoint
+    from minitx.train.lm import load_model, read_checkpoint
+    from minitx.train.trainer import TrainConfig, Trainer
 
-    data = LMDataset.from_ids(np.random.default_rng(0).integers(0, 67, 5000), vocab_size=67)
+    data = LMDataset.from_ids(np.random.default_rng(0).integers(0, 67, 5000), vocab_size=67, block_size=config().block_size)
     tc = TrainConfig(batch_size=4, max_iters=2, warmup_iters=1, eval_interval=1, eval_iters=1, seed=3)
     gpu_backend("kernels")
     gpu = Trainer(GPT(config(), seed=3).to("cuda"), data, tc, tmp_path / "gpu", progress=False, log=None)
@@ -177,7 +178,7 @@ def test_checkpoints_move_between_cpu_and_gpu(tmp_path, gpu_backend):
         np.testing.assert_array_equal(p.data, backend.to_numpy(q.data), err_msg=n)
     resumed = Trainer(GPT(config(), seed=0).to("cuda"), data, TrainConfig(**{**tc.__dict__, "max_iters": 3}),
                       tmp_path / "cpu", progress=False, log=None)
-    resumed.resume(*read_checkpoint(tmp_path / "cpu" / "ckpt"))
+    resumed.resume(tmp_path / "cpu" / "ckpt")
     assert resumed.iter == 2 and np.isfinite(resumed.train_step()[0])
 
 
@@ -189,7 +190,7 @@ def test_cli_train_and_generate_on_cuda(tmp_path, capsys, name):
     data.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
     out = tmp_path / "out"
     assert main(["train", "--device", "cuda", "--backend", name, "--data", str(data), "--out", str(out),
-                 "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--batch-size", "4",
+                 "--n-layer", "2", "--n-head", "2", "--d-model", "32", "--block-size", "32", "--batch-size", "4",
                  "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--sample-tokens", "20",
                  "--no-progress"]) == 0
     assert f"on cuda ({name} backend)" in capsys.readouterr().out

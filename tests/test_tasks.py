@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from minitx import cli as minitx_cli
-from minitx import tasks_cli
 from minitx.datasets import make_ner, make_sentiment, make_translation, write_tsv
 from minitx.tasks import Tagger, TextClassifier, Translator, load_task
-from minitx.train.trainer import TrainConfig
+from minitx.train.config import TrainConfig
 
 QUIET = dict(progress=False, log=lambda s: None)
 
@@ -30,7 +29,7 @@ def test_classifier_learns_saves_and_loads(tmp_path):
     assert clf.evaluate(easy[:50])["accuracy"] >= 0.9
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["iter"] == 60
-    again = load_task(tmp_path / "ckpt")
+    again = load_task(tmp_path)  # the run folder: its best/ model
     assert isinstance(again, TextClassifier)
     np.testing.assert_array_equal(again.predict_proba([t for t, _ in easy[:20]]),
                                   clf.predict_proba([t for t, _ in easy[:20]]))
@@ -40,20 +39,20 @@ def test_tagger_learns(tmp_path):
     data = make_ner(300, 60, 60, seed=2)
     tagger = Tagger.fit(data["train"], data["val"], cfg(60), preset="enc-test", out_dir=tmp_path, **QUIET)
     assert tagger.evaluate(data["val"])["f1"] > 0.3
-    assert Tagger.load(tmp_path / "ckpt").predict([["maria", "visited", "paris"]])[0][0] in tagger.tags.labels
+    assert Tagger.load(tmp_path).predict([["maria", "visited", "paris"]])[0][0] in tagger.tags.labels
 
 
 def test_translator_learns_and_decodes_every_way(tmp_path):
     data = make_translation(400, 40, 40, seed=3)
     tr = Translator.fit(data["train"], data["val"], cfg(80, 20, batch_size=32), preset="s2s-test",
                         max_len=24, out_dir=tmp_path, eval_sentences=20, **QUIET)
-    assert tr.history[-1]["train_loss"] < tr.history[0]["train_loss"] - 0.5  # from ~ln(155) = 5.0
+    assert tr.history[-1]["train_loss"] < tr.history[1]["train_loss"] - 0.5  # [0] is the untrained model
     src = [s for s, _ in data["test"][:4]]
     greedy, beam1 = tr.translate(src), tr.translate(src, beam=1)
     assert greedy == beam1
     assert len(tr.translate(src, beam=3)) == 4
     assert tr.translate(src, temperature=1.0, seed=0) == tr.translate(src, temperature=1.0, seed=0)
-    assert Translator.load(tmp_path / "ckpt").translate(src) == greedy
+    assert Translator.load(tmp_path).translate(src) == greedy  # the run folder: its best/ model
     shared = Translator.fit(data["train"][:100], data["val"], cfg(2), preset="s2s-test", max_len=24,
                             share_embeddings=True, **QUIET)
     assert shared.src_vocab is shared.tgt_vocab
@@ -61,11 +60,7 @@ def test_translator_learns_and_decodes_every_way(tmp_path):
 
 # ---------------------------------------------------------------- CLI
 def run_cli(monkeypatch, argv):
-    """Run through minitx's real entry point, with the task commands registered
-    (added here only if minitx.cli does not register them itself yet)."""
-    registrars = minitx_cli._registrars
-    if tasks_cli.add_parser not in registrars():
-        monkeypatch.setattr(minitx_cli, "_registrars", lambda: registrars() + [tasks_cli.add_parser])
+    """Run through minitx's real entry point."""
     return minitx_cli.main(argv)
 
 
@@ -91,7 +86,7 @@ def test_cli_tagger_and_translator_on_generated_data(tmp_path, monkeypatch, caps
     assert "test: f1" in capsys.readouterr().out
     assert run_cli(monkeypatch, ["tag", "--checkpoint", str(tmp_path / "ner" / "ckpt"), "maria visited paris"]) == 0
     assert capsys.readouterr().out.count("/") == 3
-    tiny_s2s = ["--preset", "s2s-test", "--max-len", "24", "--max-iters", "3", "--eval-interval", "3",
+    tiny_s2s = ["--preset", "s2s-test", "--block-size", "24", "--max-iters", "3", "--eval-interval", "3",
                 "--batch-size", "8", "--no-progress", "--eval-beam", "2"]
     assert run_cli(monkeypatch, ["train-translator", "--n-train", "60", "--out", str(tmp_path / "tr"),
                                  *tiny_s2s]) == 0
@@ -135,8 +130,8 @@ def test_cli_bad_input_is_one_line_exit_2(case, tmp_path, monkeypatch, capsys):
         argv = ["translate", "--checkpoint", str(ckpt / "ckpt"), "--beam", "-1", "hello"]
         expect = "--beam: got -1"
     elif case == "wrong_task":
-        argv = ["translate", "--checkpoint", str(ckpt / "ckpt"), "hello"]
-        expect = "holds a 'classify' model, expected 'translate'"
+        argv = ["translate", "--checkpoint", str(ckpt), "hello"]
+        expect = "holds a text classifier (written by minitx train-classifier), expected a translator"
     elif case == "missing_ckpt":
         argv = ["classify", "--checkpoint", str(tmp_path / "nowhere"), "hello"]
         expect = "nowhere"
@@ -154,3 +149,25 @@ def test_translator_rejects_empty_source_sentence(tmp_path):
     tr = Translator.fit(data["train"], data["val"], cfg(1), preset="s2s-test", max_len=24, **QUIET)
     with pytest.raises(ValueError, match="source 2: empty source"):
         tr.translate(["the cat sees a dog", "   "])
+
+
+def test_cli_task_run_folder_is_never_overwritten_silently(tmp_path, monkeypatch, capsys):
+    """A second train-classifier into the same --out refuses and leaves every byte; --resume continues it."""
+    good = tmp_path / "good.tsv"
+    write_tsv(good, [("positive", "great plot"), ("negative", "dull plot")] * 6)
+    out = tmp_path / "clf"
+    assert run_cli(monkeypatch, ["train-classifier", "--train", str(good), "--out", str(out), *TINY]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert run_cli(monkeypatch, ["train-classifier", "--train", str(good), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    more = [a if a != "3" else "6" for a in TINY if a != "--preset" and a != "enc-test"]
+    assert run_cli(monkeypatch, ["train-classifier", "--train", str(good), "--out", str(out), "--resume",
+                                 *more]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [0, 3, 6]
+    assert run_cli(monkeypatch, ["train-classifier", "--train", str(good), "--out", str(out), "--overwrite",
+                                 *TINY]) == 0
+    assert [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 3]

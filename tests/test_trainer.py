@@ -1,4 +1,4 @@
-"""The training loop: loss goes down, resume is bit-identical, NaN stops cleanly."""
+"""The training loop: loss goes down, resume is bit-identical, NaN stops cleanly, any model trains."""
 import json
 
 import numpy as np
@@ -7,24 +7,35 @@ import pytest
 from minitx.models import GPT, GPTConfig
 from minitx.tokenizer import CharTokenizer
 from minitx.train.checkpoint import load_checkpoint
+from minitx.train.config import TrainConfig, TrainingDiverged
 from minitx.train.data import LMDataset
-from minitx.train.trainer import (TrainConfig, Trainer, TrainingDiverged, load_model, make_replica, read_checkpoint)
+from minitx.train.lm import gpt_meta, load_model, read_checkpoint
+from minitx.train.parallel import DataParallel, make_replica
+from minitx.train.trainer import Trainer
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs. " * 40
 
 
 def setup(out_dir, *, dropout=0.1, threads=1, **train_kw):
     tok = CharTokenizer().train(TEXT)
-    ds = LMDataset(TEXT, tok)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=dropout)
+    ds = LMDataset(TEXT, tok, block_size=cfg.block_size)
     tc = TrainConfig(**{**dict(batch_size=4, max_iters=12, eval_interval=4, eval_iters=2, warmup_iters=3,
-                                lr=3e-3, min_lr=3e-4, grad_accum=2, seed=5, threads=threads), **train_kw})
+                                lr=3e-3, min_lr=3e-4, grad_accum=2, seed=5), **train_kw})
     model = GPT(cfg, seed=tc.seed)
-    return Trainer(model, ds, tc, out_dir, progress=False, log=None)
+    wrapped = DataParallel(model, threads=threads, seed=tc.seed) if threads > 1 else model
+    trainer = Trainer(wrapped, ds, tc, out_dir, meta=gpt_meta(model, tok), progress=False, log=None)
+    trainer.tokenizer, trainer.dataset = tok, ds
+    return trainer
 
 
 def params(trainer):
     return {n: p.data.copy() for n, p in trainer.model.named_parameters()}
+
+
+def close(trainer):
+    if isinstance(trainer.model, DataParallel):
+        trainer.model.close()
 
 
 def test_loss_goes_down_and_files_are_written(tmp_path):
@@ -36,6 +47,7 @@ def test_loss_goes_down_and_files_are_written(tmp_path):
     assert lines == history
     assert set(lines[0]) == {"iter", "train_loss", "val_loss", "lr", "tokens_per_sec"}
     assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+    assert read_checkpoint(tmp_path)[2]["iter"] == 40  # the run folder is accepted as well as its ckpt/
     pytest.importorskip("matplotlib")
     assert (tmp_path / "loss.png").is_file()
 
@@ -55,11 +67,12 @@ def test_resume_is_bit_identical(tmp_path, threads):
     full.train()
     part = setup(tmp_path / "part", threads=threads)
     part.train(stop_at=8)
-    part.close()
+    close(part)
     resumed = setup(tmp_path / "part", threads=threads)  # a new model with different weights until resume
-    resumed.resume(*read_checkpoint(tmp_path / "part" / "ckpt"))
+    resumed.resume(tmp_path / "part" / "ckpt")
     assert resumed.iter == 8
     resumed.train()
+    close(full), close(resumed)
     for name, value in params(full).items():
         assert np.array_equal(value, params(resumed)[name]), name
     _, optim_full, _ = load_checkpoint(tmp_path / "full" / "ckpt")
@@ -75,28 +88,60 @@ def test_resume_is_bit_identical(tmp_path, threads):
 
 def test_two_threads_compute_the_same_gradient(tmp_path):
     one, two = setup(tmp_path / "1", dropout=0.0), setup(tmp_path / "2", dropout=0.0, threads=2)
-    x, y = one.dataset.get_batch("train", 4, 8, np.random.default_rng(0))
+    x, y = one.dataset.get_batch("train", 4, np.random.default_rng(0))
     for t in (one, two):
         t.model.zero_grad()
-    loss1 = one._forward_backward(x, y, 1.0)
-    loss2 = two._forward_backward(x, y, 1.0)
+    loss1, _ = one.model.loss(x, y)
+    one.model.backward_loss(1.0)
+    loss2, _ = two.model.loss(x, y)
+    two.model.backward_loss(1.0)
     assert abs(loss1 - loss2) < 1e-5
     for (name, p), (_, q) in zip(one.model.named_parameters(), two.model.named_parameters()):
         np.testing.assert_allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6, err_msg=name)
+    close(two)
+
+
+def test_data_parallel_accumulates_like_one_model(tmp_path):
+    """Two micro-batches through 2 threads leave the same summed gradient as through one model (grad_accum)."""
+    one, two = setup(tmp_path / "1", dropout=0.0), setup(tmp_path / "2", dropout=0.0, threads=2)
+    rng = np.random.default_rng(1)
+    batches = [one.dataset.get_batch("train", 6, rng) for _ in range(2)]
+    for t in (one, two):
+        t.model.zero_grad()
+        for x, y in batches:
+            t.model.loss(x, y)
+            t.model.backward_loss(0.5)
+    for (name, p), (_, q) in zip(one.model.named_parameters(), two.model.named_parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6, err_msg=name)
+    close(two)
 
 
 def test_replica_shares_weights_not_grads():
-    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), seed=0)
-    replica = make_replica(model)
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4, dropout=0.1), seed=0)
+    replica = make_replica(model, seed=1)
     for (_, p), (_, q) in zip(model.named_parameters(), replica.named_parameters()):
         assert p.data is q.data and p.grad is not q.grad
+    assert replica.rng is not model.rng
+    assert replica.rng.bit_generator.state != model.rng.bit_generator.state
+    # every dropout layer of the replica draws from the replica's one generator
+    assert all(m.rng is replica.rng for m in replica._modules() if hasattr(m, "rng") and m is not replica)
+
+
+def test_data_parallel_refuses_a_batch_smaller_than_its_replicas():
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), seed=0)
+    dp = DataParallel(model, threads=2)
+    try:
+        with pytest.raises(ValueError, match="at least one per replica"):
+            dp.loss(np.zeros((1, 4), dtype=np.int64), np.zeros((1, 4), dtype=np.int64))
+    finally:
+        dp.close()
 
 
 def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = setup(tmp_path)
     trainer.train(stop_at=4)
     before = {f.name: f.read_bytes() for f in (tmp_path / "ckpt").iterdir()}
-    trainer.model.blocks[0].ff.proj.weight.data[0, 0] = np.nan  # something went badly wrong
+    trainer.model.blocks[0].ff.proj.weight.data[0, 0] = np.nan  # something went badly wrong: a typed stop
     with pytest.raises(TrainingDiverged, match="iteration 4.*last good checkpoint"):
         trainer.train()
     after = {f.name: f.read_bytes() for f in (tmp_path / "ckpt").iterdir()}
@@ -116,7 +161,7 @@ def test_inf_loss_is_caught_too(tmp_path):
 def test_load_model_round_trip(tmp_path):
     trainer = setup(tmp_path, dropout=0.0)
     trainer.train(stop_at=4)
-    model, tok, meta = load_model(tmp_path / "ckpt")
+    model, tok, meta = load_model(tmp_path)
     assert tok.chars == trainer.tokenizer.chars and meta["iter"] == 4 and not model.training
     x = np.array([tok.encode("the quic")])
     trainer.model.eval()
@@ -130,3 +175,56 @@ def test_load_model_round_trip(tmp_path):
 def test_bad_train_config(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         TrainConfig(**kwargs)
+
+
+def test_no_checkpoint_at_iteration_zero(tmp_path):
+    """An untrained model is not saved: a re-run with --overwrite replaces nothing until it has trained."""
+    trainer = setup(tmp_path, dropout=0.0)
+    trainer.train(stop_at=0)
+    assert not (tmp_path / "ckpt").exists()
+    assert [r["iter"] for r in trainer.history] == [0]
+
+
+def test_resume_refuses_another_architecture(tmp_path):
+    trainer = setup(tmp_path, dropout=0.0)
+    trainer.train(stop_at=4)
+    tok = CharTokenizer().train(TEXT)
+    other = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16), seed=0)
+    t2 = Trainer(other, trainer.dataset, trainer.config, tmp_path, meta=gpt_meta(other, tok), progress=False,
+                 log=None)
+    with pytest.raises(ValueError, match="config differs"):
+        t2.resume(tmp_path / "ckpt")
+
+
+def test_keep_best_and_custom_evaluation(tmp_path):
+    """A task-style run: evaluate() gives metrics, best/ holds the best one, best_state its weights."""
+    trainer = setup(tmp_path, dropout=0.0, max_iters=12, eval_interval=4, grad_accum=1)
+    scores = iter([0.1, 0.5, 0.3, 0.4])
+    trainer.evaluate_fn = lambda: {"score": next(scores)}
+    trainer.keep_best = ("score", "max")
+    history = trainer.train()
+    assert [r["score"] for r in history] == [0.1, 0.5, 0.3, 0.4]
+    assert "train_loss" in history[1] and "train_loss" not in history[0]
+    assert load_checkpoint(tmp_path / "best")[2]["iter"] == 4  # the best score was at iteration 4
+    assert load_checkpoint(tmp_path / "ckpt")[2]["iter"] == 12
+    best_weights = load_checkpoint(tmp_path / "best")[0]
+    for name, value in trainer.best_state.items():
+        np.testing.assert_array_equal(value, best_weights[name])
+
+
+def test_blas_limit_is_restored_whatever_the_order_of_release():
+    """Two wrappers hold the process-wide BLAS limit; released in either order, the original comes back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from minitx.train.parallel import limit_blas_threads
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    for order in ((0, 1), (1, 0)):
+        holds = [limit_blas_threads(1), limit_blas_threads(1)]
+        assert all(n == 1 for n in blas_threads())
+        holds[order[0]].restore_original_limits()
+        assert all(n == 1 for n in blas_threads())  # the other one still holds it
+        holds[order[1]].restore_original_limits()
+        assert blas_threads() == before

@@ -36,7 +36,8 @@ from minitx.generate import generate, generate_text, next_token_probs
 from minitx.models import GPT, GPTConfig
 from minitx.tokenizer import CharTokenizer
 from minitx.train.data import LMDataset
-from minitx.train.trainer import TrainConfig, Trainer
+from minitx.train.config import TrainConfig
+from minitx.train.trainer import Trainer
 from minitx.tutorial import FAST, output_dir, plt, savefig
 
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
@@ -52,11 +53,11 @@ np.set_printoptions(precision=3, suppress=True, linewidth=110)
 # %%
 text = default_corpus()[: 60_000 if FAST else None]
 tokenizer = CharTokenizer().train(text)
-data = LMDataset(text, tokenizer)
 if FAST:
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32)
 else:
     config = GPTConfig.from_preset("gpt-micro", vocab_size=tokenizer.vocab_size)
+data = LMDataset(text, tokenizer, block_size=config.block_size)
 max_iters = 30 if FAST else 600
 model = GPT(config, seed=0)
 trainer = Trainer(model, data, TrainConfig(batch_size=12, max_iters=max_iters, warmup_iters=max_iters // 10,

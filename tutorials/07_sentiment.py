@@ -34,7 +34,7 @@ import numpy as np
 
 from minitx.datasets import bag_of_words_baseline, make_sentiment
 from minitx.tasks import TextClassifier
-from minitx.train.trainer import TrainConfig
+from minitx.train.config import TrainConfig
 from minitx.tutorial import FAST, plt, savefig
 
 data = make_sentiment(n_train=1500 if FAST else 8000, n_val=200, n_test=300 if FAST else 2000, seed=0)

@@ -32,7 +32,7 @@ import numpy as np
 from minitx.beam import beam_search_seq2seq
 from minitx.datasets import corpus_bleu, make_translation
 from minitx.tasks import Translator
-from minitx.train.trainer import TrainConfig
+from minitx.train.config import TrainConfig
 from minitx.tutorial import FAST, plt, savefig
 
 data = make_translation(n_train=4000 if FAST else 20000, n_val=200, n_test=40 if FAST else 1000, seed=0)
@@ -71,8 +71,8 @@ print(f"copy BLEU {corpus_bleu(copy, refs):.1f};  word-by-word BLEU {corpus_bleu
 # %%
 config = TrainConfig(max_iters=60 if FAST else 2000, eval_interval=60 if FAST else 500, batch_size=32 if FAST else 64,
                      lr=2e-3 if FAST else 1e-3, min_lr=1e-4, warmup_iters=30 if FAST else 100, beta2=0.98,
-                     weight_decay=0.01, seed=0)
-tr = Translator.fit(data["train"], data["val"], config, preset="s2s-small", label_smoothing=0.1,
+                     weight_decay=0.01, label_smoothing=0.1, seed=0)
+tr = Translator.fit(data["train"], data["val"], config, preset="s2s-small",
                     eval_sentences=10 if FAST else 200, progress=False)
 greedy = tr.evaluate(data["test"])
 print(f"test BLEU, greedy: {greedy['bleu']:.1f} (exact sentences: {greedy['exact']:.2f})")

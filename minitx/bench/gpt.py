@@ -10,8 +10,8 @@ machines; ratios measured in one run are what to compare):
    backward, gradient clipping, AdamW. PyTorch runs eager mode with
    ``F.scaled_dot_product_attention`` and ``torch.set_num_threads(threads)``.
    minitx runs twice: one model with ``threads``-threaded BLAS, and the
-   data-parallel trainer (``TrainConfig(threads=threads)``: the batch split
-   across Python threads, single-threaded BLAS each).
+   data-parallel trainer (``DataParallel(model, threads=threads)``: the batch
+   split across Python threads, single-threaded BLAS each).
 2. **KV cache.** Greedy decoding of ``--gen-tokens`` new tokens with the
    cache against recomputing the whole context at every step (both minitx;
    the tokens must be identical).
@@ -31,17 +31,21 @@ import numpy as np
 
 def _minitx_trainer(args, threads: int):
     from minitx.models import GPT, GPTConfig
+    from minitx.train.config import TrainConfig
     from minitx.train.data import LMDataset
-    from minitx.train.trainer import TrainConfig, Trainer
+    from minitx.train.parallel import DataParallel
+    from minitx.train.trainer import Trainer
 
     rng = np.random.default_rng(0)
-    data = LMDataset.from_ids(rng.integers(0, args.vocab, 200_000), vocab_size=args.vocab)
+    data = LMDataset.from_ids(rng.integers(0, args.vocab, 200_000), vocab_size=args.vocab, block_size=args.block)
     config = GPTConfig(vocab_size=args.vocab, block_size=args.block, n_layer=args.layers, n_head=args.heads,
                        n_embd=args.width)
-    train = TrainConfig(batch_size=args.batch, max_iters=10**6, warmup_iters=10, threads=threads, seed=0)
+    train = TrainConfig(batch_size=args.batch, max_iters=10**6, warmup_iters=10, seed=0)
     import tempfile
 
-    return Trainer(GPT(config, seed=0), data, train, tempfile.mkdtemp(prefix="minitx-bench-"), progress=False,
+    model = GPT(config, seed=0)
+    model = DataParallel(model, threads=threads) if threads > 1 else model
+    return Trainer(model, data, train, tempfile.mkdtemp(prefix="minitx-bench-"), progress=False,
                    log=None), data
 
 
@@ -97,7 +101,7 @@ def torch_train_step(args):
     rng = np.random.default_rng(0)
 
     def step():
-        x, y = data.get_batch("train", args.batch, T, rng)
+        x, y = data.get_batch("train", args.batch, rng)
         loss = model(torch.from_numpy(x), torch.from_numpy(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rc = minitx_main(["train", "--data", args.data, "--preset", "gpt-micro", "--tokenizer", "char",
-                      "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "12",
+                      "--n-layer", "4", "--n-head", "4", "--d-model", "128", "--block-size", "64", "--batch-size", "12",
                       "--max-iters", "2000", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup-iters", "100",
                       "--beta2", "0.99", "--dropout", "0", "--weight-decay", "0.1", "--eval-interval", "250",
                       "--eval-iters", "200", "--seed", str(args.seed), "--threads", str(args.threads),

@@ -237,7 +237,7 @@ class GPT(Module):
         self.wte.backward(dx)  # gradient 2 of 2: the scatter-add of the input lookup
         return None
 
-    def loss(self, idx, targets):
+    def loss(self, idx, targets, *, label_smoothing: float = 0.0):
         """Forward + mean cross-entropy; returns ``(loss, logits)``.
 
         Keeps what :meth:`backward_loss` needs, so a training step reads::
@@ -246,7 +246,8 @@ class GPT(Module):
             model.backward_loss()        # dL/dtheta added into every p.grad
         """
         logits = self.forward(idx)  # (B, T, V)
-        loss, self.loss_cache = cross_entropy_forward(logits, self._on_weights_device(targets))
+        loss, self.loss_cache = cross_entropy_forward(logits, self._on_weights_device(targets),
+                                                      label_smoothing=label_smoothing)
         return float(loss), logits
 
     def backward_loss(self, scale: float = 1.0) -> None:

@@ -41,6 +41,15 @@ def check_mask(name: str, mask, expected_shape: tuple) -> None:
         raise ValueError(f"{name}: got shape {_shape(mask)}, expected {tuple(expected_shape)}")
 
 
+class NonFiniteError(ValueError):
+    """An activation holds NaN or Inf.
+
+    A subclass of ``ValueError`` (a bad input is a value error), with a type
+    of its own so that the trainer can tell a diverging run from a wrong
+    argument without reading the message.
+    """
+
+
 def check_finite_rows(name: str, row_stat) -> None:
     """Raise if a per-row statistic (a mean or a max) is NaN or infinite.
 
@@ -49,7 +58,7 @@ def check_finite_rows(name: str, row_stat) -> None:
     """
     xp = array_module(row_stat)
     if not bool(xp.isfinite(row_stat).all()):
-        raise ValueError(f"{name}: contains NaN or Inf, expected finite values")
+        raise NonFiniteError(f"{name}: contains NaN or Inf, expected finite values")
 
 
 def check_positive_int(name: str, value) -> None:

@@ -1,7 +1,7 @@
 """Training and evaluation for the encoder and encoder-decoder tasks.
 
-    common.py      the training loop (AdamW, warmup + cosine, clipping, periodic
-                   evaluation, metrics.jsonl, checkpoints), padding, task checkpoints
+    common.py      padding, training through the one Trainer (best model by the
+                   task's metric), task checkpoints
     classify.py    TextClassifier: sentence -> label (sentiment), accuracy
     tag.py         Tagger: one BIO tag per word (NER), entity-level F1
     translate.py   Translator: sentence -> sentence, greedy / sampling / beam, BLEU
@@ -11,8 +11,17 @@ trained with, and saves them together: weights in safetensors, everything
 else in JSON (see :mod:`minitx.train.checkpoint`).
 """
 from .classify import TextClassifier
-from .common import load_task
+from .common import read_task
 from .tag import Tagger
 from .translate import Translator
 
-__all__ = ["Tagger", "TextClassifier", "Translator", "load_task"]
+TASKS = {"classify": TextClassifier, "tag": Tagger, "translate": Translator}
+
+
+def load_task(path):
+    """Any task checkpoint (a run folder or a checkpoint folder) as its task object."""
+    _, meta, _ = read_task(path)
+    return TASKS[meta["task"]].load(path)
+
+
+__all__ = ["TASKS", "Tagger", "TextClassifier", "Translator", "load_task"]

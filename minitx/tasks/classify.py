@@ -8,7 +8,7 @@ The ``<cls>`` token at position 0 is what ``pooling="first"`` reads.
 Example (a tiny run; the real one is in ``benchmarks/tasks.md``)::
 
     >>> from minitx.datasets import make_sentiment
-    >>> from minitx.train.trainer import TrainConfig
+    >>> from minitx.train.config import TrainConfig
     >>> data = make_sentiment(200, 50, 50)
     >>> clf = TextClassifier.fit(data["train"], data["val"], TrainConfig(max_iters=5, eval_interval=5),
     ...                          preset="enc-test", progress=False, log=lambda s: None)
@@ -22,7 +22,8 @@ import numpy as np
 from ..datasets.metrics import accuracy
 from ..datasets.vocab import CLS, PAD, LabelSet, Vocab
 from ..models.encoder import EncoderClassifier, EncoderConfig
-from .common import pad_batch, read_task, save_task, train_loop
+from ..train.data import PaddedRows
+from .common import pad_batch, read_task, save_task, task_meta, train_task
 
 
 class TextClassifier:
@@ -70,12 +71,14 @@ class TextClassifier:
     # ---- training -------------------------------------------------------
     @classmethod
     def fit(cls, train_rows, val_rows, train_config, *, preset: str = "enc-small", pooling: str = "first",
-            labels=None, min_freq: int = 1, out_dir=None, label_smoothing: float = 0.0, progress: bool = True,
-            log=print, **model_overrides) -> "TextClassifier":
+            labels=None, min_freq: int = 1, out_dir=None, resume: bool = False, threads: int = 1, comm=None,
+            progress: bool = True, log=print, **model_overrides) -> "TextClassifier":
         """Build the vocabulary and label set from ``train_rows = [(text, label), ...]`` and train.
 
         ``labels`` fixes the label set (then an unknown label in the data is
-        an error); by default it is the sorted set of training labels.
+        an error); by default it is the sorted set of training labels. The
+        model that ends up in ``self.model`` is the one with the best
+        validation accuracy (also kept in ``<out_dir>/best``).
         """
         label_set = LabelSet(labels if labels is not None else sorted({y for _, y in train_rows}), "label")
         for split, rows in (("train", train_rows), ("val", val_rows)):
@@ -87,31 +90,25 @@ class TextClassifier:
         model = EncoderClassifier(config, len(label_set), pooling=pooling, seed=train_config.seed)
         self = cls(model, vocab, label_set)
         x_all = self.encode_texts([t for t, _ in train_rows])  # (N, T) padded once
-        lengths = (x_all != PAD).sum(axis=1)
-        y_all = np.array([label_set.encode(y) for _, y in train_rows])
-
-        def get_batch(rng):
-            idx = rng.integers(0, len(x_all), train_config.batch_size)
-            return x_all[idx, : lengths[idx].max()], y_all[idx]
-
-        self.history = train_loop(model, get_batch, lambda: self.evaluate(val_rows), train_config,
-                                  main_metric="accuracy", out_dir=out_dir, save=self.save,
-                                  label_smoothing=label_smoothing, progress=progress, log=log)
-        if out_dir is not None:  # continue with the best checkpoint, as saved
-            self.model.load_state_dict(type(self).load(f"{out_dir}/ckpt").model.state_dict())
+        y_all = np.array([label_set.encode(y) for _, y in train_rows])  # (N,)
+        data = PaddedRows((x_all, (x_all != PAD).sum(axis=1)), (y_all, None))
+        train_task(self, data, train_config, evaluate=lambda: self.evaluate(val_rows), metric="accuracy",
+                   out_dir=out_dir, resume=resume, threads=threads, comm=comm, progress=progress, log=log)
         return self
 
     # ---- checkpoints ----------------------------------------------------
-    def save(self, directory, extra: dict | None = None) -> None:
-        save_task(directory, self.model, self.task, {
-            "model_config": self.model.config.to_dict(), "n_classes": self.model.n_classes,
-            "pooling": self.model.pooling, "vocab": self.vocab.to_dict(), "labels": self.labels.to_dict(),
-            **(extra or {})})
+    def checkpoint_meta(self) -> dict:
+        return task_meta(self.task, self.model, n_classes=self.model.n_classes, pooling=self.model.pooling,
+                         vocab=self.vocab.to_dict(), labels=self.labels.to_dict())
+
+    def save(self, directory) -> None:
+        save_task(directory, self.model, self.checkpoint_meta())
 
     @classmethod
-    def load(cls, directory) -> "TextClassifier":
-        state, meta = read_task(directory, cls.task)
-        model = EncoderClassifier(EncoderConfig.from_dict(meta["model_config"]), meta["n_classes"],
+    def load(cls, path) -> "TextClassifier":
+        """From a run folder (its best model) or a checkpoint folder."""
+        state, meta, _ = read_task(path, cls.task)
+        model = EncoderClassifier(EncoderConfig.from_dict(meta["config"]), meta["n_classes"],
                                   pooling=meta["pooling"])
         model.load_state_dict(state)
         return cls(model, Vocab.from_dict(meta["vocab"]), LabelSet.from_dict(meta["labels"]))

@@ -1,36 +1,33 @@
-"""The loop shared by the classifier, the tagger and the translator.
+"""What the classifier, the tagger and the translator share: padding, training, checkpoints.
 
-One iteration is the GPT trainer's, with a task's batch in place of a
-language-model batch::
+A task object bundles a model with the vocabularies and label set it was
+trained with. It trains through the one :class:`~minitx.train.trainer.Trainer`
+(the same loop, schedule, clipping, checkpoints and resume as ``minitx
+train``), with the task's own evaluation (accuracy, F1, BLEU) and the
+"keep the best checkpoint by that metric" policy::
 
-    optimizer.lr = config.lr_at(it)             warmup, then cosine decay
-    model.zero_grad()
-    loss, _ = model.loss(x, y, label_smoothing=ls)
-    model.backward_loss()                       gradients added into every p.grad
-    clip_grad_norm(model, config.grad_clip)
-    optimizer.step()
+    data = PaddedRows((x_all, lengths), (y_all, None))     # random rows, trimmed
+    trainer = Trainer(model, data, config, out_dir, evaluate=lambda: task.evaluate(val_rows),
+                      keep_best=("accuracy", "max"), meta=task.checkpoint_meta())
+    trainer.train()
 
-Every ``eval_interval`` iterations (and at the end) the task's ``evaluate``
-runs on the validation set in eval mode (dropout off); the result is
-appended to ``<out>/metrics.jsonl`` and a checkpoint of the *best* model so
-far (by the task's main metric) is written to ``<out>/ckpt``. The
-hyperparameters are :class:`minitx.train.trainer.TrainConfig`'s (batch size,
-iterations, lr schedule, AdamW betas, weight decay, clipping, seed).
+A run folder then holds ``ckpt/`` (the latest state, to ``--resume``) and
+``best/`` (the model with the best validation metric, which the task
+commands load). Weights are safetensors, everything else JSON.
 """
 from __future__ import annotations
 
-import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..optim import AdamW, clip_grad_norm
-from ..train.checkpoint import load_checkpoint, save_checkpoint
+from ..train.checkpoint import BEST_DIR, CKPT_DIR, check_kind, load_checkpoint, resolve_checkpoint, save_checkpoint
+from ..train.config import TrainConfig
+from ..train.parallel import DataParallel, SingleProcess
+from ..train.trainer import Trainer
 
 TASK_KIND = "minitx-task"
-TASK_FORMAT = 1
+TASK_FORMAT = 2
 
 
 def pad_batch(seqs, pad_id: int = 0, fill=None) -> np.ndarray:
@@ -44,86 +41,54 @@ def pad_batch(seqs, pad_id: int = 0, fill=None) -> np.ndarray:
     return out
 
 
-def train_loop(model, get_batch, evaluate, config, *, main_metric: str, out_dir=None, save=None,
-               label_smoothing: float = 0.0, progress: bool = True, log=print) -> list[dict]:
-    """Train ``model``; return the list of evaluation records.
+def task_meta(task: str, model, **fields) -> dict:
+    """The JSON a task checkpoint carries: kind, task, format, the model's config, vocabularies..."""
+    return {"kind": TASK_KIND, "task_format": TASK_FORMAT, "task": task, "config": model.config.to_dict(), **fields}
 
-    ``get_batch(rng) -> (inputs..., targets)`` tuple whose last element is the
-    target; ``evaluate() -> dict`` of metrics (higher ``main_metric`` is
-    better); ``save(directory, meta)`` writes a checkpoint (the task's).
+
+def train_task(task, data, config: TrainConfig, *, evaluate, metric: str, out_dir=None, resume: bool = False,
+               threads: int = 1, comm=None, progress: bool = True, log=print) -> list[dict]:
+    """Train ``task.model`` on ``data`` through the Trainer; afterwards the model holds the best weights.
+
+    ``evaluate()`` returns the task's metrics; the checkpoint with the highest
+    ``metric`` is kept in ``<out_dir>/best``. ``threads`` / ``comm`` make it
+    data-parallel (:class:`~minitx.train.parallel.DataParallel`).
     """
-    from tqdm import tqdm
-
-    optimizer = AdamW(model.named_parameters(), lr=config.lr, betas=(config.beta1, config.beta2),
-                      weight_decay=config.weight_decay)
-    rng = np.random.default_rng(config.seed)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text("")
-    history, best = [], -math.inf
-    bar = tqdm(range(config.max_iters), disable=not progress, dynamic_ncols=True, leave=False)
-    t0, losses, n_tokens = time.perf_counter(), [], 0
-    model.train()
-    for it in bar:
-        optimizer.lr = config.lr_at(it)
-        model.zero_grad()
-        *inputs, targets = get_batch(rng)
-        loss, _ = model.loss(*inputs, targets, label_smoothing=label_smoothing)
-        if not math.isfinite(loss):
-            raise ValueError(f"training diverged: loss is {loss} at iteration {it}; try a lower --lr")
-        model.backward_loss()
-        if config.grad_clip:
-            clip_grad_norm(model, config.grad_clip)
-        optimizer.step()
-        losses.append(loss)
-        n_tokens += int(sum(np.asarray(x).size for x in inputs))
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{optimizer.lr:.1e}")
-        if (it + 1) % config.eval_interval == 0 or it + 1 == config.max_iters:
-            model.eval()
-            metrics = evaluate()
-            model.train()
-            elapsed = time.perf_counter() - t0
-            record = {"iter": it + 1, "train_loss": float(np.mean(losses)), "lr": optimizer.lr,
-                      "tokens_per_sec": n_tokens / max(elapsed, 1e-9), "elapsed_s": elapsed, **metrics}
-            losses = []
-            history.append(record)
-            log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-            if out is not None:
-                with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
-                if save is not None and metrics[main_metric] > best:
-                    best = metrics[main_metric]
-                    save(out / "ckpt", {"step": it + 1, "metrics": metrics, "train": vars(config)})
-    bar.close()
+    comm = comm if comm is not None else SingleProcess()
+    parallel = threads > 1 or comm.size > 1
+    model = DataParallel(task.model, threads=threads, comm=comm, seed=config.seed) if parallel else task.model
+    trainer = Trainer(model, data, config, out_dir, evaluate=evaluate, keep_best=(metric, "max"),
+                      meta=task.checkpoint_meta(), progress=progress, log=log)
+    try:
+        if resume:
+            trainer.resume(Path(out_dir) / CKPT_DIR)
+        history = trainer.train()
+    finally:
+        if parallel:
+            model.close()
+    best = trainer.best_state
+    if best is None and out_dir is not None and (Path(out_dir) / BEST_DIR).is_dir():
+        best = load_checkpoint(Path(out_dir) / BEST_DIR)[0]  # resumed, and no better model since
+    if best is not None:  # continue with the best model, as the metric chose it
+        task.model.load_state_dict(best)
+    task.history = history
     return history
 
 
-def save_task(directory, model, task: str, meta: dict) -> None:
-    """Write a task checkpoint: weights in safetensors, config + vocabularies in JSON."""
-    save_checkpoint(directory, model_state=model.state_dict(), optim_arrays={},
-                    meta={"kind": TASK_KIND, "task_format": TASK_FORMAT, "task": task, **meta})
+def save_task(directory, model, meta: dict) -> None:
+    """Write a task checkpoint (weights only, no optimizer state): for a model trained elsewhere."""
+    save_checkpoint(directory, model_state=model.state_dict(), optim_arrays={}, meta=meta)
 
 
-def read_task(directory, task: str | None = None) -> tuple[dict, dict]:
-    """Load ``(model_state, meta)``; a checkpoint of another kind or task is a one-line error."""
+def read_task(path, task: str | None = None) -> tuple[dict, dict, Path]:
+    """``(model_state, meta, folder)`` of a task checkpoint: a run folder (its ``best``, else ``ckpt``) or one folder.
+
+    A checkpoint of another kind or task is a one-line error naming what it holds.
+    """
+    directory = resolve_checkpoint(path, prefer=(BEST_DIR, CKPT_DIR))
     model_state, _, meta = load_checkpoint(directory)
-    if meta.get("kind") != TASK_KIND:
-        raise ValueError(f"checkpoint {str(directory)!r}: kind {meta.get('kind')!r}, expected {TASK_KIND!r} "
-                         "(written by minitx train-classifier / train-tagger / train-translator)")
+    check_kind(directory, meta, TASK_KIND, task)
     if meta.get("task_format") != TASK_FORMAT:
         raise ValueError(f"checkpoint {str(directory)!r}: task_format {meta.get('task_format')!r}, "
-                         f"expected {TASK_FORMAT}")
-    if task is not None and meta.get("task") != task:
-        raise ValueError(f"checkpoint {str(directory)!r}: holds a {meta.get('task')!r} model, expected {task!r}")
-    return model_state, meta
-
-
-def load_task(directory):
-    """Load any task checkpoint as its task object (TextClassifier, Tagger or Translator)."""
-    from .classify import TextClassifier
-    from .tag import Tagger
-    from .translate import Translator
-
-    _, meta = read_task(directory)
-    return {"classify": TextClassifier, "tag": Tagger, "translate": Translator}[meta["task"]].load(directory)
+                         f"expected {TASK_FORMAT} (written by an older minitx; train it again)")
+    return model_state, meta, directory

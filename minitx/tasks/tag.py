@@ -14,7 +14,8 @@ import numpy as np
 from ..datasets.metrics import entity_f1
 from ..datasets.vocab import PAD, UNK, LabelSet, Vocab
 from ..models.encoder import EncoderConfig, EncoderTagger
-from .common import pad_batch, read_task, save_task, train_loop
+from ..train.data import PaddedRows
+from .common import pad_batch, read_task, save_task, task_meta, train_task
 
 
 def check_tagged(rows, tags: LabelSet, split: str) -> None:
@@ -69,9 +70,9 @@ class Tagger:
 
     @classmethod
     def fit(cls, train_rows, val_rows, train_config, *, preset: str = "enc-small", tags=None, min_freq: int = 2,
-            word_dropout: float = 0.1, out_dir=None, label_smoothing: float = 0.0, progress: bool = True,
-            log=print, **model_overrides) -> "Tagger":
-        """Train on ``[(words, tags), ...]``.
+            word_dropout: float = 0.1, out_dir=None, resume: bool = False, threads: int = 1, comm=None,
+            progress: bool = True, log=print, **model_overrides) -> "Tagger":
+        """Train on ``[(words, tags), ...]``; ``self.model`` ends with the best validation F1.
 
         Names the model has never seen arrive as ``<unk>``, and must be
         tagged from their context ("police in <unk> are searching for").
@@ -93,30 +94,27 @@ class Tagger:
         y_all = pad_batch([[tag_set.encode(t) for t in ts] for _, ts in train_rows], fill=-100)  # (N, T)
         lengths = (y_all != -100).sum(axis=1)
 
-        def get_batch(rng):
-            idx = rng.integers(0, len(x_all), train_config.batch_size)
-            T = lengths[idx].max()
-            x = x_all[idx, :T]  # (B, T)
-            if word_dropout:
-                hide = (rng.random(x.shape) < word_dropout) & (x != PAD)
-                x = np.where(hide, UNK, x)
-            return x, y_all[idx, :T]
+        def hide_words(batch, rng):  # word dropout: (B, T) ids, some words replaced by <unk>
+            x, y = batch
+            hide = (rng.random(x.shape) < word_dropout) & (x != PAD)
+            return np.where(hide, UNK, x), y
 
-        self.history = train_loop(self.model, get_batch, lambda: self.evaluate(val_rows), train_config,
-                                  main_metric="f1", out_dir=out_dir, save=self.save,
-                                  label_smoothing=label_smoothing, progress=progress, log=log)
-        if out_dir is not None:
-            self.model.load_state_dict(type(self).load(f"{out_dir}/ckpt").model.state_dict())
+        data = PaddedRows((x_all, lengths), (y_all, lengths), transform=hide_words if word_dropout else None)
+        train_task(self, data, train_config, evaluate=lambda: self.evaluate(val_rows), metric="f1",
+                   out_dir=out_dir, resume=resume, threads=threads, comm=comm, progress=progress, log=log)
         return self
 
-    def save(self, directory, extra: dict | None = None) -> None:
-        save_task(directory, self.model, self.task, {
-            "model_config": self.model.config.to_dict(), "n_tags": self.model.n_tags,
-            "vocab": self.vocab.to_dict(), "tags": self.tags.to_dict(), **(extra or {})})
+    def checkpoint_meta(self) -> dict:
+        return task_meta(self.task, self.model, n_tags=self.model.n_tags, vocab=self.vocab.to_dict(),
+                         tags=self.tags.to_dict())
+
+    def save(self, directory) -> None:
+        save_task(directory, self.model, self.checkpoint_meta())
 
     @classmethod
-    def load(cls, directory) -> "Tagger":
-        state, meta = read_task(directory, cls.task)
-        model = EncoderTagger(EncoderConfig.from_dict(meta["model_config"]), meta["n_tags"])
+    def load(cls, path) -> "Tagger":
+        """From a run folder (its best model) or a checkpoint folder."""
+        state, meta, _ = read_task(path, cls.task)
+        model = EncoderTagger(EncoderConfig.from_dict(meta["config"]), meta["n_tags"])
         model.load_state_dict(state)
         return cls(model, Vocab.from_dict(meta["vocab"]), LabelSet.from_dict(meta["tags"]))

@@ -16,7 +16,8 @@ from ..beam import beam_search_seq2seq
 from ..datasets.metrics import corpus_bleu
 from ..datasets.vocab import BOS, EOS, PAD, Vocab
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
-from .common import pad_batch, read_task, save_task, train_loop
+from ..train.data import PaddedRows
+from .common import pad_batch, read_task, save_task, task_meta, train_task
 
 
 def check_pairs(rows, split: str) -> None:
@@ -80,9 +81,12 @@ class Translator:
 
     @classmethod
     def fit(cls, train_rows, val_rows, train_config, *, preset: str = "s2s-small", share_embeddings: bool = False,
-            min_freq: int = 1, out_dir=None, label_smoothing: float = 0.1, eval_sentences: int = 200,
-            progress: bool = True, log=print, **model_overrides) -> "Translator":
-        """Train on ``[(source, target), ...]``; validation BLEU (greedy) on ``eval_sentences`` sentences."""
+            min_freq: int = 1, out_dir=None, resume: bool = False, eval_sentences: int = 200, threads: int = 1,
+            comm=None, progress: bool = True, log=print, **model_overrides) -> "Translator":
+        """Train on ``[(source, target), ...]``; validation BLEU (greedy) on ``eval_sentences`` sentences.
+
+        ``self.model`` ends with the weights of the best validation BLEU.
+        """
         check_pairs(train_rows, "train")
         check_pairs(val_rows, "val")
         if share_embeddings:
@@ -97,28 +101,23 @@ class Translator:
         self = cls(Seq2Seq(config, seed=train_config.seed), src_vocab, tgt_vocab)
         src_all = self.encode_sources([s for s, _ in train_rows])  # (N, S)
         tgt_all = self.encode_targets([t for _, t in train_rows])  # (N, T)
-        src_len, tgt_len = (src_all != PAD).sum(axis=1), (tgt_all != PAD).sum(axis=1)
+        data = PaddedRows((src_all, (src_all != PAD).sum(axis=1)), (tgt_all, (tgt_all != PAD).sum(axis=1)))
         val_subset = list(val_rows)[:eval_sentences]
-
-        def get_batch(rng):
-            idx = rng.integers(0, len(src_all), train_config.batch_size)
-            return src_all[idx, : src_len[idx].max()], tgt_all[idx, : tgt_len[idx].max()]
-
-        self.history = train_loop(self.model, get_batch, lambda: self.evaluate(val_subset), train_config,
-                                  main_metric="bleu", out_dir=out_dir, save=self.save,
-                                  label_smoothing=label_smoothing, progress=progress, log=log)
-        if out_dir is not None:
-            self.model.load_state_dict(type(self).load(f"{out_dir}/ckpt").model.state_dict())
+        train_task(self, data, train_config, evaluate=lambda: self.evaluate(val_subset), metric="bleu",
+                   out_dir=out_dir, resume=resume, threads=threads, comm=comm, progress=progress, log=log)
         return self
 
-    def save(self, directory, extra: dict | None = None) -> None:
-        meta = {"model_config": self.model.config.to_dict(), "src_vocab": self.src_vocab.to_dict(),
-                "tgt_vocab": self.tgt_vocab.to_dict(), **(extra or {})}
-        save_task(directory, self.model, self.task, meta)
+    def checkpoint_meta(self) -> dict:
+        return task_meta(self.task, self.model, src_vocab=self.src_vocab.to_dict(),
+                         tgt_vocab=self.tgt_vocab.to_dict())
+
+    def save(self, directory) -> None:
+        save_task(directory, self.model, self.checkpoint_meta())
 
     @classmethod
-    def load(cls, directory) -> "Translator":
-        state, meta = read_task(directory, cls.task)
-        model = Seq2Seq(Seq2SeqConfig.from_dict(meta["model_config"]))
+    def load(cls, path) -> "Translator":
+        """From a run folder (its best model) or a checkpoint folder."""
+        state, meta, _ = read_task(path, cls.task)
+        model = Seq2Seq(Seq2SeqConfig.from_dict(meta["config"]))
         model.load_state_dict(state)
         return cls(model, Vocab.from_dict(meta["src_vocab"]), Vocab.from_dict(meta["tgt_vocab"]))

@@ -74,8 +74,8 @@ from safetensors import numpy as safetensors_numpy
 
 from ..backend import to_numpy
 
-__all__ = ["FORMAT_VERSION", "MODEL_FILE", "OPTIM_FILE", "META_FILE",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = ["BEST_DIR", "CKPT_DIR", "FORMAT_VERSION", "MODEL_FILE", "OPTIM_FILE", "META_FILE", "check_kind",
+           "describe_kind", "load_checkpoint", "resolve_checkpoint", "run_checkpoint", "save_checkpoint"]
 
 #: The layout version written into checkpoint.json. Bump it when the layout
 #: changes in a way older code cannot read; load_checkpoint refuses others.
@@ -87,6 +87,9 @@ META_FILE = "checkpoint.json"
 _FILES = (MODEL_FILE, OPTIM_FILE, META_FILE)
 #: Keys save_checkpoint writes into the JSON itself (load_checkpoint removes them).
 _RESERVED = ("format_version", "files")
+#: A run folder (``--out``) holds the latest checkpoint, and the best one when a metric picks it.
+CKPT_DIR = "ckpt"
+BEST_DIR = "best"
 
 
 # ---------------------------------------------------------------------------
@@ -272,3 +275,80 @@ def _load_arrays(directory: Path, name: str, record, where: str) -> dict:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{where}: {name} is not a valid safetensors file ({reason}); "
                          "expected a complete file written by save_checkpoint") from None
+
+
+# ---------------------------------------------------------------------------
+# run folders: what `--out DIR` holds, and what a command reading a model accepts
+# ---------------------------------------------------------------------------
+#: What wrote each kind of checkpoint, for messages a user can act on.
+KIND_DESCRIPTIONS = {
+    "minitx-gpt": "a GPT language model (written by minitx train)",
+    ("minitx-task", "classify"): "a text classifier (written by minitx train-classifier)",
+    ("minitx-task", "tag"): "a token tagger (written by minitx train-tagger)",
+    ("minitx-task", "translate"): "a translator (written by minitx train-translator)",
+}
+
+
+def describe_kind(meta: dict) -> str:
+    """``"a translator (written by minitx train-translator)"`` for a checkpoint's metadata."""
+    kind = meta.get("kind")
+    text = KIND_DESCRIPTIONS.get((kind, meta.get("task"))) or KIND_DESCRIPTIONS.get(kind)
+    return text or f"a checkpoint of kind {kind!r}"
+
+
+def check_kind(directory, meta: dict, kind: str, task: str | None = None) -> None:
+    """Raise a one-line ValueError naming what the checkpoint holds when it is not ``kind`` (``task``)."""
+    if meta.get("kind") == kind and (task is None or meta.get("task") == task):
+        return
+    wanted = describe_kind({"kind": kind, "task": task})
+    raise ValueError(f"checkpoint {str(directory)!r} holds {describe_kind(meta)}, expected {wanted}")
+
+
+def run_checkpoint(out, name: str = CKPT_DIR) -> Path:
+    """The checkpoint folder ``name`` of run folder ``out``."""
+    return Path(out) / name
+
+
+def holds_checkpoint(directory) -> bool:
+    """A checkpoint folder, or the ``.NAME.old`` copy a save that died between its renames left."""
+    directory = Path(directory)
+    return (directory / META_FILE).is_file() or (_siblings(directory)[1] / META_FILE).is_file()
+
+
+def resolve_checkpoint(path, *, prefer=(CKPT_DIR,)) -> Path:
+    """The checkpoint folder meant by ``path``: the folder itself, or a run folder's ``ckpt``.
+
+    Commands accept either ``out`` (what ``--out`` named) or ``out/ckpt``.
+    ``prefer`` lists the run folder's checkpoints in the order to try (task
+    commands prefer ``best``, the model the validation metric chose). A path
+    that is neither comes back unchanged, for :func:`load_checkpoint` to
+    report.
+    """
+    path = Path(path)
+    if holds_checkpoint(path):
+        return path
+    for name in prefer:
+        if holds_checkpoint(path / name):
+            return path / name
+    return path
+
+
+def check_run_folder(out, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder that holds a trained one, unless told to.
+
+    Raises ValueError (nothing is written) when ``out`` holds a checkpoint
+    and neither ``resume`` nor ``overwrite`` is set; when ``resume`` is set
+    and there is nothing to resume; or when both are set.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("--resume with --overwrite: expected one of them (continue the run, or replace it)")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, expected a folder (or a path that does not exist yet)")
+    found = [name for name in (CKPT_DIR, BEST_DIR) if holds_checkpoint(out / name)]
+    if resume and CKPT_DIR not in found:
+        raise ValueError(f"--resume: {str(out)!r} holds no checkpoint ({out / CKPT_DIR} is missing), "
+                         "expected the --out folder of an earlier run")
+    if found and not (resume or overwrite):
+        raise ValueError(f"--out {str(out)!r} already holds a trained run ({out / found[0]}); expected --resume "
+                         "to continue it or --overwrite to replace it (or another --out)")

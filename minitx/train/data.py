@@ -29,8 +29,8 @@ Example::
     >>> from minitx.tokenizer.char import CharTokenizer
     >>> text = "hello world, hello minitx! " * 10
     >>> ds = LMDataset(text, CharTokenizer().train(text))
-    >>> x, y = ds.get_batch("train", batch_size=4, block_size=8,
-    ...                     rng=np.random.default_rng(0))
+    >>> x, y = ds.get_batch("train", batch_size=4, rng=np.random.default_rng(0),
+    ...                     block_size=8)
     >>> x.shape, y.shape, bool((x[:, 1:] == y[:, :-1]).all())
     ((4, 8), (4, 8), True)
 
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LMDataset", "get_batch", "SPLITS"]
+__all__ = ["LMDataset", "PaddedRows", "get_batch", "SPLITS"]
 
 SPLITS = ("train", "val")
 
@@ -92,24 +92,25 @@ class LMDataset:
     validation (default 0.1: nanoGPT's first 90% / last 10%).
     """
 
-    def __init__(self, text: str, tokenizer, *, val_fraction: float = 0.1):
+    def __init__(self, text: str, tokenizer, *, block_size: int | None = None, val_fraction: float = 0.1):
         if not isinstance(text, str):
             raise ValueError(f"text: got {type(text).__name__}, expected str")
         if not hasattr(tokenizer, "encode"):
             raise ValueError(f"tokenizer: got {type(tokenizer).__name__} without an encode() "
                              "method, expected a tokenizer with encode(text) -> list[int]")
         self.tokenizer = tokenizer
-        self._setup(tokenizer.encode(text), getattr(tokenizer, "vocab_size", None), val_fraction)
+        self._setup(tokenizer.encode(text), getattr(tokenizer, "vocab_size", None), val_fraction, block_size)
 
     @classmethod
-    def from_ids(cls, ids, *, vocab_size: int, val_fraction: float = 0.1) -> "LMDataset":
+    def from_ids(cls, ids, *, vocab_size: int, block_size: int | None = None,
+                 val_fraction: float = 0.1) -> "LMDataset":
         """Build from ids already encoded (e.g. a cached encoding of a big corpus)."""
         self = cls.__new__(cls)
         self.tokenizer = None
-        self._setup(ids, vocab_size, val_fraction)
+        self._setup(ids, vocab_size, val_fraction, block_size)
         return self
 
-    def _setup(self, ids, vocab_size, val_fraction) -> None:
+    def _setup(self, ids, vocab_size, val_fraction, block_size) -> None:
         vocab_size = _check_positive_int("vocab_size", vocab_size)
         try:
             val_fraction = float(val_fraction)
@@ -132,6 +133,10 @@ class LMDataset:
         self.val_fraction = val_fraction
         self.train = data[:n_train]
         self.val = data[n_train:]
+        self.block_size = None
+        if block_size is not None:
+            self.check_block_size(block_size)
+            self.block_size = block_size
 
     def __len__(self) -> int:
         """Total number of tokens (both splits)."""
@@ -159,11 +164,65 @@ class LMDataset:
                     "use a longer text or a smaller block_size"
                 )
 
-    def get_batch(self, split: str, batch_size: int, block_size: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Random ``(x, y)`` blocks from ``split``, see :func:`get_batch`."""
+    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator,
+                  block_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Random ``(x, y)`` blocks from ``split``, see :func:`get_batch`.
+
+        ``block_size`` defaults to the one the dataset was built with: that
+        is how a :class:`~minitx.train.trainer.Trainer` asks for batches,
+        ``get_batch(split, batch_size, rng)``, knowing nothing of blocks.
+        """
+        if block_size is None:
+            block_size = self.block_size
+            if block_size is None:
+                raise ValueError("block_size: got None, expected a positive integer (pass it here or to "
+                                 "LMDataset(..., block_size=T))")
         return get_batch(self.split(split), batch_size, block_size, rng, split=split)
 
     def __repr__(self):
         return (f"LMDataset(train={len(self.train)} tokens, val={len(self.val)} tokens, "
                 f"vocab_size={self.vocab_size}, dtype={self.train.dtype})")
+
+
+class PaddedRows:
+    """Examples stored as right-padded arrays; a batch is random rows trimmed to their longest.
+
+    The batch source of the encoder and encoder-decoder tasks: each column
+    is ``(array [N, ...], lengths [N] or None)``; a batch takes
+    ``batch_size`` rows at random and cuts every padded column to the
+    longest length among those rows, so a batch of short sentences is a
+    short array. ``transform(batch, rng) -> batch`` may change a batch
+    (the tagger's word dropout), drawing from the same generator.
+
+    Only the ``"train"`` split exists: tasks score the validation set with
+    their own metric (accuracy, F1, BLEU) rather than a loss on batches.
+
+        >>> x = np.array([[5, 6, 0], [7, 0, 0]]); y = np.array([1, 0])
+        >>> rows = PaddedRows((x, np.array([2, 1])), (y, None))
+        >>> bx, by = rows.get_batch("train", 2, np.random.default_rng(0))
+        >>> bx.shape[1] <= 2 and by.shape == (2,)
+        True
+    """
+
+    def __init__(self, *columns, transform=None):
+        if not columns:
+            raise ValueError("PaddedRows: got no columns, expected (array, lengths or None) pairs")
+        n = len(columns[0][0])
+        for i, (array, lengths) in enumerate(columns):
+            if len(array) != n or (lengths is not None and len(lengths) != n):
+                raise ValueError(f"PaddedRows column {i}: got {len(array)} rows, expected {n} like column 0")
+        if n == 0:
+            raise ValueError("PaddedRows: got 0 rows, expected at least one example")
+        self.columns, self.transform, self.n = columns, transform, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> tuple:
+        if split != "train":
+            raise ValueError(f"split={split!r}: task data has only 'train' batches, expected 'train' "
+                             "(validation is scored by the task's evaluate)")
+        idx = rng.integers(0, self.n, batch_size)
+        batch = tuple(array[idx] if lengths is None else array[idx, : lengths[idx].max()]
+                      for array, lengths in self.columns)
+        return self.transform(batch, rng) if self.transform is not None else batch

@@ -15,14 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .bpe import BPETokenizer, render_token
-from .patterns import PATTERNS
-
-
-def _usage_error(message: str) -> Exception:
-    from minitx.cli import UsageError  # noqa: PLC0415 - avoid an import cycle at load time
-
-    return UsageError(message)
+from ..tokenizer.patterns import PATTERNS
+from .errors import UsageError
 
 
 def add_parser(sub) -> None:
@@ -56,31 +50,33 @@ def add_parser(sub) -> None:
 def _read_text(path: str) -> str:
     p = Path(path)
     if not p.is_file():
-        raise _usage_error(f"--input: {path!r} does not exist or is not a file")
+        raise UsageError(f"--input: {path!r} does not exist or is not a file")
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise _usage_error(f"--input: {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UsageError(f"--input: {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def run_train(args) -> int:
     minimum = 256 + len(args.special)
     if args.vocab_size < minimum:
-        raise _usage_error(
+        raise UsageError(
             f"--vocab-size: got {args.vocab_size}, expected at least {minimum} (256 byte tokens + {len(args.special)} special)"
         )
     if len(set(args.special)) != len(args.special) or any(not s for s in args.special):
-        raise _usage_error(f"--special: got {args.special!r}, expected distinct non-empty tokens")
+        raise UsageError(f"--special: got {args.special!r}, expected distinct non-empty tokens")
     text = _read_text(args.input)
     out_dir = Path(args.output).resolve().parent
     if not out_dir.is_dir():
-        raise _usage_error(f"--output: directory {str(out_dir)!r} does not exist")
+        raise UsageError(f"--output: directory {str(out_dir)!r} does not exist")
+    from ..tokenizer import BPETokenizer  # noqa: PLC0415
+
     try:
         tok = BPETokenizer().train(
             text, args.vocab_size, pattern=args.pattern, special_tokens=args.special or None, progress=not args.quiet
         )
     except ValueError as exc:
-        raise _usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
     tok.save(args.output)
     print(f"trained {tok!r}; wrote {args.output} and {args.output}.vocab", file=sys.stderr)
     return 0
@@ -88,7 +84,9 @@ def run_train(args) -> int:
 
 def run_encode(args) -> int:
     if not Path(args.model).is_file():
-        raise _usage_error(f"--model: {args.model!r} does not exist or is not a file")
+        raise UsageError(f"--model: {args.model!r} does not exist or is not a file")
+    from ..tokenizer import BPETokenizer, render_token  # noqa: PLC0415
+
     tok = BPETokenizer.load(args.model)
     text = sys.stdin.read()
     ids = tok.encode(text, allowed_special=args.allowed_special)

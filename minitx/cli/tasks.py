@@ -3,11 +3,11 @@
 Train and use the encoder and encoder-decoder models from the command line::
 
     minitx train-classifier --out out/sentiment           # generated sentiment data
-    minitx classify --checkpoint out/sentiment/ckpt "the plot was not bad at all"
+    minitx classify --checkpoint out/sentiment "the plot was not bad at all"
     minitx train-tagger --out out/ner                     # generated NER data
-    minitx tag --checkpoint out/ner/ckpt "maria lopez visited port alder"
+    minitx tag --checkpoint out/ner "maria lopez visited port alder"
     minitx train-translator --out out/tolan               # generated translation data
-    minitx translate --checkpoint out/tolan/ckpt --beam 4 "the red cat sees a dog"
+    minitx translate --checkpoint out/tolan --beam 4 "the red cat sees a dog"
 
 With no data flags the training commands use minitx's generated datasets
 (:mod:`minitx.datasets`); ``--train FILE`` (and optionally ``--val``,
@@ -19,63 +19,96 @@ With no data flags the training commands use minitx's generated datasets
 
 Without ``--val`` the last 10% of ``--train`` is held out. Bad input (a
 malformed line, an unknown label, an empty source) is a one-line error with
-exit code 2. The training options mirror ``minitx train``.
-
-Register in :mod:`minitx.cli` with ``tasks_cli.add_parser`` (it adds all six);
-until then ``python -m minitx.tasks_cli ...`` runs them.
+exit code 2. The training, model and run-folder options are ``minitx
+train``'s (:mod:`minitx.cli.options`), with each task's own defaults; a run
+folder holds ``ckpt/`` (the latest state, for ``--resume``) and ``best/``
+(the model with the best validation metric, which ``classify``, ``tag`` and
+``translate`` load when given the folder). ``--threads`` and ``mpiexec``
+make training data-parallel, as for ``minitx train``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+
+
+from pathlib import Path
+
+from .errors import UsageError
+from .options import (add_model_options, add_run_options, add_training_options, announce, given,
+                      interrupted_message, parallel_plan, train_config)
+
+#: Each task's training defaults (what the flags default to).
+DEFAULTS = {
+    "train-classifier": dict(preset="enc-small", max_iters=600, batch_size=32, lr=1e-3, eval_interval=200),
+    "train-tagger": dict(preset="enc-small", max_iters=400, batch_size=32, lr=1e-3, eval_interval=100),
+    "train-translator": dict(preset="s2s-small", max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
+                             label_smoothing=0.1),
+}
+_COMMON = dict(min_lr="lr/10", warmup_iters=100, beta2=0.98, weight_decay=0.01, seed=1337)
+#: Config fields a task's ``fit`` derives from the data (the vocabulary sizes, the special ids).
+SET_BY_FIT = ("vocab_size", "pad_id", "src_vocab_size", "tgt_vocab_size", "share_embeddings", "bos_id", "eos_id")
+#: ``--flag`` dest -> the encoder / seq2seq config field.
+ARCH_FIELDS = {"n_layer": "n_layer", "n_head": "n_head", "d_model": "d_model", "block_size": "max_len",
+               "dropout": "dropout"}
 
 
 # --------------------------------------------------------------------------
 # shared options
 # --------------------------------------------------------------------------
-def _add_training_options(p, *, preset: str, max_iters: int, batch_size: int, lr: float, eval_interval: int,
-                          label_smoothing: float):
-    p.add_argument("--train", metavar="TSV", help="training data (default: minitx's generated dataset)")
-    p.add_argument("--val", metavar="TSV", help="validation data (default: the last 10%% of --train)")
-    p.add_argument("--test", metavar="TSV", help="test data, scored once at the end")
-    p.add_argument("--n-train", type=int, default=None, help="generated data: training examples")
-    p.add_argument("--data-seed", type=int, default=0, help="generated data: seed (default 0)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (metrics.jsonl, ckpt/)")
-    p.add_argument("--preset", default=preset, help=f"model size (default {preset})")
-    p.add_argument("--n-layer", type=int, help="override the preset's layer count")
-    p.add_argument("--n-head", type=int)
-    p.add_argument("--d-model", type=int)
-    p.add_argument("--max-len", type=int)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--max-iters", type=int, default=max_iters)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--min-lr", type=float, default=None, help="default lr / 10")
-    p.add_argument("--warmup-iters", type=int, default=100)
-    p.add_argument("--beta2", type=float, default=0.98)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--eval-interval", type=int, default=eval_interval)
-    p.add_argument("--label-smoothing", type=float, default=label_smoothing)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+def _add_task_training(p, command: str):
+    defaults = {**_COMMON, **DEFAULTS[command]}
+    g = p.add_argument_group("data")
+    g.add_argument("--train", metavar="TSV", help="training data (default: minitx's generated dataset)")
+    g.add_argument("--val", metavar="TSV", help="validation data (default: the last 10%% of --train)")
+    g.add_argument("--test", metavar="TSV", help="test data, scored once at the end (default: generated, or none)")
+    g.add_argument("--n-train", type=int, default=None, help="generated data: training examples (default: the "
+                                                             "task's)")
+    g.add_argument("--data-seed", type=int, default=0, help="generated data: seed (default 0)")
+    add_model_options(p, {"preset": defaults["preset"]}, preset_help="model size")
+    add_training_options(p, defaults)
+    add_run_options(p, out_default=None)
+    p.set_defaults(task_defaults=defaults)
 
 
-def _train_config(args):
-    from .train.trainer import TrainConfig
+def _plan(args):
+    """Everything decided before the data is read: the run folder rule, the parallel plan, the config."""
+    from ..train.checkpoint import check_run_folder, load_checkpoint  # noqa: PLC0415
 
-    return TrainConfig(batch_size=args.batch_size, max_iters=args.max_iters, lr=args.lr,
-                       min_lr=args.lr / 10 if args.min_lr is None else args.min_lr, warmup_iters=args.warmup_iters,
-                       beta2=args.beta2, weight_decay=args.weight_decay, eval_interval=args.eval_interval,
-                       seed=args.seed)
+    threads, comm = parallel_plan(args, "cpu")
+    check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
+    meta = load_checkpoint(Path(args.out) / "ckpt")[2] if args.resume else {}
+    if args.resume:
+        if args.preset is not None:
+            raise UsageError("--preset: not allowed with --resume (the checkpoint fixes the model)")
+        fixed = {k: v for k, v in (meta.get("config") or {}).items() if k not in SET_BY_FIT}
+        for name, value in given(args, ARCH_FIELDS).items():
+            field = ARCH_FIELDS[name]
+            if field in fixed and fixed[field] != value:
+                raise UsageError(f"--{name.replace('_', '-')} {value}: the checkpoint has {field}={fixed[field]}; "
+                                 "expected the checkpoint's architecture when resuming")
+        args.resume_config = fixed
+    config = train_config(args, args.task_defaults, meta.get("train"))
+    return config, threads, comm
 
 
-def _model_overrides(args, *, encoder_only: bool) -> dict:
-    out = {"n_head": args.n_head, "d_model": args.d_model, "max_len": args.max_len, "dropout": args.dropout}
-    if encoder_only:
-        out["n_layer"] = args.n_layer
-    elif args.n_layer is not None:
-        out["n_enc_layer"] = out["n_dec_layer"] = args.n_layer
-    return out
+def _fit_options(args, threads, comm) -> dict:
+    """Keyword arguments every task's ``fit`` takes from the command line."""
+    overrides = getattr(args, "resume_config", None) or {ARCH_FIELDS[k]: v for k, v in given(args, ARCH_FIELDS).items()}
+    return dict(preset=args.preset or args.task_defaults["preset"], out_dir=args.out, resume=args.resume,
+                threads=threads, comm=comm, progress=not args.no_progress and comm.rank == 0,
+                log=announce(comm), **overrides)
+
+
+def _fit(fit, args, *rows, **kwargs):
+    """``fit(*rows, config, ...)`` with Ctrl-C turned into a message and exit code 130."""
+    from ..train.config import TrainingInterrupted  # noqa: PLC0415
+
+    config, threads, comm = _plan(args)
+    try:
+        return fit(*rows, config, **_fit_options(args, threads, comm), **kwargs), comm
+    except TrainingInterrupted as exc:
+        announce(comm)(interrupted_message(exc, args.command, args.out), file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _split(rows, args):
@@ -104,7 +137,8 @@ def _texts(args) -> list[str]:
 
 
 def _add_input_options(p):
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a checkpoint folder (…/ckpt)")
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="the --out folder of the training command (its best/), or a checkpoint folder")
     p.add_argument("text", nargs="*", help="input sentence(s)")
     p.add_argument("--input", metavar="FILE", help="read inputs from FILE, one per line")
 
@@ -117,8 +151,8 @@ def _print_scores(name: str, scores: dict) -> None:
 # classification
 # --------------------------------------------------------------------------
 def cmd_train_classifier(args) -> int:
-    from .datasets import bag_of_words_baseline, make_sentiment, read_tsv
-    from .tasks.classify import TextClassifier
+    from ..datasets import bag_of_words_baseline, make_sentiment, read_tsv
+    from ..tasks.classify import TextClassifier
 
     if args.train:
         flip = lambda rows: [(text, label) for label, text in rows]  # noqa: E731 - files hold label<TAB>text
@@ -141,21 +175,21 @@ def cmd_train_classifier(args) -> int:
             if y not in known:
                 raise ValueError(f"--test example {i + 1}: unknown label {y!r}, "
                                  f"expected one of {', '.join(sorted(known))}")
-    clf = TextClassifier.fit(train, val, _train_config(args), preset=args.preset, pooling=args.pooling,
-                             labels=labels, out_dir=args.out, label_smoothing=args.label_smoothing,
-                             progress=not args.no_progress, **_model_overrides(args, encoder_only=True))
+    clf, comm = _fit(TextClassifier.fit, args, train, val, pooling=args.pooling, labels=labels)
+    if comm.rank != 0:
+        return 0
     _print_scores("val", clf.evaluate(val))
     if test is not None:
         for i, (_, y) in enumerate(test):
             clf.labels.encode(y, where=f"test example {i + 1}: ")
         _print_scores("test", clf.evaluate(test))
         print(f"test: bag-of-words baseline accuracy {bag_of_words_baseline(train, test):.4f}")
-    print(f"checkpoint: {args.out}/ckpt")
+    print(f"checkpoint: {args.out}/best (best validation accuracy); {args.out}/ckpt (latest, for --resume)")
     return 0
 
 
 def cmd_classify(args) -> int:
-    from .tasks.classify import TextClassifier
+    from ..tasks.classify import TextClassifier
 
     clf = TextClassifier.load(args.checkpoint)
     texts = _texts(args)
@@ -169,8 +203,8 @@ def cmd_classify(args) -> int:
 # tagging
 # --------------------------------------------------------------------------
 def cmd_train_tagger(args) -> int:
-    from .datasets import make_ner, read_tsv
-    from .tasks.tag import Tagger
+    from ..datasets import make_ner, read_tsv
+    from ..tasks.tag import Tagger
 
     if args.train:
         split = lambda rows: [(w.split(), t.split()) for w, t in rows]  # noqa: E731
@@ -183,22 +217,21 @@ def cmd_train_tagger(args) -> int:
         data = make_ner(args.n_train or 6000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     tags = args.tags.split(",") if args.tags else None
-    tagger = Tagger.fit(train, val, _train_config(args), preset=args.preset, tags=tags,
-                        word_dropout=args.word_dropout, out_dir=args.out,
-                        label_smoothing=args.label_smoothing, progress=not args.no_progress,
-                        **_model_overrides(args, encoder_only=True))
+    tagger, comm = _fit(Tagger.fit, args, train, val, tags=tags, word_dropout=args.word_dropout)
+    if comm.rank != 0:
+        return 0
     _print_scores("val", tagger.evaluate(val))
     if test is not None:
-        from .tasks.tag import check_tagged
+        from ..tasks.tag import check_tagged
 
         check_tagged(test, tagger.tags, "test")
         _print_scores("test", tagger.evaluate(test))
-    print(f"checkpoint: {args.out}/ckpt")
+    print(f"checkpoint: {args.out}/best (best validation F1); {args.out}/ckpt (latest, for --resume)")
     return 0
 
 
 def cmd_tag(args) -> int:
-    from .tasks.tag import Tagger
+    from ..tasks.tag import Tagger
 
     tagger = Tagger.load(args.checkpoint)
     sentences = [t.split() for t in _texts(args)]
@@ -221,7 +254,7 @@ def _add_decoding_options(p):
 
 
 def _check_decoding(args) -> None:
-    from .generate import check_sampling_args
+    from ..generate import check_sampling_args
 
     if args.beam < 0:
         raise ValueError(f"--beam: got {args.beam}, expected an integer >= 1 (or 0 for greedy)")
@@ -231,8 +264,8 @@ def _check_decoding(args) -> None:
 
 
 def cmd_train_translator(args) -> int:
-    from .datasets import make_translation, read_tsv
-    from .tasks.translate import Translator
+    from ..datasets import make_translation, read_tsv
+    from ..tasks.translate import Translator
 
     if args.train:
         train = read_tsv(args.train, 2)
@@ -243,23 +276,27 @@ def cmd_train_translator(args) -> int:
     else:
         data = make_translation(args.n_train or 20000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
-    tr = Translator.fit(train, val, _train_config(args), preset=args.preset, share_embeddings=args.share_embeddings,
-                        out_dir=args.out, label_smoothing=args.label_smoothing, progress=not args.no_progress,
-                        **_model_overrides(args, encoder_only=False))
+    overrides = {}
+    if args.n_layer is not None and not args.resume:  # one flag, both stacks
+        overrides = {"n_enc_layer": args.n_layer, "n_dec_layer": args.n_layer}
+        args.n_layer = None
+    tr, comm = _fit(Translator.fit, args, train, val, share_embeddings=args.share_embeddings, **overrides)
+    if comm.rank != 0:
+        return 0
     _print_scores("val (greedy)", tr.evaluate(val))
     if test is not None:
-        from .tasks.translate import check_pairs
+        from ..tasks.translate import check_pairs
 
         check_pairs(test, "test")
         _print_scores("test (greedy)", tr.evaluate(test))
         if args.eval_beam:
             _print_scores(f"test (beam {args.eval_beam})", tr.evaluate(test, beam=args.eval_beam))
-    print(f"checkpoint: {args.out}/ckpt")
+    print(f"checkpoint: {args.out}/best (best validation BLEU); {args.out}/ckpt (latest, for --resume)")
     return 0
 
 
 def cmd_translate(args) -> int:
-    from .tasks.translate import Translator
+    from ..tasks.translate import Translator
 
     _check_decoding(args)
     tr = Translator.load(args.checkpoint)
@@ -277,8 +314,7 @@ def cmd_translate(args) -> int:
 def add_parser(sub) -> None:
     """Add the six task subcommands to ``minitx``'s subparsers."""
     p = sub.add_parser("train-classifier", help="train a sentence classifier (encoder; default: generated sentiment)")
-    _add_training_options(p, preset="enc-small", max_iters=600, batch_size=32, lr=1e-3, eval_interval=200,
-                          label_smoothing=0.0)
+    _add_task_training(p, "train-classifier")
     p.add_argument("--pooling", choices=("first", "mean"), default="first")
     p.add_argument("--labels", help="comma-separated label set (default: the labels of --train)")
     p.set_defaults(func=cmd_train_classifier)
@@ -288,8 +324,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("train-tagger", help="train a token tagger (encoder; default: generated NER)")
-    _add_training_options(p, preset="enc-small", max_iters=400, batch_size=32, lr=1e-3, eval_interval=100,
-                          label_smoothing=0.0)
+    _add_task_training(p, "train-tagger")
     p.add_argument("--tags", help="comma-separated tag set (default: the tags of --train)")
     p.add_argument("--word-dropout", type=float, default=0.1,
                    help="replace training words by <unk> with this probability (default 0.1)")
@@ -300,8 +335,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("train-translator", help="train an encoder-decoder translator (default: generated data)")
-    _add_training_options(p, preset="s2s-small", max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
-                          label_smoothing=0.1)
+    _add_task_training(p, "train-translator")
     p.add_argument("--share-embeddings", action="store_true", help="one joint vocabulary and embedding")
     p.add_argument("--eval-beam", type=int, default=4, help="also score the test set with this beam (0: skip)")
     p.set_defaults(func=cmd_train_translator)
@@ -310,21 +344,3 @@ def add_parser(sub) -> None:
     _add_input_options(p)
     _add_decoding_options(p)
     p.set_defaults(func=cmd_translate)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one of these subcommands (what ``minitx`` does once they are registered)."""
-    parser = argparse.ArgumentParser(prog="minitx", description="minitx task commands")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:
-        print(f"minitx {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Option definitions shared by every command that trains or runs a model.
+
+One flag name per concept, defined once here: ``--d-model`` is the model
+width for the GPT and for the encoder tasks alike, ``--block-size`` the
+context window, ``--out``/``--resume``/``--overwrite`` the run folder rules,
+``--device``/``--backend`` where the maths runs. A command passes its own
+*defaults* (the main job's, a task's); the flags default to ``None`` so that
+"not given" can be told apart from "given the default value", which is what
+``--resume`` needs (a flag given on resume overrides the checkpoint; one not
+given keeps the checkpoint's value).
+"""
+from __future__ import annotations
+
+from .errors import UsageError
+
+#: Model-shape flags: (flag, type, help). The config field each sets is the command's business.
+MODEL_FLAGS = (
+    ("--n-layer", int, "transformer blocks"),
+    ("--n-head", int, "attention heads"),
+    ("--d-model", int, "model width (divisible by --n-head)"),
+    ("--block-size", int, "context window in tokens"),
+    ("--dropout", float, "dropout probability in [0, 1)"),
+)
+#: Training flags, each a field of :class:`minitx.train.config.TrainConfig` of the same name.
+TRAIN_FLAGS = (
+    ("--batch-size", int, "sequences per optimizer step (the global batch)"),
+    ("--max-iters", int, "training steps"),
+    ("--lr", float, "peak learning rate"),
+    ("--min-lr", float, "learning rate at the end of the cosine"),
+    ("--warmup-iters", int, "linear warmup steps"),
+    ("--beta2", float, "AdamW beta2"),
+    ("--weight-decay", float, "AdamW decay on 2-D weights"),
+    ("--grad-clip", float, "clip the gradient norm to this (0: off)"),
+    ("--grad-accum", int, "micro-batches per optimizer step"),
+    ("--eval-interval", int, "steps between evaluations and checkpoints"),
+    ("--eval-iters", int, "batches per loss estimate"),
+    ("--label-smoothing", float, "cross-entropy label smoothing in [0, 1)"),
+    ("--seed", int, "seed for initialisation, batches and dropout"),
+)
+#: The GPU backend ``--device cuda`` uses unless ``--backend`` says otherwise.
+DEFAULT_CUDA_BACKEND = "cupy"
+
+
+def dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def _with_default(what: str, value) -> str:
+    return what if value is None else f"{what} (default {value})"
+
+
+def add_model_options(parser, defaults: dict, *, preset_help: str = "named model size") -> None:
+    """``--preset`` and the shape flags; ``defaults`` maps flag dest -> the value shown in ``--help``."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--preset", default=None, help=_with_default(preset_help, defaults.get("preset")))
+    for flag, typ, what in MODEL_FLAGS:
+        shown = defaults.get(dest(flag), "the preset's")
+        g.add_argument(flag, type=typ, default=None, help=f"{what} (default {shown})")
+
+
+def add_training_options(parser, defaults: dict) -> None:
+    """The :class:`TrainConfig` flags plus ``--threads``; defaults shown are ``defaults``' (else TrainConfig's)."""
+    from ..train.config import TrainConfig  # noqa: PLC0415
+
+    base = TrainConfig()
+    g = parser.add_argument_group("training")
+    for flag, typ, what in TRAIN_FLAGS:
+        name = dest(flag)
+        g.add_argument(flag, type=typ, default=None, help=_with_default(what, defaults.get(name, getattr(base, name))))
+    g.add_argument("--threads", type=int, default=None,
+                   help="data-parallel replicas in this process, one Python thread each (default: the cores, at "
+                        "most 2; 1 per rank under mpiexec)")
+
+
+def add_run_options(parser, *, out_default: str | None) -> None:
+    """The run folder: ``--out``, ``--resume``, ``--overwrite``, ``--no-progress``."""
+    g = parser.add_argument_group("run folder")
+    if out_default is None:
+        g.add_argument("--out", required=True, metavar="DIR", help="output folder: ckpt/, best/, metrics.jsonl, "
+                                                                   "loss.png")
+    else:
+        g.add_argument("--out", default=out_default, metavar="DIR",
+                       help=f"output folder: ckpt/, metrics.jsonl, loss.png (default {out_default})")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (only once the new run writes its first checkpoint)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+
+
+def given(args, names) -> dict:
+    """The flags among ``names`` that were given on the command line: ``{dest: value}``."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def train_config(args, defaults: dict, checkpoint_train: dict | None = None):
+    """A TrainConfig: TrainConfig's defaults < the command's < a resumed checkpoint's < the flags given."""
+    from ..train.config import TrainConfig  # noqa: PLC0415
+
+    names = [dest(f) for f, _, _ in TRAIN_FLAGS]
+    values = {k: v for k, v in defaults.items() if k in names}
+    values.update({k: v for k, v in (checkpoint_train or {}).items() if k in names})
+    values.update(given(args, names))
+    if values.get("min_lr") == "lr/10":  # a task's default: a tenth of whatever --lr is
+        values["min_lr"] = values["lr"] / 10
+    return TrainConfig(**values)
+
+
+# --------------------------------------------------------------------------
+# devices and backends
+# --------------------------------------------------------------------------
+def add_device_options(parser) -> None:
+    g = parser.add_argument_group("device")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to compute (default: cpu); cuda needs an NVIDIA GPU and CuPy")
+    g.add_argument("--backend", choices=("numpy", "cupy", "kernels"), default=None,
+                   help="numpy on the CPU; on cuda: cupy (default, cuBLAS) or kernels (minitx's CUDA kernels "
+                        "for matmul, softmax, LayerNorm, attention)")
+
+
+def select_device(args) -> tuple[str, str]:
+    """Validate ``--device``/``--backend``; returns ``(device, backend)`` without changing anything yet."""
+    from ..backend import check_cuda  # noqa: PLC0415
+
+    device, name = args.device, args.backend
+    if device == "cpu":
+        if name not in (None, "numpy"):
+            raise UsageError(f"--backend {name}: runs on the GPU, expected --device cuda with it "
+                             "(the CPU backend is numpy)")
+        return device, "numpy"
+    if name == "numpy":
+        raise UsageError("--backend numpy: runs on the CPU, expected cupy or kernels with --device cuda")
+    reason = check_cuda()
+    if reason is not None:
+        raise UsageError(f"--device cuda: no CUDA device visible ({reason}); expected an NVIDIA GPU with CuPy "
+                         "installed: pip install minitx[cuda]")
+    return device, name or DEFAULT_CUDA_BACKEND
+
+
+class using_backend:
+    """Select a backend for the duration of a command, then restore the previous one."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        from .. import backend  # noqa: PLC0415
+
+        self.previous = backend.get_backend()
+        backend.set_backend(self.name)
+        return self
+
+    def __exit__(self, *exc):
+        from .. import backend  # noqa: PLC0415
+
+        backend.set_backend(self.previous)
+        return False
+
+
+# --------------------------------------------------------------------------
+# data parallelism: threads in this process, MPI ranks across processes
+# --------------------------------------------------------------------------
+def parallel_plan(args, device: str):
+    """``(threads, communicator)`` for a training command, checked before anything is read.
+
+    Under ``mpiexec`` every rank is a replica and ``--threads`` defaults to 1
+    (each rank already has its core); otherwise threads default to the
+    machine's cores, at most 2 (more replicas than cores only adds copies).
+    """
+    import os  # noqa: PLC0415
+
+    from ..train.parallel import default_communicator  # noqa: PLC0415
+
+    try:
+        comm = default_communicator()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if comm.size > 1 and device == "cuda":
+        raise UsageError("--device cuda under mpiexec: the MPI communicator all-reduces host (NumPy) arrays; "
+                         "expected --device cpu with MPI ranks (a GPU build needs a device communicator such as NCCL)")
+    threads = args.threads
+    if threads is None:
+        threads = 1 if (comm.size > 1 or device == "cuda") else min(2, os.cpu_count() or 1)
+    if threads < 1:
+        raise UsageError(f"--threads: got {threads}, expected a positive integer")
+    if device == "cuda" and threads != 1:
+        raise UsageError(f"--threads {threads}: data-parallel threads are a CPU feature, expected 1 (or no "
+                         "--threads) with --device cuda")
+    return threads, comm
+
+
+def announce(comm):
+    """``print`` on rank 0, silence on the others (they compute, rank 0 talks)."""
+    if comm.rank == 0:
+        return print
+    return lambda *a, **k: None
+
+
+def interrupted_message(exc, command: str, out) -> str:
+    """What to print after Ctrl-C: where the checkpoint went and how to continue."""
+    if exc.checkpoint is None:
+        return f"interrupted after iteration {exc.iter}; nothing to save yet (no step completed)"
+    return (f"interrupted: iteration {exc.iter} saved in {exc.checkpoint}; continue with: "
+            f"minitx {command} --out {out} --resume")
+
+
+__all__ = ["DEFAULT_CUDA_BACKEND", "MODEL_FLAGS", "TRAIN_FLAGS", "add_device_options", "add_model_options",
+           "add_run_options", "add_training_options", "announce", "given", "interrupted_message", "parallel_plan",
+           "select_device", "train_config", "using_backend"]
