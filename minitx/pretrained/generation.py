@@ -119,13 +119,18 @@ def _decoder(model, inputs, max_new_tokens: int, s: dict):
 
 
 def generate(model, inputs, max_new_tokens: int = 20, *, num_beams: int = 1, length_penalty: float = 1.0,
-             early_stopping: bool = True) -> list[list[int]]:
+             early_stopping: bool = True, temperature: float = 0.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None) -> list[list[int]]:
     """Generated ids per input (a list of token-id lists), as ``model.generate`` makes them.
 
     For a GPT, ``inputs`` are prompts and the result is the continuation;
     for a Seq2Seq, ``inputs`` are the encoder's inputs and the result is the
     decoder's output without its start token. EOS, when produced, ends the
     list (and is included, as in Hugging Face's output).
+
+    ``temperature=0`` (the default) is greedy, as ``do_sample=False``;
+    above 0 the tokens are drawn with minitx's sampler
+    (:func:`minitx.generate.next_token_probs`, after the folder's processors).
     """
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: got {max_new_tokens!r}, expected an integer >= 1")
@@ -136,7 +141,7 @@ def generate(model, inputs, max_new_tokens: int = 20, *, num_beams: int = 1, len
         decoder, B, prefix = _decoder(model, inputs, max_new_tokens, s)
         processor = LogitsProcessor(s, prefix, max_new_tokens)
         if num_beams == 1:
-            return _greedy(decoder, B, max_new_tokens, s, processor)
+            return _step_by_step(decoder, B, max_new_tokens, s, processor, temperature, top_k, top_p, seed)
         hyps = beam_search(decoder, B, beam_size=num_beams, max_new_tokens=max_new_tokens, eos_id=s["eos_id"],
                            length_penalty=length_penalty, early_stopping=early_stopping,
                            pad_id=s["pad_id"] if s["pad_id"] is not None else 0, logits_processor=processor)
@@ -145,15 +150,24 @@ def generate(model, inputs, max_new_tokens: int = 20, *, num_beams: int = 1, len
         model.train(was_training)
 
 
-def _greedy(decoder, B: int, max_new_tokens: int, s: dict, processor) -> list[list[int]]:
-    """The argmax at every step; a row that produced EOS stops growing (it is fed padding)."""
+def _step_by_step(decoder, B: int, max_new_tokens: int, s: dict, processor, temperature=0.0, top_k=None, top_p=None,
+                  seed=None) -> list[list[int]]:
+    """The argmax (or a draw) at every step; a row that produced EOS stops growing (it is fed padding)."""
+    from ..generate import check_sampling_args, next_token_probs, sample_from
+
+    check_sampling_args(temperature, top_k, top_p, max_new_tokens)
+    rng = np.random.default_rng(seed)
     eos, pad = s["eos_id"], s["pad_id"] if s["pad_id"] is not None else 0
     logits = decoder.first(1)  # (B, V)
     out = np.zeros((B, 0), dtype=np.int64)
     done = np.zeros(B, dtype=bool)
     for t in range(1, max_new_tokens + 1):
         scores = processor(np.asarray(logits, dtype=np.float32), t)  # (B, V)
-        nxt = np.where(done, pad, scores.argmax(axis=-1))  # (B,)
+        if temperature == 0:
+            chosen = scores.argmax(axis=-1)  # (B,)
+        else:
+            chosen = sample_from(next_token_probs(scores, temperature=temperature, top_k=top_k, top_p=top_p), rng)
+        nxt = np.where(done, pad, chosen)  # (B,)
         out = np.concatenate([out, nxt[:, None]], axis=1)  # (B, t)
         if eos is not None:
             done |= nxt == eos
