@@ -38,7 +38,8 @@ def test_it_is_the_real_minilm(minilm):
 def test_embeddings_match_sentence_transformers(minilm):
     st = pytest.importorskip("sentence_transformers", reason="the reference; pip install sentence-transformers")
     model, tok = minilm
-    mine = embed(model, tok, SENTENCES, batch_size=4, max_length=max_sequence_length(model, FOLDER))
+    assert model.max_seq_length == max_sequence_length(model, FOLDER) == 256
+    mine = embed(model, tok, SENTENCES, batch_size=4)  # truncates at 256 tokens, as sentence-transformers does
     ref = st.SentenceTransformer(FOLDER, device="cpu").encode(SENTENCES, batch_size=4)
     assert mine.shape == (len(SENTENCES), 384) and mine.dtype == np.float32
     np.testing.assert_allclose(mine, ref, atol=1e-5, rtol=0)
@@ -74,3 +75,18 @@ def test_corpus_search_caches_beside_the_file(minilm, tmp_path):
     corpus.write_text("Only one line now.\n")  # a changed file invalidates the cache
     changed = CorpusIndex(corpus, model, tok)
     assert not changed.from_cache and changed.embeddings.shape == (1, 384)
+
+
+def test_loading_imports_no_torch():
+    """The folder is read with safetensors and NumPy only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, minitx; from minitx.pretrained.embeddings import embed; "
+            f"m, t = minitx.from_pretrained({FOLDER!r}); embed(m, t, ['a test']); "
+            "bad = [n for n in ('torch', 'transformers', 'sentence_transformers') if n in sys.modules]; "
+            "assert not bad, bad")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -59,7 +59,12 @@ def encode_batch(tokenizer, texts: list[str], max_length: int, pad_id: int = 0):
 
 
 def embed(model, tokenizer, texts, *, batch_size: int = 32, normalize: bool = True, max_length: int | None = None):
-    """``texts -> (N, D)`` float32 sentence embeddings (mean-pooled over the mask, L2-normalised)."""
+    """``texts -> (N, D)`` float32 sentence embeddings (mean-pooled over the mask, L2-normalised).
+
+    Texts longer than ``max_length`` tokens are cut (keeping ``[SEP]``); the
+    default is the folder's sentence-transformers ``max_seq_length`` (256 for
+    all-MiniLM-L6-v2) when it has one, else the position table's size.
+    """
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
@@ -70,7 +75,7 @@ def embed(model, tokenizer, texts, *, batch_size: int = 32, normalize: bool = Tr
         raise PretrainedError(f"embed: got a {type(model).__name__}, expected an encoder (BERT-style) model")
     if tokenizer is None:
         raise PretrainedError("embed: the model folder has no tokenizer (expected tokenizer.json or vocab.txt)")
-    max_length = max_length or encoder.config.max_len
+    max_length = max_length or getattr(model, "max_seq_length", None) or encoder.config.max_len
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else encoder.config.pad_id
     was_training = encoder.training
     encoder.eval()
