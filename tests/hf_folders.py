@@ -73,7 +73,7 @@ def save(model, tok, folder):
 
 
 def gpt2_folder(folder, *, seed=0, n_layer=2, n_head=2, n_embd=32, n_positions=64, activation="gelu_new",
-                n_inner=None, tie=True, eps=1e-5):
+                n_inner=None, tie=True, eps=1e-5, **generation):
     import transformers
 
     tok = byte_bpe(300, ["<|endoftext|>"])
@@ -83,6 +83,8 @@ def gpt2_folder(folder, *, seed=0, n_layer=2, n_head=2, n_embd=32, n_positions=6
                                   layer_norm_epsilon=eps, bos_token_id=eos, eos_token_id=eos,
                                   tie_word_embeddings=tie)
     model = randomise(transformers.GPT2LMHeadModel(cfg), seed)
+    for key, value in generation.items():
+        setattr(model.generation_config, key, value)
     return save(model, tok, folder), model, tok
 
 
@@ -100,7 +102,7 @@ def bert_folder(folder, *, seed=0, classifier=False, n_layer=2, n_head=2, d=32, 
 
 
 def bart_folder(folder, *, seed=0, enc=2, dec=2, heads=2, d=32, ffn=48, act="gelu", scale_embedding=False,
-                max_pos=64):
+                max_pos=64, **generation):
     import transformers
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -111,6 +113,8 @@ def bart_folder(folder, *, seed=0, enc=2, dec=2, heads=2, d=32, ffn=48, act="gel
                                   max_position_embeddings=max_pos, scale_embedding=scale_embedding, pad_token_id=1,
                                   bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2)
     model = randomise(transformers.BartForConditionalGeneration(cfg), seed)
+    for key, value in generation.items():  # e.g. forced_bos_token_id, min_length
+        setattr(model.generation_config, key, value)
     return save(model, tok, folder), model, tok
 
 

@@ -24,9 +24,10 @@ from minitx.pretrained.generation import generate  # noqa: E402
 
 VARIANTS = {
     "gpt2": [dict(), dict(seed=1, n_layer=3, n_head=4, n_embd=24, activation="gelu", n_inner=40, eps=1e-6),
-             dict(seed=2, activation="relu", tie=False)],
+             dict(seed=2, activation="relu", tie=False, min_length=12)],
     "bert": [dict(), dict(seed=1, n_layer=3, n_head=4, d=24, d_ff=40, act="relu")],
-    "bart": [dict(), dict(seed=1, enc=1, dec=3, heads=4, d=24, ffn=40, act="gelu_new", scale_embedding=True)],
+    "bart": [dict(), dict(seed=1, enc=1, dec=3, heads=4, d=24, ffn=40, act="gelu_new", scale_embedding=True),
+             dict(seed=2, forced_bos_token_id=0, min_length=5)],
     "t5": [dict(), dict(seed=1, layers=3, dec_layers=2, heads=4, d=24, d_kv=5, d_ff=40, proj="gated-gelu",
                         buckets=12, max_distance=9)],
 }
