@@ -25,7 +25,7 @@ from minitx.pretrained.generation import generate  # noqa: E402
 VARIANTS = {
     "gpt2": [dict(), dict(seed=1, n_layer=3, n_head=4, n_embd=24, activation="gelu", n_inner=40, eps=1e-6),
              dict(seed=2, activation="relu", tie=False, min_length=12)],
-    "bert": [dict(), dict(seed=1, n_layer=3, n_head=4, d=24, d_ff=40, act="relu")],
+    "bert": [dict(), dict(seed=1, n_layer=3, n_head=4, d=24, d_ff=40, act="relu"), dict(seed=2, act="silu")],
     "bart": [dict(), dict(seed=1, enc=1, dec=3, heads=4, d=24, ffn=40, act="gelu_new", scale_embedding=True),
              dict(seed=2, forced_bos_token_id=0, min_length=5)],
     "t5": [dict(), dict(seed=1, layers=3, dec_layers=2, heads=4, d=24, d_kv=5, d_ff=40, proj="gated-gelu",
@@ -217,7 +217,7 @@ def test_bad_tensors_and_types_are_named(folders, tmp_path):
     for key, value, message in (("model_type", "llama", "model_type 'llama' is not supported"),
                                 ("architectures", ["GPT2ForTokenClassification"], "architecture 'GPT2For"),
                                 ("scale_attn_by_inverse_layer_idx", True, "scale_attn_by_inverse_layer_idx"),
-                                ("activation_function", "swish", "activation_function='swish'")):
+                                ("activation_function", "quick_gelu", "activation_function=.quick_gelu.")):
         bad = _copy(folder, tmp_path / key)
         cfg = json.loads((bad / "config.json").read_text())
         cfg[key] = value

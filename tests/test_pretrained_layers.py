@@ -140,8 +140,9 @@ def test_gated_feedforward_and_tanh_gradcheck():
     assert ff.fc_gate.weight.shape == (6, 10)
     result = gradcheck_module(ff, rng.standard_normal((2, 3, 6)))
     assert result.ok(TOL), result
-    result = gradcheck_module(Activation("tanh"), rng.standard_normal((3, 4)))
-    assert result.ok(TOL), result
+    for name in ("tanh", "silu"):
+        result = gradcheck_module(Activation(name), rng.standard_normal((3, 4)))
+        assert result.ok(TOL), (name, result)
 
 
 def _perturb(model, seed):

@@ -112,3 +112,17 @@ def test_character_tables_do_not_depend_on_the_python_version():
     assert in_control("\u200b") and not in_control("\t") and not in_control("\U000E0080")  # unassigned is kept
     assert in_punctuation("!") and in_punctuation("$") and not in_punctuation("\u061d")  # U+061D is new in 14.0
     assert in_marks("\u0301") and lower("\u03a3") == "\u03c3"  # capital sigma, no final-sigma context
+
+
+def test_a_folder_with_only_vocab_txt_tokenizes_like_tokenizer_json(pair, tmp_path):
+    import shutil
+
+    from minitx.pretrained import load_tokenizer
+
+    folder = os.path.dirname(minilm_tokenizer_json())
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(folder, name), tmp_path / name)
+    from_vocab, from_json = load_tokenizer(tmp_path), load_tokenizer(folder)
+    assert from_vocab.kind == "wordpiece"
+    for text in FIXED:
+        assert from_vocab.encode(text) == from_json.encode(text), text

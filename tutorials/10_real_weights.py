@@ -198,7 +198,7 @@ if plt():
 # bigger), read the header back, and say what each tensor is.
 # GPT-2's linear layers are `Conv1D`s whose weights are stored `(in, out)`,
 # minitx's own layout, so the loader copies them without a transpose
-# (`python -m minitx.pretrained.gpt2` prints the whole mapping table).
+# (`python -m minitx.pretrained gpt2` prints the whole mapping table).
 
 # %%
 from minitx.models import GPT, GPTConfig  # noqa: E402

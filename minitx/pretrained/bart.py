@@ -167,5 +167,7 @@ def export(model: Seq2Seq, hf_base: dict) -> tuple[dict, dict]:
     return hf, export_state(rows(c), model.state_dict())
 
 
-if __name__ == "__main__":  # python -m minitx.pretrained.bart: print the table
-    print(format_table(TABLE + HEAD + UNTIED_HEAD))
+
+def printable_table():
+    """Every row, for ``python -m minitx.pretrained bart``."""
+    return TABLE + HEAD + UNTIED_HEAD

@@ -145,5 +145,7 @@ def export(model, hf_base: dict) -> tuple[dict, dict]:
     return hf, tensors
 
 
-if __name__ == "__main__":  # python -m minitx.pretrained.bert: print the table
-    print(format_table(TABLE + CLASSIFIER))
+
+def printable_table():
+    """Every row, for ``python -m minitx.pretrained bert``."""
+    return TABLE + CLASSIFIER

@@ -8,8 +8,9 @@ from .folder import PretrainedError
 #: Hugging Face activation names -> minitx's. ``gelu`` is the exact (erf) GELU in
 #: transformers, ``gelu_new`` / ``gelu_pytorch_tanh`` the tanh approximation GPT-2 used.
 ACTIVATIONS_FROM_HF = {"gelu": "gelu_exact", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                       "relu": "relu"}
-ACTIVATIONS_TO_HF = {"gelu_exact": "gelu", "gelu_tanh": "gelu_new", "gelu": "gelu_new", "relu": "relu"}
+                       "relu": "relu", "silu": "silu", "swish": "silu"}
+ACTIVATIONS_TO_HF = {"gelu_exact": "gelu", "gelu_tanh": "gelu_new", "gelu": "gelu_new", "relu": "relu",
+                     "silu": "silu"}
 
 
 def activation_from_hf(name, field: str, source: str) -> str:

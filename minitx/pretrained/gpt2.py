@@ -107,5 +107,7 @@ def export(model: GPT, hf_base: dict) -> tuple[dict, dict]:
     return hf, {"transformer." + k if not k.startswith("lm_head") else k: v for k, v in tensors.items()}
 
 
-if __name__ == "__main__":  # python -m minitx.pretrained.gpt2: print the table
-    print(format_table(TABLE + UNTIED_HEAD))
+
+def printable_table():
+    """Every row, for ``python -m minitx.pretrained gpt2``."""
+    return TABLE + UNTIED_HEAD

@@ -139,7 +139,7 @@ def normalise_names(tensors: dict) -> dict:
 
 
 def format_table(table) -> str:
-    """The table as aligned text, for reading (``python -m minitx.pretrained.gpt2`` prints it)."""
+    """The table as aligned text, for reading (``python -m minitx.pretrained gpt2`` prints it)."""
     lines = []
     for row in table:
         mx, hf, how = row[:3]

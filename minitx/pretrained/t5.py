@@ -168,5 +168,7 @@ def export(model: Seq2Seq, hf_base: dict) -> tuple[dict, dict]:
     return hf, export_state(rows(c), model.state_dict())
 
 
-if __name__ == "__main__":  # python -m minitx.pretrained.t5: print the table
-    print(format_table(table(False) + UNTIED_HEAD))
+
+def printable_table():
+    """Every row, for ``python -m minitx.pretrained t5``."""
+    return table(False) + UNTIED_HEAD
