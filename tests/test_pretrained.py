@@ -241,7 +241,9 @@ def test_unsupported_tokenizer_and_generation_settings_are_named(folders, tmp_pa
         generate(model, [tok.encode("hello")], 4)
     bad = _copy(folder, tmp_path / "tok")
     spec = json.loads((bad / "tokenizer.json").read_text())
-    spec["model"]["type"] = "Unigram"
+    spec["model"]["type"] = "WordLevel"
     (bad / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(PretrainedError, match="tokenizer model 'Unigram'"):
-        minitx.from_pretrained(bad)
+    model, tok = minitx.from_pretrained(bad)  # the model still loads; the tokenizer names the problem when used
+    assert model.hf_architecture == "BartForConditionalGeneration"
+    with pytest.raises(PretrainedError, match="tokenizer model 'WordLevel'"):
+        tok.encode("hello")

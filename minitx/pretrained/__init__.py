@@ -30,7 +30,7 @@ import numpy as np
 
 from . import bart, bert, gpt2, t5
 from .folder import PretrainedError, read_config, read_json, read_tensors, write_json, write_tensors
-from .tokenizer import PretrainedTokenizer, load_tokenizer
+from .tokenizer import PretrainedTokenizer, UnsupportedTokenizer, load_tokenizer, load_tokenizer_or_placeholder
 
 PAGES = {page.MODEL_TYPE: page for page in (gpt2, bert, bart, t5)}
 
@@ -70,10 +70,14 @@ def from_pretrained(folder: str | os.PathLike, *, dtype=np.float32):
     """``folder -> (model, tokenizer)``; the tokenizer is None when the folder has no tokenizer files.
 
     Raises :class:`PretrainedError` (a ``ValueError``) naming the file, the
-    tensor or the architecture when the folder cannot be loaded exactly.
+    tensor or the architecture when the *model* cannot be loaded exactly. A
+    tokenizer minitx cannot run (say, a normaliser it does not implement)
+    does not stop the model from loading: it comes back as an
+    :class:`~minitx.pretrained.tokenizer.UnsupportedTokenizer` that raises
+    that error, naming the file and the part, when it is used.
     """
     model = load_model(folder, dtype=dtype)
-    return model, load_tokenizer(folder)
+    return model, load_tokenizer_or_placeholder(folder)
 
 
 def _page_for(model):
@@ -113,7 +117,7 @@ def save_pretrained(model, tokenizer, folder: str | os.PathLike) -> None:
         write_json(dict(gen), path / "generation_config.json")
     if tokenizer is None:
         return
-    if isinstance(tokenizer, PretrainedTokenizer):
+    if isinstance(tokenizer, (PretrainedTokenizer, UnsupportedTokenizer)):
         tokenizer.save(path)
         return
     raise PretrainedError(f"save_pretrained: tokenizer of type {type(tokenizer).__name__} cannot be written as a "

@@ -100,6 +100,42 @@ class PretrainedTokenizer:
         return f"PretrainedTokenizer({self.kind}, vocab_size={self.vocab_size})"
 
 
+class UnsupportedTokenizer:
+    """Stands in for a tokenizer minitx cannot run, so that the *model* still loads.
+
+    Any use raises the :class:`PretrainedError` that explains why (the file and
+    the unsupported part), e.g. in ``minitx generate`` (one line, exit 2).
+    """
+
+    kind = "unsupported"
+
+    def __init__(self, error: PretrainedError, files: dict | None = None):
+        self.error, self.files = error, dict(files or {})
+
+    def _fail(self, *args, **kwargs):
+        raise PretrainedError(str(self.error))
+
+    encode = decode = _fail
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """The files are still written back as they were read."""
+        for name, text in self.files.items():
+            (Path(folder) / name).write_text(text, encoding="utf-8")
+
+    def __repr__(self) -> str:
+        return f"UnsupportedTokenizer({self.error})"
+
+
+def load_tokenizer_or_placeholder(folder: str | os.PathLike):
+    """:func:`load_tokenizer`, with an :class:`UnsupportedTokenizer` instead of an error."""
+    try:
+        return load_tokenizer(folder)
+    except PretrainedError as exc:
+        folder = Path(folder)
+        files = {n: (folder / n).read_text(encoding="utf-8") for n in TOKENIZER_FILES if (folder / n).is_file()}
+        return UnsupportedTokenizer(exc, files)
+
+
 def load_tokenizer(folder: str | os.PathLike) -> PretrainedTokenizer | None:
     """The folder's tokenizer, or None when it has no tokenizer files."""
     folder = Path(folder)
@@ -154,4 +190,4 @@ def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> None
             shutil.copyfile(Path(src) / name, Path(dst) / name)
 
 
-__all__ = ["PretrainedTokenizer", "load_tokenizer"]
+__all__ = ["PretrainedTokenizer", "UnsupportedTokenizer", "load_tokenizer", "load_tokenizer_or_placeholder"]
