@@ -118,12 +118,25 @@ def bart_folder(folder, *, seed=0, enc=2, dec=2, heads=2, d=32, ffn=48, act="gel
     return save(model, tok, folder), model, tok
 
 
+def unigram(vocab_size: int, specials: list[str], template: str):
+    """A SentencePiece-style Unigram tokenizer (Nmt + NFKC normaliser, Metaspace), T5's kind."""
+    from tokenizers import SentencePieceUnigramTokenizer, Tokenizer, processors
+
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator([TEXT], vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
+                           show_progress=False)
+    tok = Tokenizer.from_str(sp.to_str())
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(s, tok.token_to_id(s)) for s in specials if s in template])
+    return tok
+
+
 def t5_folder(folder, *, seed=0, layers=2, dec_layers=None, heads=2, d=32, d_kv=8, d_ff=48, proj="relu",
-              buckets=8, max_distance=20):
+              buckets=8, max_distance=20, tokenizer="unigram"):
     import transformers
 
     specials = ["<pad>", "</s>", "<unk>"]
-    tok = byte_bpe(300, specials, "$A </s>")
+    tok = unigram(200, specials, "$A </s>") if tokenizer == "unigram" else byte_bpe(300, specials, "$A </s>")
     cfg = transformers.T5Config(vocab_size=tok.get_vocab_size(), d_model=d, d_kv=d_kv, d_ff=d_ff, num_layers=layers,
                                 num_decoder_layers=dec_layers, num_heads=heads, feed_forward_proj=proj,
                                 relative_attention_num_buckets=buckets, relative_attention_max_distance=max_distance,

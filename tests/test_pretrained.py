@@ -29,7 +29,7 @@ VARIANTS = {
     "bart": [dict(), dict(seed=1, enc=1, dec=3, heads=4, d=24, ffn=40, act="gelu_new", scale_embedding=True),
              dict(seed=2, forced_bos_token_id=0, min_length=5)],
     "t5": [dict(), dict(seed=1, layers=3, dec_layers=2, heads=4, d=24, d_kv=5, d_ff=40, proj="gated-gelu",
-                        buckets=12, max_distance=9)],
+                        buckets=12, max_distance=9, tokenizer="bpe")],
 }
 CASES = [(arch, i) for arch, vs in VARIANTS.items() for i in range(len(vs))]
 TEXTS = ["hello world", "the river bank holds water.", "a", "attention mixes tokens, 42 times!"]

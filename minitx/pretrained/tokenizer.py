@@ -5,11 +5,12 @@ model (BPE, WordPiece, Unigram) and post-processor. minitx implements
 
 * byte-level BPE (GPT-2, BART, RoBERTa): :class:`minitx.tokenizer.BPETokenizer`;
 * WordPiece with BERT's normaliser (BERT, MiniLM): :class:`minitx.tokenizer.wordpiece.WordPieceTokenizer`;
+* Unigram with SentencePiece's Metaspace (T5-style): :class:`minitx.tokenizer.unigram.UnigramTokenizer`;
 
 and the post-processor's *template* here: which special tokens go around
 the text (BERT: ``[CLS] text [SEP]``, BART: ``<s> text </s>``, T5: ``text </s>``,
-GPT-2: nothing). SentencePiece-Unigram tokenizers (the real T5's) are
-refused with a message naming the model type.
+GPT-2: nothing). What minitx does not implement (the real T5's
+``Precompiled`` normaliser, for one) is refused with a message naming it.
 
 Added tokens (``[CLS]``, ``<|endoftext|>``...) found in the text become
 their ids, as Hugging Face does by default.
@@ -89,6 +90,8 @@ class PretrainedTokenizer:
         ids = [int(i) for i in ids if not (skip_special_tokens and int(i) in self.special_ids)]
         if self.kind == "wordpiece":
             return self.inner.decode(ids, skip_special_tokens=False)
+        if self.kind == "unigram":
+            return self.inner.decode(ids)
         return self.inner.decode(ids)
 
     def save(self, folder: str | os.PathLike) -> None:
@@ -155,6 +158,13 @@ def load_tokenizer(folder: str | os.PathLike) -> PretrainedTokenizer | None:
                 inner, kind = load_huggingface(path), "bpe"
             except ValueError as exc:
                 raise PretrainedError(str(exc)) from None
+        elif model_type == "Unigram":
+            from ..tokenizer.unigram import UnigramTokenizer
+
+            try:
+                inner, kind = UnigramTokenizer.from_spec(spec, path), "unigram"
+            except ValueError as exc:
+                raise PretrainedError(str(exc)) from None
         elif model_type == "WordPiece":
             try:
                 inner, kind = WordPieceTokenizer.from_spec(spec, path), "wordpiece"
@@ -162,7 +172,7 @@ def load_tokenizer(folder: str | os.PathLike) -> PretrainedTokenizer | None:
                 raise PretrainedError(str(exc)) from None
         else:
             raise PretrainedError(f"{path}: tokenizer model {model_type!r} is not supported "
-                                  "(minitx runs byte-level BPE and WordPiece)")
+                                  "(minitx runs byte-level BPE, WordPiece and Unigram)")
         before, after = _template(spec.get("post_processor"), str(path))
         special_ids = [a["id"] for a in spec.get("added_tokens", []) if a.get("special", True)]
         padding = spec.get("padding") or {}
