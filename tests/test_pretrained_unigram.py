@@ -50,7 +50,7 @@ def pair(kind):
 
 FIXED = ["hello  world, Ünïcode!", " leading space", "x  y   z", "</s>hello<pad> there", "ＡＢＣ ① ﬁ ﬀ",
          "tabs\tand\nnewlines\r\n", "zero\u200bwidth\ufeffbom", "\x00\x01control\x07", "▁already▁marked",
-         "北京 🤖 emoji", "", "   ", "the quick brown fox jumps over the lazy dog."]
+         "北京 🤖 emoji", "", "   ", "the quick brown fox jumps over the lazy dog.", "\x1f", "\x1f</s>\x01"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

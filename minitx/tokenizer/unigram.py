@@ -100,6 +100,8 @@ def _pre_tokeniser(spec: dict | None, path):
         split = spec.get("split", True)
 
         def metaspace(s, at_start):
+            if not s:
+                return []  # nothing left after normalising: no word, not even a lone mark
             s = s.replace(" ", mark)
             if (scheme == "always" or (scheme == "first" and at_start)) and not s.startswith(mark):
                 s = mark + s
