@@ -15,8 +15,26 @@ The package reads like the table of contents of a course:
     minitx.tasks        classifier, tagger and translator built on the models
     minitx.cuda         CUDA kernels (kernels/*.cu) through CuPy, with NumPy twins
     minitx.bench        benchmarks against PyTorch, tiktoken, Hugging Face, cuBLAS
+    minitx.pretrained   Hugging Face GPT-2 / BERT / T5 / BART folders, embeddings, search
 
-Importing ``minitx`` is cheap: submodules load when you import them.
+Importing ``minitx`` is cheap: submodules load when you import them
+(``minitx.from_pretrained`` and ``minitx.save_pretrained`` load
+:mod:`minitx.pretrained` on first use).
 """
 
 __version__ = "0.1.0"
+
+
+def from_pretrained(folder, **kwargs):
+    """``folder -> (model, tokenizer)`` for a Hugging Face folder; see :func:`minitx.pretrained.from_pretrained`."""
+    from .pretrained import from_pretrained as load
+
+    return load(folder, **kwargs)
+
+
+def save_pretrained(model, tokenizer, folder) -> None:
+    """Write a folder ``transformers`` loads; see :func:`minitx.pretrained.save_pretrained`."""
+    from .pretrained import save_pretrained as save
+
+    save(model, tokenizer, folder)
+

@@ -79,6 +79,7 @@ class Hypothesis:
     tokens: list[int]  # generated ids, without the final EOS
     score: float  # sum_logprob / length ** length_penalty: what hypotheses are ranked by
     sum_logprob: float
+    ended_with_eos: bool = False  # False: it ran out of steps instead
 
 
 class _Finished:
@@ -88,10 +89,10 @@ class _Finished:
         self.beam_size, self.length_penalty = beam_size, length_penalty
         self.hyps: list[Hypothesis] = []
 
-    def add(self, tokens, sum_logprob: float, length: int) -> None:
+    def add(self, tokens, sum_logprob: float, length: int, eos: bool = False) -> None:
         score = sum_logprob / (length ** self.length_penalty)
         if len(self.hyps) < self.beam_size or score > self.hyps[-1].score:
-            self.hyps.append(Hypothesis([int(t) for t in tokens], score, sum_logprob))
+            self.hyps.append(Hypothesis([int(t) for t in tokens], score, sum_logprob, eos))
             self.hyps.sort(key=lambda h: -h.score)  # stable: earlier finisher wins ties
             del self.hyps[self.beam_size:]
 
@@ -120,11 +121,14 @@ def _log_softmax(logits):
 
 def beam_search(decoder: BeamDecoder, batch_size: int, *, beam_size: int = 4, max_new_tokens: int = 40,
                 eos_id: int | None = None, length_penalty: float = 1.0, early_stopping: bool = True,
-                pad_id: int = 0) -> list[list[Hypothesis]]:
+                pad_id: int = 0, logits_processor=None) -> list[list[Hypothesis]]:
     """Run beam search; return, per source, up to ``beam_size`` hypotheses, best first.
 
     ``eos_id=None`` (a language model with no end token) runs every beam for
-    ``max_new_tokens`` tokens.
+    ``max_new_tokens`` tokens. ``logits_processor(logp, t) -> logp`` may edit
+    the ``(N, V)`` log-probabilities of step ``t`` (1-based) before they are
+    added to the beam scores: Hugging Face's forced-BOS/EOS and minimum-length
+    rules (:mod:`minitx.pretrained.generation`) are such processors.
     """
     if not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
         raise ValueError(f"beam_size: got {beam_size!r}, expected an integer >= 1")
@@ -142,6 +146,8 @@ def beam_search(decoder: BeamDecoder, batch_size: int, *, beam_size: int = 4, ma
     logits = decoder.first(K)  # (N, V)
     for t in range(1, max_new_tokens + 1):
         logp = _log_softmax(logits)  # (N, V)
+        if logits_processor is not None:
+            logp = logits_processor(logp, t)
         V = logp.shape[1]
         cand = (scores[:, None] + logp).reshape(B, K * V)  # (B, K*V) every extension of every beam
         rows = np.arange(B * K)  # defaults for finished sources: keep rows, feed padding
@@ -157,7 +163,7 @@ def beam_search(decoder: BeamDecoder, batch_size: int, *, beam_size: int = 4, ma
                     break
                 if eos_id is not None and tok == eos_id:
                     if rank < K:
-                        finished[b].add(seqs[b * K + beam], score, t)
+                        finished[b].add(seqs[b * K + beam], score, t, eos=True)
                     continue
                 rows[b * K + k], tokens[b * K + k], new_scores[b * K + k] = b * K + beam, tok, score
                 k += 1
@@ -186,13 +192,13 @@ class Seq2SeqBeamDecoder:
     and each layer's cross-attention keys/values are projected once per
     source and repeated for its ``K`` beams (no recomputation while decoding)."""
 
-    def __init__(self, model, src):
-        self.model, self.src = model, np.asarray(src)
+    def __init__(self, model, src, src_padding_mask=None, start_id: int | None = None):
+        self.model, self.src, self.src_padding_mask = model, np.asarray(src), src_padding_mask
+        self.start_id = model.config.bos_id if start_id is None else start_id  # the decoder's first input
 
     def first(self, beam_size: int):
-        c = self.model.config
-        self.state = self.model.start_decoding(self.src, repeat=beam_size)
-        bos = np.full((self.src.shape[0] * beam_size, 1), c.bos_id, dtype=np.int64)
+        self.state = self.model.start_decoding(self.src, repeat=beam_size, src_padding_mask=self.src_padding_mask)
+        bos = np.full((self.src.shape[0] * beam_size, 1), self.start_id, dtype=np.int64)
         return self.model.decode_step(bos, self.state)[:, -1]  # (N, V)
 
     def step(self, tokens):
@@ -246,7 +252,7 @@ class GPTBeamDecoder:
         for block, cache in zip(m.blocks, self.caches):
             x = block(x, key_padding_mask=self.padding, kv_cache=cache)  # (N, T, D)
         h = m.ln_f(x)[:, -1]  # (N, D) only the last position predicts
-        return h @ m.wte.weight.data.T  # (N, V) tied head
+        return h @ m.head_weight.T  # (N, V) the LM head (wte when tied)
 
     def first(self, beam_size: int):
         L = max(len(p) for p in self.prompts)

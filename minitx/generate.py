@@ -188,8 +188,11 @@ def generate(model, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, stop: str | list[str] | None = None,
-                  stop_token: int | None = None, on_text=None, **sampling) -> str:
+                  stop_token: int | None = None, on_text=None, return_ids: bool = False, **sampling):
     """Continue ``prompt`` and return the new text (without the prompt).
+
+    ``return_ids=True`` returns ``(text, ids)`` instead: the new token ids,
+    without the one that completed a stop string or the stop token.
 
     ``stop``: a string (or several); generation ends as soon as the new text
     contains one, and the text is cut just before it. ``on_text(piece)`` is
@@ -212,6 +215,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, s
         hits = [text.find(s) for s in stops if s in text]
         if hits:
             text = text[: min(hits)]
+            new_ids.pop()
             break
         if on_text is not None:  # hold back a tail that might be the start of a stop string
             safe = len(text) - _longest_stop_prefix(text, stops)
@@ -220,7 +224,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, s
                 shown = safe
     if on_text is not None and len(text) > shown:
         on_text(text[shown:])
-    return text
+    return (text, new_ids) if return_ids else text
 
 
 def _longest_stop_prefix(text: str, stops: list[str]) -> int:

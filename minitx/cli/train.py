@@ -38,6 +38,7 @@ import warnings
 from pathlib import Path
 
 from .errors import UsageError
+from .pretrained import add_generate_options, generate_from_hf_folder, is_hf_folder, print_generation
 from .options import (add_device_options, add_model_options, add_run_options, add_training_options, announce,
                       given, interrupted_message, parallel_plan, select_device, train_config, using_backend)
 
@@ -68,10 +69,11 @@ def add_parser(sub) -> None:
     add_device_options(t)
     t.set_defaults(func=run_train)
 
-    gen = sub.add_parser("generate", help="sample text from a trained GPT",
-                         description="Continue a prompt with a trained GPT.")
+    gen = sub.add_parser("generate", help="sample text from a trained GPT or a Hugging Face folder",
+                         description="Continue a prompt with a trained GPT, or run a Hugging Face GPT-2 / T5 / BART "
+                                     "folder (for an encoder-decoder the prompt is the encoder's input).")
     gen.add_argument("--checkpoint", required=True, metavar="DIR",
-                     help="the --out folder of minitx train (or its ckpt/ folder)")
+                     help="the --out folder of minitx train (or its ckpt/ folder), or a Hugging Face model folder")
     gen.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     gen.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate (default 300)")
     gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 safer, >1 wilder (default 0.8)")
@@ -86,6 +88,7 @@ def add_parser(sub) -> None:
                           "default: sample)")
     gen.add_argument("--length-penalty", type=float, default=1.0,
                      help="beam search ranks by log-probability / length**penalty (default 1.0)")
+    add_generate_options(gen)
     add_device_options(gen)
     gen.set_defaults(func=run_generate)
 
@@ -265,6 +268,8 @@ def _generate(args, device: str) -> int:
     from ..generate import generate_text  # noqa: PLC0415
     from ..train.lm import load_model  # noqa: PLC0415
 
+    if is_hf_folder(args.checkpoint):  # a Hugging Face folder: minitx.pretrained runs it
+        return generate_from_hf_folder(args, device)
     model, tokenizer, _ = load_model(args.checkpoint, device=device)
     try:
         ids = tokenizer.encode(args.prompt)
@@ -272,20 +277,29 @@ def _generate(args, device: str) -> int:
         raise UsageError(f"--prompt: {exc}") from None
     if not ids:
         raise UsageError("--prompt: got an empty prompt, expected at least one character")
-    sys.stdout.write(args.prompt)
+    if not args.json:
+        sys.stdout.write(args.prompt)
     if args.beam is not None:  # the most likely continuation, not a sample
         from ..beam import beam_search_gpt  # noqa: PLC0415
 
         best = beam_search_gpt(model, [ids], beam_size=args.beam, max_new_tokens=args.max_new_tokens,
                                length_penalty=args.length_penalty)[0][0]
+        if args.json:
+            print_generation(args, ids, best.tokens, tokenizer.decode(best.tokens))
+            return 0
         sys.stdout.write(tokenizer.decode(best.tokens) + "\n")
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        generate_text(model, tokenizer, args.prompt, args.max_new_tokens, temperature=args.temperature,
-                      top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop,
-                      use_kv_cache=not args.no_kv_cache, on_text=lambda piece: sys.stdout.write(piece))
-    sys.stdout.write("\n")
+        stream = None if args.json else (lambda piece: sys.stdout.write(piece))
+        text, new_ids = generate_text(model, tokenizer, args.prompt, args.max_new_tokens,
+                                      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                      seed=args.seed, stop=args.stop, use_kv_cache=not args.no_kv_cache,
+                                      on_text=stream, return_ids=True)
+    if args.json:
+        print_generation(args, ids, new_ids, text)
+    else:
+        sys.stdout.write("\n")
     for w in caught:
         print(f"minitx generate: warning: {w.message}", file=sys.stderr)
     return 0

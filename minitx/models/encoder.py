@@ -67,6 +67,8 @@ from ..nn import (
 )
 from ..nn.activations import Activation
 from ..nn.checks import check_positive_int
+from ..nn.norm import NORMS, make_norm
+from ..nn.positions import RelativePositionBias
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 from .config import PresetConfig
 
@@ -81,7 +83,7 @@ ENCODER_PRESETS: dict[str, dict] = {
 }
 
 POOLINGS = ("first", "mean")
-POSITIONS = ("learned", "sinusoidal")
+POSITIONS = ("learned", "sinusoidal", "relative")
 
 
 @dataclass
@@ -91,6 +93,24 @@ class EncoderConfig(PresetConfig):
     ``norm_first=True`` is pre-norm with a final LayerNorm (GPT-2 style, stable
     without warmup); ``False`` is BERT's post-norm, with a LayerNorm on the
     embeddings instead. ``d_ff`` defaults to ``4 * d_model``.
+
+    The fields after ``pad_id`` describe the pretrained families (see
+    :mod:`minitx.pretrained`); their defaults are minitx's own encoder:
+
+    * ``norm``: ``"layernorm"``, or ``"rmsnorm"`` (T5, scale only, no bias);
+      ``layer_norm_eps`` (BERT 1e-12, T5 1e-6, BART 1e-5).
+    * ``bias``: biases in every Linear (T5 has none).
+    * ``head_size``: per-head width when ``n_head * head_size != d_model`` (T5's
+      ``d_kv``); ``attn_scale``: score scale, None for ``1/sqrt(head_size)``,
+      1.0 for T5's unscaled scores. ``gated``: T5 v1.1's gated MLP.
+    * ``positions="relative"``: T5's bucketed bias (``relative_buckets``,
+      ``relative_max_distance``); ``position_offset``: BART reads row p + 2.
+    * ``embed_scale``: token embeddings times this (BART's ``scale_embedding``
+      is ``sqrt(d_model)``). ``type_vocab_size``: BERT's segment embeddings
+      (segment 0 unless ``token_type_ids`` are given).
+    * ``mask_padding``: derive the padding mask from ``ids == pad_id`` when
+      none is given. Hugging Face models mask only what the attention mask
+      says, so imported models set it False and callers pass masks.
     """
 
     vocab_size: int
@@ -104,6 +124,18 @@ class EncoderConfig(PresetConfig):
     activation: str = "gelu"
     positions: str = "learned"
     pad_id: int = 0
+    norm: str = "layernorm"
+    layer_norm_eps: float = 1e-5
+    bias: bool = True
+    head_size: int | None = None
+    attn_scale: float | None = None
+    gated: bool = False
+    position_offset: int = 0
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+    embed_scale: float = 1.0
+    type_vocab_size: int = 0
+    mask_padding: bool = True
 
     PRESETS = ENCODER_PRESETS  # for from_preset (a class attribute, not a field)
 
@@ -112,9 +144,19 @@ class EncoderConfig(PresetConfig):
             check_positive_int(f"EncoderConfig {name}", getattr(self, name))
         if self.d_ff is not None:
             check_positive_int("EncoderConfig d_ff", self.d_ff)
-        if self.d_model % self.n_head:
+        if self.head_size is None and self.d_model % self.n_head:
             raise ValueError(f"EncoderConfig d_model={self.d_model} with n_head={self.n_head}: "
-                             "expected d_model divisible by n_head")
+                             "expected d_model divisible by n_head (or an explicit head_size)")
+        if self.head_size is not None:
+            check_positive_int("EncoderConfig head_size", self.head_size)
+        if self.norm not in NORMS:
+            raise ValueError(f"EncoderConfig norm: got {self.norm!r}, expected one of {NORMS}")
+        if not isinstance(self.position_offset, int) or self.position_offset < 0:
+            raise ValueError(f"EncoderConfig position_offset: got {self.position_offset!r}, expected an integer >= 0")
+        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
+            raise ValueError(f"EncoderConfig type_vocab_size: got {self.type_vocab_size!r}, expected an integer >= 0")
+        for name in ("relative_buckets", "relative_max_distance"):
+            check_positive_int(f"EncoderConfig {name}", getattr(self, name))
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"EncoderConfig dropout: got {self.dropout!r}, expected a number in [0, 1)")
         if self.positions not in POSITIONS:
@@ -142,61 +184,99 @@ class TransformerEncoder(Module):
 
     ``forward(ids) -> h [B, T, D]``; the padding mask is derived from
     ``ids == pad_id`` (kept in ``self.padding_mask``, True = padding) unless
-    one is passed. ``backward(dh)`` adds every gradient and returns None
-    (ids have no gradient).
+    one is passed (or ``config.mask_padding`` is False). ``backward(dh)`` adds
+    every gradient and returns None (ids have no gradient).
+
+    With ``positions="relative"`` there is no position table: ``rel_bias``
+    (T5's bucketed bias) is computed once per forward pass and added to the
+    scores of every block, so its gradient is the sum of every block's.
     """
 
     def __init__(self, config: EncoderConfig, *, rng=None, dtype=DEFAULT_DTYPE):
         self.config = c = config
         rng = rng if rng is not None else np.random.default_rng(0)
         self.tok_emb = Embedding(c.vocab_size, c.d_model, rng=rng, std=0.02, dtype=dtype)
+        if c.type_vocab_size:
+            self.type_emb = Embedding(c.type_vocab_size, c.d_model, rng=rng, std=0.02, dtype=dtype)  # BERT segments
         if c.positions == "learned":
-            self.pos = LearnedPositionalEmbedding(c.max_len, c.d_model, rng=rng, std=0.02, dtype=dtype)
-        else:
+            self.pos = LearnedPositionalEmbedding(c.max_len, c.d_model, rng=rng, std=0.02, offset=c.position_offset,
+                                                  dtype=dtype)
+        elif c.positions == "sinusoidal":
             self.pos = SinusoidalPositionalEncoding(c.d_model, c.max_len, dtype=dtype)
+        else:
+            self.rel_bias = RelativePositionBias(c.n_head, bidirectional=True, num_buckets=c.relative_buckets,
+                                                 max_distance=c.relative_max_distance, rng=rng, dtype=dtype)
         if not c.norm_first:
-            self.ln_emb = LayerNorm(c.d_model, dtype=dtype)  # BERT normalises the embeddings
+            self.ln_emb = LayerNorm(c.d_model, c.layer_norm_eps, dtype=dtype)  # BERT normalises the embeddings
         self.drop = Dropout(c.dropout, rng=rng)
         self.blocks = ModuleList([
             EncoderBlock(c.d_model, c.n_head, c.d_ff, dropout=c.dropout, norm_first=c.norm_first,
-                         activation=c.activation, rng=rng, dtype=dtype)
+                         activation=c.activation, bias=c.bias, eps=c.layer_norm_eps, norm=c.norm,
+                         head_size=c.head_size, attn_scale=c.attn_scale, gated=c.gated, rng=rng, dtype=dtype)
             for _ in range(c.n_layer)
         ])
         if c.norm_first:
-            self.ln_f = LayerNorm(c.d_model, dtype=dtype)  # pre-norm leaves the stream unnormalised
+            self.ln_f = make_norm(c.norm, c.d_model, c.layer_norm_eps, dtype=dtype)  # pre-norm leaves it unnormalised
         self.padding_mask = None
 
-    def forward(self, ids, padding_mask=None):
-        """``ids [B, T] int -> h [B, T, D]``; ``padding_mask [B, T]`` bool, True = padding."""
+    def forward(self, ids, padding_mask=None, *, token_type_ids=None):
+        """``ids [B, T] int -> h [B, T, D]``; ``padding_mask [B, T]`` bool, True = padding.
+
+        ``token_type_ids [B, T]``: BERT's segment ids (all 0 when omitted).
+        """
         c = self.config
         check_ids("encoder ids", ids, c.max_len)
-        if padding_mask is None:
+        B, T = ids.shape
+        if padding_mask is None and c.mask_padding:
             padding_mask = ids == c.pad_id  # (B, T)
+        attn_padding = padding_mask
+        if padding_mask is None:
+            padding_mask = np.zeros((B, T), dtype=bool)  # nothing is padding (pooling still needs a mask)
         self.padding_mask = padding_mask
-        x = self.pos(self.tok_emb(ids))  # (B, T, D)
+        x = self.tok_emb(ids)  # (B, T, D)
+        if c.embed_scale != 1.0:
+            x = x * c.embed_scale
+        if c.type_vocab_size:
+            types = np.zeros((B, T), dtype=np.int64) if token_type_ids is None else np.asarray(token_type_ids)
+            x = x + self.type_emb(types)  # (B, T, D)
+        bias = None
+        if c.positions == "relative":
+            bias = self.rel_bias(T, T)  # (1, H, T, T), shared by every block
+        else:
+            x = self.pos(x)  # (B, T, D)
         if not c.norm_first:
             x = self.ln_emb(x)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, key_padding_mask=padding_mask)  # (B, T, D)
+            x = block(x, key_padding_mask=attn_padding, score_bias=bias)  # (B, T, D)
         return self.ln_f(x) if c.norm_first else x
 
     def backward(self, dh):
         """``dh [B, T, D]``: gradients added into every parameter; returns None."""
-        dx = self.ln_f.backward(dh) if self.config.norm_first else dh
+        c = self.config
+        dx = self.ln_f.backward(dh) if c.norm_first else dh
+        dbias = 0.0
         for block in reversed(list(self.blocks)):
             dx = block.backward(dx)  # (B, T, D)
+            if c.positions == "relative":
+                dbias = dbias + block.attn.dscore_bias  # (1, H, T, T) every block read the same bias
         dx = self.drop.backward(dx)
-        if not self.config.norm_first:
+        if not c.norm_first:
             dx = self.ln_emb.backward(dx)
-        dx = self.pos.backward(dx)  # positions are added: dx passes through
+        if c.positions == "relative":
+            self.rel_bias.backward(dbias)
+        else:
+            dx = self.pos.backward(dx)  # positions are added: dx passes through
+        if c.type_vocab_size:
+            self.type_emb.backward(dx)
+        if c.embed_scale != 1.0:
+            dx = dx * c.embed_scale
         self.tok_emb.backward(dx)  # scatter-add into the embedding rows used
         return None
 
     @property
     def dtype(self):
         return self.tok_emb.weight.data.dtype
-
 
 # --------------------------------------------------------------------------
 # Pooling: one vector per sentence
@@ -292,26 +372,37 @@ class EncoderClassifier(_EncoderWithLoss):
 
     ``forward(ids [B, T]) -> logits [B, n_classes]``. With ``pooling="first"``
     the data must put a summary token (``[CLS]``) at position 0.
+
+    ``pooler=True`` adds BERT's pooler between pooling and head:
+    ``tanh(Linear(D, D)(pooled))`` (``BertForSequenceClassification``).
     """
 
-    def __init__(self, config: EncoderConfig, n_classes: int, *, pooling: str = "first", seed: int = 0, rng=None,
-                 dtype=DEFAULT_DTYPE):
+    def __init__(self, config: EncoderConfig, n_classes: int, *, pooling: str = "first", pooler: bool = False,
+                 seed: int = 0, rng=None, dtype=DEFAULT_DTYPE):
         check_positive_int("EncoderClassifier n_classes", n_classes)
         if pooling not in POOLINGS:
             raise ValueError(f"EncoderClassifier pooling: got {pooling!r}, expected one of {POOLINGS}")
         self.config, self.n_classes, self.pooling = config, n_classes, pooling
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.encoder = TransformerEncoder(config, rng=self.rng, dtype=dtype)
+        self.has_pooler = pooler
+        if pooler:
+            self.pooler = Linear(config.d_model, config.d_model, rng=self.rng, dtype=dtype)
+            self.pooler_act = Activation("tanh")
         self.drop = Dropout(config.dropout, rng=self.rng)
         self.head = Linear(config.d_model, n_classes, rng=self.rng, dtype=dtype)
 
-    def forward(self, ids):
-        h = self.encoder(ids)  # (B, T, D)
+    def forward(self, ids, padding_mask=None, *, token_type_ids=None):
+        h = self.encoder(ids, padding_mask, token_type_ids=token_type_ids)  # (B, T, D)
         pooled, self.pool_cache = pool_forward(h, self.encoder.padding_mask, self.pooling)  # (B, D)
+        if self.has_pooler:
+            pooled = self.pooler_act(self.pooler(pooled))  # (B, D)
         return self.head(self.drop(pooled))  # (B, C)
 
     def backward(self, dlogits):
         dpooled = self.drop.backward(self.head.backward(dlogits))  # (B, D)
+        if self.has_pooler:
+            dpooled = self.pooler.backward(self.pooler_act.backward(dpooled))  # (B, D)
         self.encoder.backward(pool_backward(dpooled, self.pool_cache))  # (B, T, D) into the stack
         return None
 

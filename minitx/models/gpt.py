@@ -61,6 +61,7 @@ from ..nn import (
     LearnedPositionalEmbedding,
     Module,
     ModuleList,
+    Parameter,
 )
 from ..nn.checks import check_positive_int
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
@@ -87,8 +88,12 @@ PRESETS: dict[str, dict] = {
 class GPTConfig(PresetConfig):
     """Everything that fixes the model's shape (and nothing about training).
 
-    ``d_ff`` (the MLP width) is ``4 * n_embd`` as in GPT-2. ``bias=False``
+    ``d_ff`` (the MLP width) is ``4 * n_embd`` as in GPT-2 unless given. ``bias=False``
     drops the biases of every Linear layer (LayerNorms keep theirs).
+    ``activation`` names the MLP's nonlinearity (GPT-2: the tanh GELU),
+    ``layer_norm_eps`` the LayerNorms' epsilon, and ``tie_embeddings=False``
+    gives the LM head its own ``(V, D)`` matrix ``lm_head`` (a checkpoint
+    whose ``lm_head.weight`` differs from its token embedding).
     """
 
     vocab_size: int
@@ -98,6 +103,10 @@ class GPTConfig(PresetConfig):
     n_embd: int = 128  # d_model
     dropout: float = 0.0
     bias: bool = True
+    d_ff: int | None = None
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-5
+    tie_embeddings: bool = True
 
     PRESETS = PRESETS  # for from_preset (a class attribute, not a field)
 
@@ -165,18 +174,21 @@ class GPT(Module):
         self.wpe = LearnedPositionalEmbedding(c.block_size, c.n_embd, rng=rng, std=0.02, dtype=dtype)
         self.drop = Dropout(c.dropout, rng=rng)
         self.blocks = ModuleList([
-            DecoderBlock(c.n_embd, c.n_head, 4 * c.n_embd, cross_attention=False, dropout=c.dropout,
-                         norm_first=True, activation="gelu", bias=c.bias, rng=rng, dtype=dtype)
+            DecoderBlock(c.n_embd, c.n_head, c.d_ff or 4 * c.n_embd, cross_attention=False, dropout=c.dropout,
+                         norm_first=True, activation=c.activation, bias=c.bias, eps=c.layer_norm_eps, rng=rng,
+                         dtype=dtype)
             for _ in range(c.n_layer)
         ])
-        self.ln_f = LayerNorm(c.n_embd, dtype=dtype)
+        self.ln_f = LayerNorm(c.n_embd, c.layer_norm_eps, dtype=dtype)
+        if not c.tie_embeddings:
+            self.lm_head = Parameter(to_device((rng.standard_normal((c.vocab_size, c.n_embd)) * 0.02).astype(dtype)))
         self._init_weights(rng, dtype)
 
     def _init_weights(self, rng, dtype) -> None:
         """GPT-2 init: N(0, 0.02^2) matrices, zero biases, residual projections scaled down."""
         resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, p in self.named_parameters():
-            if name.startswith(("wte.", "wpe.")) or ".norm_" in name or name.startswith("ln_f."):
+            if name.startswith(("wte.", "wpe.", "lm_head")) or ".norm_" in name or name.startswith("ln_f."):
                 continue  # embeddings drew N(0, 0.02^2) already; LayerNorms stay (1, 0)
             if name.endswith(".bias"):
                 p.data[...] = 0
@@ -205,13 +217,18 @@ class GPT(Module):
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache=None if kv_caches is None else kv_caches[i])  # (B, T, D)
         h = self.ln_f(x)  # (B, T, D)
-        logits, self.head_cache = lm_head_forward(h, self.wte.weight.data)  # (B, T, V)
+        logits, self.head_cache = lm_head_forward(h, self.head_weight)  # (B, T, V)
         return logits
+
+    @property
+    def head_weight(self):
+        """The ``(V, D)`` matrix the logits are scored against: ``wte`` when tied, else ``lm_head``."""
+        return (self.wte.weight if self.config.tie_embeddings else self.lm_head).data
 
     def backward(self, dlogits):
         """``dlogits [B, T, V]``: add every parameter's gradient; returns None (ids have none)."""
         dh, dW = lm_head_backward(dlogits, self.head_cache)  # (B, T, D), (V, D)
-        self.wte.weight.grad += dW  # gradient 1 of 2 for the tied matrix: the head
+        (self.wte.weight if self.config.tie_embeddings else self.lm_head).grad += dW  # the head's gradient
         dx = self.ln_f.backward(dh)  # (B, T, D)
         for block in reversed(list(self.blocks)):
             dx = block.backward(dx)  # (B, T, D)

@@ -52,6 +52,9 @@ Parameter names::
     dec_blocks.{l}.norm_attn / attn.qkv / attn.proj / norm_cross / cross_attn.q /
         cross_attn.kv / cross_attn.proj / norm_ff / ff.fc / ff.proj
     ln_dec.weight/bias            (pre-norm only)
+    dec_rel_bias.weight (buckets, H)  (positions="relative", T5; encoder.rel_bias likewise)
+    head (V_tgt, D)               (tie_head=False only)
+    out_bias (V_tgt,)             (logits_bias=True only, BART's final_logits_bias)
 """
 from __future__ import annotations
 
@@ -59,8 +62,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE, array_module
+from ..backend import DEFAULT_DTYPE, array_module, to_device
 from ..nn import (
+    Parameter,
+    RelativePositionBias,
     DecoderBlock,
     Dropout,
     Embedding,
@@ -77,6 +82,7 @@ from ..nn.attention import (
     split_heads,
 )
 from ..nn.blocks import residual_forward
+from ..nn.norm import make_norm
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 from .config import PresetConfig
 from .encoder import (
@@ -98,7 +104,11 @@ SEQ2SEQ_PRESETS: dict[str, dict] = {
 
 @dataclass
 class Seq2SeqConfig(PresetConfig):
-    """The shape of an encoder-decoder model. Special ids are shared by both vocabularies."""
+    """The shape of an encoder-decoder model. Special ids are shared by both vocabularies.
+
+    ``bos_id`` is what the decoder starts from (Hugging Face's
+    ``decoder_start_token_id``: T5 starts from its pad id, BART from its EOS).
+    """
 
     src_vocab_size: int
     tgt_vocab_size: int
@@ -116,6 +126,21 @@ class Seq2SeqConfig(PresetConfig):
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+    # The pretrained families (see EncoderConfig for the shared ones; defaults are minitx's own model):
+    norm: str = "layernorm"
+    layer_norm_eps: float = 1e-5
+    bias: bool = True
+    head_size: int | None = None
+    attn_scale: float | None = None
+    gated: bool = False
+    position_offset: int = 0
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+    embed_scale: float = 1.0
+    mask_padding: bool = True
+    tie_head: bool = True  # logits = h @ tgt_emb^T; False: a separate head matrix (V_tgt, D)
+    head_scale: float = 1.0  # h is multiplied by this before the head (T5 with a tied head: d_model ** -0.5)
+    logits_bias: bool = False  # a learned (V_tgt,) bias on the logits (BART's final_logits_bias)
 
     PRESETS = SEQ2SEQ_PRESETS  # for from_preset (a class attribute, not a field)
 
@@ -137,7 +162,11 @@ class Seq2SeqConfig(PresetConfig):
         return EncoderConfig(vocab_size=self.src_vocab_size, max_len=self.max_len, n_layer=self.n_enc_layer,
                              n_head=self.n_head, d_model=self.d_model, d_ff=self.d_ff, dropout=self.dropout,
                              norm_first=self.norm_first, activation=self.activation, positions=self.positions,
-                             pad_id=self.pad_id)
+                             pad_id=self.pad_id, norm=self.norm, layer_norm_eps=self.layer_norm_eps, bias=self.bias,
+                             head_size=self.head_size, attn_scale=self.attn_scale, gated=self.gated,
+                             position_offset=self.position_offset, relative_buckets=self.relative_buckets,
+                             relative_max_distance=self.relative_max_distance, embed_scale=self.embed_scale,
+                             mask_padding=self.mask_padding)
 
 
 def shift_right(tgt, bos_id: int, pad_id: int):
@@ -193,8 +222,8 @@ def _cross_attend(attn, x, k, v, padding_mask):
     minus the ``kv`` projection, which was done once in :meth:`Seq2Seq.start_decoding`.
     """
     q = split_heads(attn.q(x), attn.n_heads)  # (N, H, T, hs)
-    allowed = ~padding_mask[:, None, None, :]  # (N, 1, 1, S)
-    y, weights, _ = scaled_dot_product_attention_forward(q, k, v, allowed)  # (N, H, T, hs)
+    allowed = None if padding_mask is None else ~padding_mask[:, None, None, :]  # (N, 1, 1, S)
+    y, weights, _ = scaled_dot_product_attention_forward(q, k, v, allowed, scale=attn.scale)  # (N, H, T, hs)
     attn.attn_weights = weights  # (N, H, T, S), for plotting alignments
     return attn.proj(merge_heads(y))  # (N, T, D)
 
@@ -221,49 +250,87 @@ class Seq2Seq(Module):
             # one Parameter: both scatter-adds land in the same .grad.
             self.tgt_emb.weight = self.encoder.tok_emb.weight
         if c.positions == "learned":
-            self.tgt_pos = LearnedPositionalEmbedding(c.max_len, c.d_model, rng=rng, std=0.02, dtype=dtype)
-        else:
+            self.tgt_pos = LearnedPositionalEmbedding(c.max_len, c.d_model, rng=rng, std=0.02,
+                                                      offset=c.position_offset, dtype=dtype)
+        elif c.positions == "sinusoidal":
             self.tgt_pos = SinusoidalPositionalEncoding(c.d_model, c.max_len, dtype=dtype)
+        else:  # T5: a causal bucketed bias of the decoder's own
+            self.dec_rel_bias = RelativePositionBias(c.n_head, bidirectional=False, num_buckets=c.relative_buckets,
+                                                     max_distance=c.relative_max_distance, rng=rng, dtype=dtype)
         if not c.norm_first:
-            self.ln_tgt_emb = LayerNorm(c.d_model, dtype=dtype)
+            self.ln_tgt_emb = LayerNorm(c.d_model, c.layer_norm_eps, dtype=dtype)
         self.drop = Dropout(c.dropout, rng=rng)
         self.dec_blocks = ModuleList([
             DecoderBlock(c.d_model, c.n_head, c.d_ff, cross_attention=True, dropout=c.dropout,
-                         norm_first=c.norm_first, activation=c.activation, rng=rng, dtype=dtype)
+                         norm_first=c.norm_first, activation=c.activation, bias=c.bias, eps=c.layer_norm_eps,
+                         norm=c.norm, head_size=c.head_size, attn_scale=c.attn_scale, gated=c.gated, rng=rng,
+                         dtype=dtype)
             for _ in range(c.n_dec_layer)
         ])
         if c.norm_first:
-            self.ln_dec = LayerNorm(c.d_model, dtype=dtype)
+            self.ln_dec = make_norm(c.norm, c.d_model, c.layer_norm_eps, dtype=dtype)
+        if not c.tie_head:
+            self.head = Parameter(to_device((rng.standard_normal((c.tgt_vocab_size, c.d_model)) * 0.02).astype(dtype)))
+        if c.logits_bias:
+            self.out_bias = Parameter(to_device(np.zeros(c.tgt_vocab_size, dtype=dtype)))  # (V,)
 
     # ---- training: teacher-forced forward / backward --------------------------
-    def encode(self, src):
+    def encode(self, src, src_padding_mask=None):
         """``src [B, S] -> memory [B, S, D]``; the padding mask is ``self.encoder.padding_mask``."""
-        return self.encoder(src)
+        return self.encoder(src, src_padding_mask)
 
     def _embed_target(self, tgt_in, start: int = 0):
-        x = self.tgt_pos(self.tgt_emb(tgt_in), start)  # (B, T, D)
-        if not self.config.norm_first:
+        c = self.config
+        x = self.tgt_emb(tgt_in)  # (B, T, D)
+        if c.embed_scale != 1.0:
+            x = x * c.embed_scale
+        if c.positions != "relative":
+            x = self.tgt_pos(x, start)  # (B, T, D)
+        if not c.norm_first:
             x = self.ln_tgt_emb(x)
         return self.drop(x)
 
+    def _self_bias(self, T: int, start: int = 0):
+        """T5's decoder bias for queries ``start..start+T-1`` over keys ``0..start+T-1`` (None otherwise)."""
+        if self.config.positions != "relative":
+            return None
+        return self.dec_rel_bias(T, start + T, start)  # (1, H, T, start + T)
+
+    @property
+    def head_weight(self):
+        """The ``(V_tgt, D)`` matrix the logits are scored against (the target embedding when tied)."""
+        return (self.tgt_emb.weight if self.config.tie_head else self.head).data
+
     def _head(self, x):
-        h = self.ln_dec(x) if self.config.norm_first else x  # (B, T, D)
-        logits, self.head_cache = tied_head_forward(h, self.tgt_emb.weight.data)  # (B, T, V)
+        c = self.config
+        h = self.ln_dec(x) if c.norm_first else x  # (B, T, D)
+        if c.head_scale != 1.0:
+            h = h * c.head_scale
+        logits, self.head_cache = tied_head_forward(h, self.head_weight)  # (B, T, V)
+        if c.logits_bias:
+            logits += self.out_bias.data
         return logits
 
     def decode(self, tgt_in, memory, src_padding_mask):
         """``tgt_in [B, T], memory [B, S, D] -> logits [B, T, V_tgt]`` (all positions at once)."""
         c = self.config
         check_ids("decoder tgt_in", tgt_in, c.max_len)
-        tgt_padding_mask = tgt_in == c.pad_id  # (B, T)
+        tgt_padding_mask = (tgt_in == c.pad_id) if c.mask_padding else None  # (B, T)
+        if src_padding_mask is not None and not src_padding_mask.any():
+            src_padding_mask = None  # nothing to block
         x = self._embed_target(tgt_in)
+        bias = self._self_bias(tgt_in.shape[1])
         for block in self.dec_blocks:
-            x = block(x, memory, key_padding_mask=tgt_padding_mask, memory_key_padding_mask=src_padding_mask)
+            x = block(x, memory, key_padding_mask=tgt_padding_mask, memory_key_padding_mask=src_padding_mask,
+                      score_bias=bias)
         return self._head(x)
 
-    def forward(self, src, tgt_in):
-        """``src [B, S], tgt_in [B, T] -> logits [B, T, V_tgt]``."""
-        memory = self.encode(src)  # (B, S, D)
+    def forward(self, src, tgt_in, src_padding_mask=None):
+        """``src [B, S], tgt_in [B, T] -> logits [B, T, V_tgt]``.
+
+        ``src_padding_mask [B, S]`` (True = padding) overrides the mask derived from ``pad_id``.
+        """
+        memory = self.encode(src, src_padding_mask)  # (B, S, D)
         if src.shape[0] != tgt_in.shape[0]:
             raise ValueError(f"Seq2Seq tgt_in: got batch {tgt_in.shape[0]}, expected {src.shape[0]} (as src)")
         return self.decode(tgt_in, memory, self.encoder.padding_mask)
@@ -275,17 +342,30 @@ class Seq2Seq(Module):
         multivariable chain rule its gradient is the sum of what each layer
         sends back: ``dmemory = sum_l dmemory_l``.
         """
+        c = self.config
+        if c.logits_bias:
+            self.out_bias.grad += dlogits.reshape(-1, dlogits.shape[-1]).sum(axis=0)  # (V,)
         dh, dE = tied_head_backward(dlogits, self.head_cache)  # (B, T, D), (V, D)
-        self.tgt_emb.weight.grad += dE  # the output layer's share of the tied matrix
-        dx = self.ln_dec.backward(dh) if self.config.norm_first else dh
-        dmemory = 0.0
+        (self.tgt_emb.weight if c.tie_head else self.head).grad += dE  # the output layer's share
+        if c.head_scale != 1.0:
+            dh = dh * c.head_scale
+        dx = self.ln_dec.backward(dh) if c.norm_first else dh
+        dmemory, dbias = 0.0, 0.0
         for block in reversed(list(self.dec_blocks)):
             dx, dmem = block.backward(dx)  # (B, T, D), (B, S, D)
             dmemory = dmemory + dmem
+            if c.positions == "relative":
+                dbias = dbias + block.attn.dscore_bias  # every layer read the same bias
         dx = self.drop.backward(dx)
-        if not self.config.norm_first:
+        if not c.norm_first:
             dx = self.ln_tgt_emb.backward(dx)
-        self.tgt_emb.backward(self.tgt_pos.backward(dx))  # the input lookup's share
+        if c.positions == "relative":
+            self.dec_rel_bias.backward(dbias)
+        else:
+            dx = self.tgt_pos.backward(dx)
+        if c.embed_scale != 1.0:
+            dx = dx * c.embed_scale
+        self.tgt_emb.backward(dx)  # the input lookup's share
         self.encoder.backward(dmemory)
         return None
 
@@ -307,7 +387,7 @@ class Seq2Seq(Module):
         self.backward(cross_entropy_backward(scale, self.loss_cache))
 
     # ---- inference: encode once, then one token at a time -------------------
-    def start_decoding(self, src, *, repeat: int = 1) -> DecoderState:
+    def start_decoding(self, src, *, repeat: int = 1, src_padding_mask=None) -> DecoderState:
         """Encode ``src [B, S]`` once; return a :class:`DecoderState` for ``B * repeat`` rows.
 
         Each decoder layer's cross-attention keys and values are projected
@@ -316,7 +396,7 @@ class Seq2Seq(Module):
         which costs memory but no recomputation.
         """
         c = self.config
-        memory = self.encode(src)  # (B, S, D)
+        memory = self.encode(src, src_padding_mask)  # (B, S, D)
         pad = self.encoder.padding_mask  # (B, S)
         B, S, _ = memory.shape
         cross_kv = []
@@ -338,11 +418,14 @@ class Seq2Seq(Module):
         if state.length + T > c.max_len:
             raise ValueError(f"decode_step: {state.length + T} target positions, expected at most max_len={c.max_len}")
         x = self._embed_target(tokens, state.length)  # (N, T, D)
+        bias = self._self_bias(T, state.length)  # (1, H, T, length + T) or None
+        pad = state.src_padding_mask if state.src_padding_mask.any() else None
         nf = c.norm_first
         for block, cache, (k, v) in zip(self.dec_blocks, state.self_caches, state.cross_kv):
-            x = residual_forward(nf, block.norm_attn, block.drop_attn, x, lambda h: block.attn(h, kv_cache=cache))
+            x = residual_forward(nf, block.norm_attn, block.drop_attn, x,
+                                 lambda h: block.attn(h, kv_cache=cache, score_bias=bias))
             x = residual_forward(nf, block.norm_cross, block.drop_cross, x,
-                                 lambda h: _cross_attend(block.cross_attn, h, k, v, state.src_padding_mask))
+                                 lambda h: _cross_attend(block.cross_attn, h, k, v, pad))
             x = residual_forward(nf, block.norm_ff, block.drop_ff, x, block.ff)
         state.length += T
         return self._head(x)  # (N, T, V)

@@ -8,9 +8,9 @@ Read them in this order; each file is one concept:
     activations.py  ReLU, GELU (tanh and exact)
     softmax.py      softmax and log-softmax
     loss.py         cross-entropy fused with log-softmax
-    norm.py         LayerNorm, with its three-term gradient derived
+    norm.py         LayerNorm, with its three-term gradient derived; T5's scale-only RMSNorm
     dropout.py      inverted dropout with an explicit RNG
-    positions.py    sinusoidal and learned positional encodings
+    positions.py    sinusoidal and learned (optionally offset) positions; T5's relative bias
     attention.py    scaled dot-product attention, multi-head attention, KV cache
     feedforward.py  the position-wise MLP
     blocks.py       encoder and decoder blocks, pre-norm and post-norm
@@ -25,14 +25,16 @@ from .feedforward import FeedForward
 from .linear import Linear
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .module import Module, ModuleList, Parameter
-from .norm import LayerNorm, layernorm_backward, layernorm_forward
-from .positions import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from .norm import LayerNorm, RMSNorm, layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
+from .positions import (LearnedPositionalEmbedding, RelativePositionBias, SinusoidalPositionalEncoding,
+                        relative_position_buckets, sinusoidal_table)
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
 __all__ = [
     "Activation", "DecoderBlock", "Dropout", "Embedding", "EncoderBlock", "FeedForward", "GELU", "KVCache",
     "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
-    "ReLU", "SinusoidalPositionalEncoding", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
+    "RMSNorm", "ReLU", "RelativePositionBias", "SinusoidalPositionalEncoding", "relative_position_buckets",
+    "rmsnorm_backward", "rmsnorm_forward", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
     "get_activation", "layernorm_backward", "layernorm_forward", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
     "scaled_dot_product_attention_forward", "sinusoidal_table", "softmax_backward", "softmax_forward",
 ]

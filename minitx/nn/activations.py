@@ -1,4 +1,4 @@
-"""Activation functions: ReLU and the two GELUs.
+"""Activation functions: ReLU, the two GELUs, tanh and SiLU.
 
 GELU(x) = x * Phi(x), where Phi is the standard normal CDF: the input is
 kept in proportion to how likely a standard normal variable is to be below
@@ -83,16 +83,42 @@ def gelu_erf_backward(dout, cache):
     return dout * (phi_cdf + x * pdf)
 
 
+def tanh_forward(x):
+    """``[...] -> [...]``: tanh (BERT's pooler squashes the [CLS] vector with it); caches the output."""
+    y = array_module(x).tanh(x)
+    return y, y
+
+
+def tanh_backward(dout, y):
+    """d tanh(x)/dx = 1 - tanh(x)^2, from the saved output."""
+    return dout * (1.0 - y * y)
+
+
+def silu_forward(x):
+    """SiLU (swish): x * sigmoid(x); caches x and the sigmoid."""
+    xp = array_module(x)
+    sig = 1.0 / (1.0 + xp.exp(-x))
+    return x * sig, (x, sig)
+
+
+def silu_backward(dout, cache):
+    """d/dx [x s(x)] = s + x s (1 - s), with s = sigmoid(x) saved by the forward pass."""
+    x, sig = cache
+    return dout * (sig * (1.0 + x * (1.0 - sig)))
+
+
 _ACTIVATIONS = {
     "relu": (relu_forward, relu_backward),
     "gelu": (gelu_tanh_forward, gelu_tanh_backward),
     "gelu_tanh": (gelu_tanh_forward, gelu_tanh_backward),
     "gelu_exact": (gelu_erf_forward, gelu_erf_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "silu": (silu_forward, silu_backward),
 }
 
 
 def get_activation(name: str):
-    """``(forward, backward)`` for ``"relu"``, ``"gelu"`` (= ``"gelu_tanh"``) or ``"gelu_exact"``."""
+    """``(forward, backward)`` for ``"relu"``, ``"gelu"`` (= ``"gelu_tanh"``), ``"gelu_exact"``, ``"tanh"`` or ``"silu"``."""
     if name not in _ACTIVATIONS:
         raise ValueError(f"activation: got {name!r}, expected one of {sorted(_ACTIVATIONS)}")
     return _ACTIVATIONS[name]

@@ -40,16 +40,25 @@ from .softmax import softmax_forward
 # --------------------------------------------------------------------------
 # Scaled dot-product attention: the functional pair
 # --------------------------------------------------------------------------
-def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 0.0, rng=None, training: bool = False):
+def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 0.0, rng=None, training: bool = False,
+                                         *, scale: float | None = None, bias=None):
     """``q [..., Tq, hs], k [..., Tk, hs], v [..., Tk, hv] -> out [..., Tq, hv], weights [..., Tq, Tk]``.
 
     ``mask``: bool, broadcastable to ``[..., Tq, Tk]``, True where a query may
     attend. Returns ``(out, weights, cache)``; ``weights`` is what you plot.
+
+    ``scale``: what the scores are multiplied by, ``1 / sqrt(hs)`` when None.
+    T5 uses 1.0 (its initialisation already shrinks the queries instead).
+    ``bias``: an additive score bias broadcastable to ``[..., Tq, Tk]`` (T5's
+    relative positions); its gradient is the score gradient, returned by the
+    backward pass with ``return_dbias=True``.
     """
     xp = array_module(q)
-    scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 upcast
-    q_scaled = q * scale  # scaling Q (Tq x hs) is cheaper than scaling the scores (Tq x Tk)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)  # a Python float: no float64 upcast
+    q_scaled = q * scale if scale != 1.0 else q  # scaling Q (Tq x hs) is cheaper than scaling the scores (Tq x Tk)
     scores = q_scaled @ k.swapaxes(-1, -2)  # (..., Tq, hs) @ (..., hs, Tk) -> (..., Tq, Tk)
+    if bias is not None:
+        scores += bias  # (..., Tq, Tk) + (1 or B, H, Tq, Tk), in place: scores is a fresh array
     grad_mask = None  # what the backward pass must zero explicitly (see there)
     if mask is not None:
         mask = xp.asarray(mask)
@@ -62,8 +71,9 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p: float = 
     return out, weights, (q_scaled, k, v, grad_mask, weights, dropped, drop_mask, scale)
 
 
-def scaled_dot_product_attention_backward(dout, cache):
-    """Return ``(dq, dk, dv)``, running the forward steps in reverse:
+def scaled_dot_product_attention_backward(dout, cache, *, return_dbias: bool = False):
+    """Return ``(dq, dk, dv)`` (and ``dS``, the score gradient, with ``return_dbias``), running the forward
+    steps in reverse:
 
         out = P' V            ->  dV  = P'^T dout,   dP' = dout V^T
         P'  = dropout(P)      ->  dP  = dP' * drop_mask
@@ -77,6 +87,8 @@ def scaled_dot_product_attention_backward(dout, cache):
     A masked score is a constant, not a function of Q and K, so its dS is 0.
     Where a row keeps some keys, P = 0 there already zeroes it; a row with
     every key masked has uniform P, so only then is the mask applied here.
+    An additive bias enters S with coefficient 1, so dbias = dS (summed by
+    the caller over whatever axes the bias was broadcast along).
     """
     q_scaled, k, v, grad_mask, weights, dropped, drop_mask, scale = cache
     xp = array_module(dout)
@@ -90,6 +102,8 @@ def scaled_dot_product_attention_backward(dout, cache):
     dq = dscores @ k  # (..., Tq, Tk) @ (..., Tk, hs) -> (..., Tq, hs)
     dq *= scale
     dk = dscores.swapaxes(-1, -2) @ q_scaled  # (..., Tk, Tq) @ (..., Tq, hs) -> (..., Tk, hs)
+    if return_dbias:
+        return dq, dk, dv, dscores
     return dq, dk, dv
 
 
@@ -167,23 +181,32 @@ class MultiHeadAttention(Module):
     """
 
     def __init__(self, d_model: int, n_heads: int, *, cross: bool = False, causal: bool = False, bias: bool = True,
-                 dropout: float = 0.0, rng=None, dtype=DEFAULT_DTYPE):
+                 dropout: float = 0.0, head_size: int | None = None, scale: float | None = None, rng=None,
+                 dtype=DEFAULT_DTYPE):
         check_positive_int("d_model", d_model)
         check_positive_int("n_heads", n_heads)
-        if d_model % n_heads:
+        if head_size is None and d_model % n_heads:
             raise ValueError(f"d_model={d_model} with n_heads={n_heads}: expected d_model divisible by n_heads")
+        if head_size is not None:
+            check_positive_int("head_size", head_size)
         if cross and causal:
             raise ValueError("MultiHeadAttention: causal=True with cross=True; expected causal masks on self-attention only")
         rng = rng if rng is not None else np.random.default_rng()
-        self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads
+        # head_size * n_heads may differ from d_model (T5's d_kv): the heads live in
+        # an inner width, and ``proj`` maps it back to d_model.
+        self.d_model, self.n_heads = d_model, n_heads
+        self.head_size = d_model // n_heads if head_size is None else int(head_size)
+        self.scale = scale  # None: 1/sqrt(head_size); T5: 1.0
+        inner = self.n_heads * self.head_size
         self.cross, self.causal, self.dropout_p, self.rng = cross, causal, float(dropout), rng
         if cross:
-            self.q = Linear(d_model, d_model, bias, rng=rng, dtype=dtype)
-            self.kv = Linear(d_model, 2 * d_model, bias, rng=rng, dtype=dtype)
+            self.q = Linear(d_model, inner, bias, rng=rng, dtype=dtype)
+            self.kv = Linear(d_model, 2 * inner, bias, rng=rng, dtype=dtype)
         else:
-            self.qkv = Linear(d_model, 3 * d_model, bias, rng=rng, dtype=dtype)
-        self.proj = Linear(d_model, d_model, bias, rng=rng, dtype=dtype)
+            self.qkv = Linear(d_model, 3 * inner, bias, rng=rng, dtype=dtype)
+        self.proj = Linear(inner, d_model, bias, rng=rng, dtype=dtype)
         self.attn_weights = None
+        self.dscore_bias = None  # after backward: dL/d(score_bias), when forward was given one
 
     def _check_inputs(self, x, memory, key_padding_mask, attn_mask, kv_cache):
         check_array("attention input x", x, ndim=3, last_dim=self.d_model)
@@ -205,11 +228,14 @@ class MultiHeadAttention(Module):
         return B, Tq, Tk, past
 
     def forward(self, x, memory=None, *, key_padding_mask=None, attn_mask=None, kv_cache: KVCache | None = None,
-                return_weights: bool = False):
+                return_weights: bool = False, score_bias=None):
         """``x [B, Tq, D]`` (and ``memory [B, Tk, D]`` for cross) ``-> [B, Tq, D]``.
 
         ``key_padding_mask [B, Tk]`` and ``attn_mask [Tq, Tk]``: bool, True = blocked.
         ``kv_cache``: for incremental decoding (self-attention, inference only).
+        ``score_bias``: added to the scores, broadcastable to ``[B, H, Tq, Tk]``
+        (T5's relative positions); :meth:`backward` leaves its gradient, summed
+        to the bias's own shape, in ``self.dscore_bias``.
         """
         B, Tq, Tk, past = self._check_inputs(x, memory, key_padding_mask, attn_mask, kv_cache)
         xp = array_module(x)
@@ -224,7 +250,9 @@ class MultiHeadAttention(Module):
             if kv_cache is not None:
                 k, v = kv_cache.append(k, v)  # (B, H, past + Tq, hs)
 
-        if kernels_enabled(q) and ops.attention_supported(
+        self.score_bias_shape = None if score_bias is None else tuple(score_bias.shape)
+        plain = score_bias is None and self.scale is None and self.head_size * H == self.d_model
+        if plain and kernels_enabled(q) and ops.attention_supported(
                 q, k, v, dropout_active=self.training and self.dropout_p > 0, attn_mask=attn_mask,
                 return_weights=return_weights):  # "kernels" backend: flash attention, masks as flags
             y, self.sdpa_cache = ops.attention_forward(q, k, v, causal=self.causal,
@@ -242,7 +270,7 @@ class MultiHeadAttention(Module):
             allowed = keep if allowed is None else allowed & keep
 
         y, weights, self.sdpa_cache = scaled_dot_product_attention_forward(
-            q, k, v, allowed, self.dropout_p, self.rng, self.training
+            q, k, v, allowed, self.dropout_p, self.rng, self.training, scale=self.scale, bias=score_bias
         )  # (B, H, Tq, hs), (B, H, Tq, Tk)
         self.attn_weights = weights
         out = self.proj(merge_heads(y))  # (B, Tq, D)
@@ -253,6 +281,12 @@ class MultiHeadAttention(Module):
         dy = split_heads(self.proj.backward(dout), self.n_heads)  # (B, H, Tq, hs)
         if isinstance(self.sdpa_cache, ops.AttentionKernelCache):  # the forward ran flash attention
             dq, dk, dv = ops.attention_backward(dy, self.sdpa_cache)  # (B, H, T, hs) each
+        elif self.score_bias_shape is not None:
+            dq, dk, dv, dscores = scaled_dot_product_attention_backward(dy, self.sdpa_cache, return_dbias=True)
+            shape = self.score_bias_shape  # sum dS over the axes the bias was broadcast along
+            lead = dscores.ndim - len(shape)
+            axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and dscores.shape[lead + i] != 1)
+            self.dscore_bias = dscores.sum(axis=axes).reshape(shape) if axes else dscores
         else:
             dq, dk, dv = scaled_dot_product_attention_backward(dy, self.sdpa_cache)
         if self.cross:

@@ -14,6 +14,12 @@ The backward pass of a residual ``y = x + f(x)`` is ``dx = dy + f'(x)^T dy``:
 the gradient flows both around and through the sublayer, which is exactly why
 deep residual networks train.
 
+Options the pretrained families need (defaults are the classic blocks):
+``norm="rmsnorm"`` (T5's scale-only norm), ``head_size`` (T5's ``d_kv``,
+when heads times head size is not d_model), ``attn_scale`` (T5: 1.0,
+unscaled scores), ``gated`` (T5 v1.1's gated MLP), and a ``score_bias``
+argument to ``forward`` (T5's relative positions, shared by every layer).
+
 Sublayer names (``norm_attn``, ``attn``, ``norm_cross``, ``cross_attn``,
 ``norm_ff``, ``ff``) become parameter names such as
 ``blocks.0.attn.qkv.weight``.
@@ -27,7 +33,7 @@ from .attention import MultiHeadAttention
 from .dropout import Dropout
 from .feedforward import FeedForward
 from .module import Module
-from .norm import LayerNorm
+from .norm import make_norm
 
 
 def residual_forward(norm_first: bool, norm, drop, x, sublayer):
@@ -49,22 +55,26 @@ class EncoderBlock(Module):
     """Bidirectional self-attention + feed-forward (BERT, the Transformer's encoder)."""
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, *, dropout: float = 0.0,
-                 norm_first: bool = True, activation: str = "gelu", bias: bool = True, eps: float = 1e-5, rng=None,
-                 dtype=DEFAULT_DTYPE):
+                 norm_first: bool = True, activation: str = "gelu", bias: bool = True, eps: float = 1e-5,
+                 norm: str = "layernorm", head_size: int | None = None, attn_scale: float | None = None,
+                 gated: bool = False, rng=None, dtype=DEFAULT_DTYPE):
         rng = rng if rng is not None else np.random.default_rng()
         self.norm_first = norm_first
-        self.norm_attn = LayerNorm(d_model, eps, dtype=dtype)
-        self.attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, rng=rng, dtype=dtype)
+        self.norm_attn = make_norm(norm, d_model, eps, dtype=dtype)
+        self.attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, head_size=head_size,
+                                       scale=attn_scale, rng=rng, dtype=dtype)
         self.drop_attn = Dropout(dropout, rng=rng)
-        self.norm_ff = LayerNorm(d_model, eps, dtype=dtype)
-        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout, bias=bias, rng=rng, dtype=dtype)
+        self.norm_ff = make_norm(norm, d_model, eps, dtype=dtype)
+        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout, bias=bias, gated=gated, rng=rng,
+                              dtype=dtype)
         self.drop_ff = Dropout(dropout, rng=rng)
 
-    def forward(self, x, *, key_padding_mask=None, attn_mask=None):
+    def forward(self, x, *, key_padding_mask=None, attn_mask=None, score_bias=None):
         """``x [B, T, D] -> [B, T, D]``; masks as in :class:`MultiHeadAttention` (True = blocked)."""
         nf = self.norm_first
         x = residual_forward(nf, self.norm_attn, self.drop_attn, x,
-                             lambda h: self.attn(h, key_padding_mask=key_padding_mask, attn_mask=attn_mask))
+                             lambda h: self.attn(h, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                                                 score_bias=score_bias))
         return residual_forward(nf, self.norm_ff, self.drop_ff, x, self.ff)
 
     def backward(self, dout):
@@ -82,27 +92,32 @@ class DecoderBlock(Module):
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, *, cross_attention: bool = True,
                  dropout: float = 0.0, norm_first: bool = True, activation: str = "gelu", bias: bool = True,
-                 eps: float = 1e-5, rng=None, dtype=DEFAULT_DTYPE):
+                 eps: float = 1e-5, norm: str = "layernorm", head_size: int | None = None,
+                 attn_scale: float | None = None, gated: bool = False, rng=None, dtype=DEFAULT_DTYPE):
         rng = rng if rng is not None else np.random.default_rng()
         self.norm_first, self.has_cross = norm_first, cross_attention
-        self.norm_attn = LayerNorm(d_model, eps, dtype=dtype)
-        self.attn = MultiHeadAttention(d_model, n_heads, causal=True, bias=bias, dropout=dropout, rng=rng, dtype=dtype)
+        self.norm_attn = make_norm(norm, d_model, eps, dtype=dtype)
+        self.attn = MultiHeadAttention(d_model, n_heads, causal=True, bias=bias, dropout=dropout, head_size=head_size,
+                                       scale=attn_scale, rng=rng, dtype=dtype)
         self.drop_attn = Dropout(dropout, rng=rng)
         if cross_attention:
-            self.norm_cross = LayerNorm(d_model, eps, dtype=dtype)
-            self.cross_attn = MultiHeadAttention(d_model, n_heads, cross=True, bias=bias, dropout=dropout, rng=rng,
-                                                 dtype=dtype)
+            self.norm_cross = make_norm(norm, d_model, eps, dtype=dtype)
+            self.cross_attn = MultiHeadAttention(d_model, n_heads, cross=True, bias=bias, dropout=dropout,
+                                                 head_size=head_size, scale=attn_scale, rng=rng, dtype=dtype)
             self.drop_cross = Dropout(dropout, rng=rng)
-        self.norm_ff = LayerNorm(d_model, eps, dtype=dtype)
-        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout, bias=bias, rng=rng, dtype=dtype)
+        self.norm_ff = make_norm(norm, d_model, eps, dtype=dtype)
+        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout, bias=bias, gated=gated, rng=rng,
+                              dtype=dtype)
         self.drop_ff = Dropout(dropout, rng=rng)
 
-    def forward(self, x, memory=None, *, key_padding_mask=None, memory_key_padding_mask=None, kv_cache=None):
+    def forward(self, x, memory=None, *, key_padding_mask=None, memory_key_padding_mask=None, kv_cache=None,
+                score_bias=None):
         """``x [B, T, D]`` (+ ``memory [B, S, D]``) ``-> [B, T, D]``.
 
         ``key_padding_mask [B, T]`` masks padded targets in self-attention,
         ``memory_key_padding_mask [B, S]`` padded sources in cross-attention
         (True = padding). ``kv_cache`` enables incremental decoding.
+        ``score_bias`` is added to the self-attention scores (T5).
         """
         if self.has_cross and memory is None:
             raise ValueError("DecoderBlock memory: got None, expected the encoder output [B, S, d_model]")
@@ -110,7 +125,8 @@ class DecoderBlock(Module):
             raise ValueError("DecoderBlock memory: got an array, expected None (block built with cross_attention=False)")
         nf = self.norm_first
         x = residual_forward(nf, self.norm_attn, self.drop_attn, x,
-                             lambda h: self.attn(h, key_padding_mask=key_padding_mask, kv_cache=kv_cache))
+                             lambda h: self.attn(h, key_padding_mask=key_padding_mask, kv_cache=kv_cache,
+                                                 score_bias=score_bias))
         if self.has_cross:
             x = residual_forward(nf, self.norm_cross, self.drop_cross, x,
                                  lambda h: self.cross_attn(h, memory, key_padding_mask=memory_key_padding_mask))

@@ -4,6 +4,10 @@
 Attention mixes information *between* positions; the MLP transforms each
 position on its own, and holds most of a transformer's parameters (d_ff is
 usually 4 * d_model).
+
+Gated variant (T5 v1.1, Shazeer 2020, "GLU variants"): two input matrices,
+one through the activation and one linear, multiplied element-wise:
+    FFN(x) = W2 (act(W1 x) * (W3 x))
 """
 from __future__ import annotations
 
@@ -24,18 +28,29 @@ class FeedForward(Module):
     """
 
     def __init__(self, d_model: int, d_ff: int | None = None, *, activation: str = "gelu", dropout: float = 0.0,
-                 bias: bool = True, rng=None, dtype=DEFAULT_DTYPE):
+                 bias: bool = True, gated: bool = False, rng=None, dtype=DEFAULT_DTYPE):
         rng = rng if rng is not None else np.random.default_rng()
         d_ff = 4 * d_model if d_ff is None else d_ff
+        self.gated = gated
         self.fc = Linear(d_model, d_ff, bias, rng=rng, dtype=dtype)
+        if gated:
+            self.fc_gate = Linear(d_model, d_ff, bias, rng=rng, dtype=dtype)  # the linear factor W3
         self.act = Activation(activation)
         self.drop = Dropout(dropout, rng=rng)
         self.proj = Linear(d_ff, d_model, bias, rng=rng, dtype=dtype)
 
     def forward(self, x):
-        h = self.drop(self.act(self.fc(x)))  # (..., d_ff)
-        return self.proj(h)  # (..., d_model)
+        a = self.act(self.fc(x))  # (..., d_ff)
+        if self.gated:
+            g = self.fc_gate(x)  # (..., d_ff)
+            self.gate_cache = (a, g)
+            a = a * g
+        return self.proj(self.drop(a))  # (..., d_model)
 
     def backward(self, dout):
         dh = self.drop.backward(self.proj.backward(dout))  # (..., d_ff)
-        return self.fc.backward(self.act.backward(dh))  # (..., d_model)
+        if not self.gated:
+            return self.fc.backward(self.act.backward(dh))  # (..., d_model)
+        a, g = self.gate_cache  # h = a * g: each factor's gradient is dh times the other
+        dx = self.fc.backward(self.act.backward(dh * g))  # (..., d_model)
+        return dx + self.fc_gate.backward(dh * a)  # x feeds both branches: the gradients add

@@ -99,3 +99,76 @@ class LayerNorm(Module):
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx
+
+
+# --------------------------------------------------------------------------
+# Scale-only normalisation (T5's LayerNorm, also called RMSNorm)
+# --------------------------------------------------------------------------
+def rmsnorm_forward(x, gamma, eps: float = 1e-6):
+    """``[..., D], [D] -> [..., D]``: ``y = gamma * x / sqrt(mean(x^2) + eps)``.
+
+    T5 normalises only the *scale* of each row: no mean is subtracted and
+    there is no bias (Zhang & Sennrich's RMSNorm). The row mean of x^2 uses
+    the same matrix-vector trick as :func:`layernorm_forward`. Caches
+    ``xhat``, ``rstd`` and ``gamma``.
+    """
+    xp = array_module(x)
+    mean = _averager(xp, x.shape[-1], x.dtype)  # (D, 1)
+    ms = (x * x) @ mean  # (..., 1) mean of squares
+    check_finite_rows("RMSNorm input", ms)
+    ms += eps
+    rstd = xp.power(ms, -0.5, out=ms)  # (..., 1) 1 / sqrt(mean(x^2) + eps)
+    xhat = x * rstd  # (..., D)
+    return xhat * gamma, (xhat, rstd, gamma)
+
+
+def rmsnorm_backward(dy, cache):
+    """Return ``(dx, dgamma)``.
+
+    With g = dy * gamma (the gradient reaching xhat) and xhat_i = x_i * r,
+    r = (mean(x^2) + eps)^(-1/2), dr/dx_j = -r^3 x_j / D, so
+        dxhat_i/dx_j = r * (delta_ij - xhat_i * xhat_j / D)
+        dx = r * (g - xhat * mean(g * xhat))
+    which is LayerNorm's gradient without the ``- mean(g)`` term (no mean was
+    subtracted, so none comes back).
+    """
+    xhat, rstd, gamma = cache
+    xp = array_module(dy)
+    D = xhat.shape[-1]
+    mean = _averager(xp, D, dy.dtype)  # (D, 1)
+    g = dy * gamma  # (..., D)
+    mean_gx = (g * xhat) @ mean  # (..., 1)
+    dx = g - xhat * mean_gx
+    dx *= rstd  # (..., D)
+    dgamma = xp.einsum("nd,nd->d", dy.reshape(-1, D), xhat.reshape(-1, D))  # (D,)
+    return dx, dgamma
+
+
+class RMSNorm(Module):
+    """Scale-only normalisation with a learnable ``weight`` and no bias (T5's ``T5LayerNorm``)."""
+
+    def __init__(self, d_model: int, eps: float = 1e-6, *, dtype=DEFAULT_DTYPE):
+        self.d_model, self.eps = d_model, eps
+        self.weight = Parameter(to_device(np.ones(d_model, dtype=dtype)))
+
+    def forward(self, x):
+        check_array("RMSNorm input", x, min_ndim=1, last_dim=self.d_model)
+        y, self.cache = rmsnorm_forward(x, self.weight.data, self.eps)
+        return y
+
+    def backward(self, dy):
+        dx, dgamma = rmsnorm_backward(dy, self.cache)
+        self.weight.grad += dgamma
+        return dx
+
+
+NORMS = ("layernorm", "rmsnorm")
+
+
+def make_norm(kind: str, d_model: int, eps: float, *, dtype=DEFAULT_DTYPE) -> Module:
+    """``"layernorm"`` (mean and scale, with bias) or ``"rmsnorm"`` (scale only, T5)."""
+    if kind == "layernorm":
+        return LayerNorm(d_model, eps, dtype=dtype)
+    if kind == "rmsnorm":
+        return RMSNorm(d_model, eps, dtype=dtype)
+    raise ValueError(f"norm: got {kind!r}, expected one of {NORMS}")

@@ -183,13 +183,15 @@ def limit_blas_threads(n: int) -> _BlasHold:
     (two trainers in one test, say), released in any order: the holders are
     counted, the smallest limit applies, and the last release restores the
     process's own setting. The controller (which scans the loaded libraries,
-    about a millisecond) is built once.
+    about a millisecond) is built when the first holder arrives, so a BLAS
+    library loaded since the last release (SciPy's, which transformers pulls
+    in) is limited too.
     """
     from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - a core dependency, imported when needed
 
     hold = _BlasHold(max(1, int(n)))
     with _BLAS_LOCK:
-        if _BLAS["controller"] is None:
+        if _BLAS["controller"] is None or not _BLAS["holders"]:
             _BLAS["controller"] = ThreadpoolController()
         limiter = _BLAS["controller"].limit(limits=min([hold.n] + [h.n for h in _BLAS["holders"]]), user_api="blas")
         if not _BLAS["holders"]:
