@@ -99,11 +99,36 @@ def _fit_options(args, threads, comm) -> dict:
                 log=announce(comm), **overrides)
 
 
-def _fit(fit, args, *rows, **kwargs):
-    """``fit(*rows, config, ...)`` with Ctrl-C turned into a message and exit code 130."""
+#: What each generated dataset is, for the header a training command prints.
+GENERATED = {
+    "train-classifier": "generated movie reviews labelled positive/negative (minitx.datasets.sentiment: negation, "
+                        "'but' and concessions, so counting words is not enough)",
+    "train-tagger": "generated news-like sentences with people and places tagged B-/I-PER, B-/I-LOC "
+                    "(minitx.datasets.ner)",
+    "train-translator": "generated English-like sentences and their translations into Tolan, a made-up language "
+                        "with gendered articles, adjectives after the noun and the verb last "
+                        "(minitx.datasets.translation)",
+}
+
+
+def _header(args, config, threads, comm, n_train: int, n_val: int, n_test: int) -> str:
+    """``train-translator: s2s-small, ... data: ...; 600 iterations of batch 64 ...``: what is about to happen."""
+    data = f"{args.train} (tab-separated)" if args.train else GENERATED[args.command]
+    preset = args.preset or args.task_defaults["preset"]
+    where = f"; {comm.size} MPI ranks x {threads} threads" if comm.size > 1 else \
+        (f"; {threads} data-parallel threads" if threads > 1 else "")
+    resume = ", resuming" if args.resume else ""
+    return (f"{args.command}: model {preset}{resume}; data: {data}; {n_train:,} train / {n_val:,} val / "
+            f"{n_test:,} test examples; {config.max_iters} iterations of batch {config.batch_size}, evaluated every "
+            f"{config.eval_interval}{where}")
+
+
+def _fit(fit, args, *rows, test=None, **kwargs):
+    """``fit(*rows, config, ...)`` after a header; Ctrl-C becomes a message and exit code 130."""
     from ..train.config import TrainingInterrupted  # noqa: PLC0415
 
     config, threads, comm = _plan(args)
+    announce(comm)(_header(args, config, threads, comm, len(rows[0]), len(rows[1]), len(test or ())), flush=True)
     try:
         return fit(*rows, config, **_fit_options(args, threads, comm), **kwargs), comm
     except TrainingInterrupted as exc:
@@ -175,7 +200,7 @@ def cmd_train_classifier(args) -> int:
             if y not in known:
                 raise ValueError(f"--test example {i + 1}: unknown label {y!r}, "
                                  f"expected one of {', '.join(sorted(known))}")
-    clf, comm = _fit(TextClassifier.fit, args, train, val, pooling=args.pooling, labels=labels)
+    clf, comm = _fit(TextClassifier.fit, args, train, val, test=test, pooling=args.pooling, labels=labels)
     if comm.rank != 0:
         return 0
     _print_scores("val", clf.evaluate(val))
@@ -185,6 +210,7 @@ def cmd_train_classifier(args) -> int:
         _print_scores("test", clf.evaluate(test))
         print(f"test: bag-of-words baseline accuracy {bag_of_words_baseline(train, test):.4f}")
     print(f"checkpoint: {args.out}/best (best validation accuracy); {args.out}/ckpt (latest, for --resume)")
+    print(f'next: minitx classify --checkpoint {args.out} "the plot was not bad at all"')
     return 0
 
 
@@ -217,7 +243,7 @@ def cmd_train_tagger(args) -> int:
         data = make_ner(args.n_train or 6000, seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     tags = args.tags.split(",") if args.tags else None
-    tagger, comm = _fit(Tagger.fit, args, train, val, tags=tags, word_dropout=args.word_dropout)
+    tagger, comm = _fit(Tagger.fit, args, train, val, test=test, tags=tags, word_dropout=args.word_dropout)
     if comm.rank != 0:
         return 0
     _print_scores("val", tagger.evaluate(val))
@@ -227,6 +253,7 @@ def cmd_train_tagger(args) -> int:
         check_tagged(test, tagger.tags, "test")
         _print_scores("test", tagger.evaluate(test))
     print(f"checkpoint: {args.out}/best (best validation F1); {args.out}/ckpt (latest, for --resume)")
+    print(f'next: minitx tag --checkpoint {args.out} "maria lopez visited port alder on monday"')
     return 0
 
 
@@ -282,7 +309,7 @@ def cmd_train_translator(args) -> int:
     if args.n_layer is not None and not args.resume:  # one flag, both stacks
         overrides = {"n_enc_layer": args.n_layer, "n_dec_layer": args.n_layer}
         args.n_layer = None
-    tr, comm = _fit(Translator.fit, args, train, val, share_embeddings=args.share_embeddings, **overrides)
+    tr, comm = _fit(Translator.fit, args, train, val, test=test, share_embeddings=args.share_embeddings, **overrides)
     if comm.rank != 0:
         return 0
     _print_scores("val (greedy)", tr.evaluate(val))
@@ -294,6 +321,7 @@ def cmd_train_translator(args) -> int:
         if args.eval_beam:
             _print_scores(f"test (beam {args.eval_beam})", tr.evaluate(test, beam=args.eval_beam))
     print(f"checkpoint: {args.out}/best (best validation BLEU); {args.out}/ckpt (latest, for --resume)")
+    print(f'next: minitx translate --checkpoint {args.out} --beam 4 "the big red dog sees a small cat"')
     return 0
 
 
@@ -303,6 +331,10 @@ def cmd_translate(args) -> int:
     _check_decoding(args)
     tr = Translator.load(args.checkpoint)
     texts = _texts(args)
+    unknown = sorted({w for t in texts for w in t.split() if w not in tr.src_vocab.stoi})
+    if unknown:  # they become <unk>: the translation can only guess at them
+        print(f"minitx translate: note: {len(unknown)} word(s) the model never saw in training, translated as "
+              f"<unk>: {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}", file=sys.stderr)
     outputs = tr.translate(texts, beam=args.beam, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, length_penalty=args.length_penalty)
     for out in outputs:
