@@ -66,6 +66,9 @@ def add_parser(sub) -> None:
     add_run_options(t, out_default="out")
     t.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end "
                                                                   "(0: none; default 300)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="a time budget: stop after this many minutes, evaluated and checkpointed, resumable with "
+                        "--resume (default: no budget, run all --max-iters)")
     add_device_options(t)
     t.set_defaults(func=run_train)
 
@@ -174,6 +177,8 @@ def run_train(args) -> int:
 
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens: got {args.sample_tokens}, expected an integer >= 0")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise UsageError(f"--max-minutes: got {args.max_minutes}, expected a number of minutes > 0")
     device, backend_name = select_device(args)  # before any data is read
     threads, comm = parallel_plan(args, device)
     check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # before anything is written
@@ -186,7 +191,7 @@ def _train(args, device: str, threads: int, comm) -> int:
     from ..train.config import TrainingInterrupted  # noqa: PLC0415
     from ..train.lm import gpt_meta  # noqa: PLC0415
     from ..train.parallel import DataParallel  # noqa: PLC0415
-    from ..train.trainer import Trainer  # noqa: PLC0415
+    from ..train.trainer import Trainer, plot_available  # noqa: PLC0415
 
     say = announce(comm)
     out = Path(args.out)
@@ -213,7 +218,13 @@ def _train(args, device: str, threads: int, comm) -> int:
             f"{tokenizer.vocab_size}; {len(dataset.train):,} train / {len(dataset.val):,} val tokens{replicas}; "
             f"{'resuming at iteration ' + str(trainer.iter) if args.resume else 'starting'} -> "
             f"{config_train.max_iters}", flush=True)
-        history = trainer.train()
+        if not plot_available():
+            say("note: loss.png will not be drawn: matplotlib is not installed (pip install matplotlib); "
+                "metrics.jsonl is written all the same", file=sys.stderr)
+        history = trainer.train(max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+        if trainer.stopped_early:
+            say(f"stopped at the time budget (--max-minutes {args.max_minutes:g}): iteration {trainer.iter} of "
+                f"{config_train.max_iters} saved; continue with: minitx train --out {out} --resume")
     except TrainingInterrupted as exc:
         say(interrupted_message(exc, "train", out), file=sys.stderr)
         return 130

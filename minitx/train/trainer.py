@@ -305,15 +305,21 @@ class Trainer:
             plot_metrics(self.history, self.out_dir / PLOT_FILE)
         return record
 
-    def train(self, *, stop_at: int | None = None) -> list[dict]:
+    def train(self, *, stop_at: int | None = None, max_seconds: float | None = None) -> list[dict]:
         """Train until ``max_iters`` (or until ``stop_at``, to simulate an interruption).
 
         Evaluates at iteration 0, every ``eval_interval`` and at ``max_iters``;
         checkpoints at each of those after 0. A resumed run does not repeat
-        the evaluation it resumed from. Returns the metrics records of this run.
+        the evaluation it resumed from. With ``max_seconds`` the run stops
+        once that much time has passed, after evaluating and checkpointing
+        the iteration it reached (``self.stopped_early`` is then True; the
+        schedule is still the one for ``max_iters``, so ``resume`` carries
+        on exactly). Returns the metrics records of this run.
         """
         c = self.config
         end = c.max_iters if stop_at is None else min(stop_at, c.max_iters)
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        self.stopped_early = False
         start = self.iter
         skip_eval = any(r.get("iter") == start for r in self.history)  # resumed right after that evaluation
         agree = getattr(self.model, "any_rank", bool)  # under MPI every rank must stop at the same iteration
@@ -328,6 +334,11 @@ class Trainer:
                         self._print(bar, format_record(record))
                         tick, tokens = time.perf_counter(), 0  # throughput excludes evaluation time
                     if it == end:
+                        break
+                    if deadline is not None and it > start and agree(time.monotonic() > deadline):
+                        self.stopped_early = True
+                        if not any(r.get("iter") == it for r in self.history):
+                            self._print(bar, format_record(self._evaluate_and_save(rate)))
                         break
                     if agree(pressed.is_set()):
                         raise TrainingInterrupted(self.iter, self.save(CKPT_DIR) if self.iter > 0 else None)
@@ -402,6 +413,13 @@ def _progress(*, enabled: bool, initial: int, total: int):
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     return tqdm(total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True)
+
+
+def plot_available() -> bool:
+    """Whether :func:`plot_metrics` can draw (matplotlib is an optional extra)."""
+    import importlib.util  # noqa: PLC0415
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def plot_metrics(history: list[dict], path: Path) -> Path | None:
