@@ -28,6 +28,7 @@ make training data-parallel, as for ``minitx train``.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -39,12 +40,16 @@ from .options import (add_model_options, add_run_options, add_training_options, 
 
 #: Each task's training defaults (what the flags default to).
 DEFAULTS = {
-    "train-classifier": dict(preset="enc-small", max_iters=600, batch_size=32, lr=1e-3, eval_interval=200),
-    "train-tagger": dict(preset="enc-small", max_iters=400, batch_size=32, lr=1e-3, eval_interval=100),
-    "train-translator": dict(preset="s2s-small", max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
+    "train-classifier": dict(preset="enc-small", n_train=8000, max_iters=600, batch_size=32, lr=1e-3, eval_interval=200),
+    "train-tagger": dict(preset="enc-small", n_train=6000, max_iters=400, batch_size=32, lr=1e-3, eval_interval=100),
+    "train-translator": dict(preset="s2s-small", n_train=20000, max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
                              label_smoothing=0.1),
 }
 _COMMON = dict(min_lr="lr/10", warmup_iters=100, beta2=0.98, weight_decay=0.01, seed=1337)
+if os.environ.get("MINITX_MAIN_JOB_FAST") == "1":  # the README test: the same steps, seconds instead of minutes
+    for _defaults in DEFAULTS.values():
+        _defaults.update(max_iters=4, eval_interval=4, n_train=200)
+    _COMMON.update(warmup_iters=2)
 #: Config fields a task's ``fit`` derives from the data (the vocabulary sizes, the special ids).
 SET_BY_FIT = ("vocab_size", "pad_id", "src_vocab_size", "tgt_vocab_size", "share_embeddings", "bos_id", "eos_id")
 #: ``--flag`` dest -> the encoder / seq2seq config field.
@@ -191,7 +196,7 @@ def cmd_train_classifier(args) -> int:
         if val is None:
             train, val, _ = _split(train, args)
     else:
-        data = make_sentiment(args.n_train or 8000, seed=args.data_seed)
+        data = make_sentiment(args.n_train or args.task_defaults["n_train"], seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     labels = args.labels.split(",") if args.labels else None
     if labels is None and test is not None:
@@ -240,7 +245,7 @@ def cmd_train_tagger(args) -> int:
         if val is None:
             train, val, _ = _split(train, args)
     else:
-        data = make_ner(args.n_train or 6000, seed=args.data_seed)
+        data = make_ner(args.n_train or args.task_defaults["n_train"], seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     tags = args.tags.split(",") if args.tags else None
     tagger, comm = _fit(Tagger.fit, args, train, val, test=test, tags=tags, word_dropout=args.word_dropout)
@@ -303,7 +308,7 @@ def cmd_train_translator(args) -> int:
         if val is None:
             train, val, _ = _split(train, args)
     else:
-        data = make_translation(args.n_train or 20000, seed=args.data_seed)
+        data = make_translation(args.n_train or args.task_defaults["n_train"], seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     overrides = {}
     if args.n_layer is not None and not args.resume:  # one flag, both stacks

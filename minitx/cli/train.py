@@ -33,6 +33,7 @@ Every user error (missing data, bad flag value, broken checkpoint) raises
 """
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -45,6 +46,8 @@ from .options import (add_device_options, add_model_options, add_run_options, ad
 #: What ``minitx train`` does with no arguments (sized for a few minutes on a 2-core CPU).
 MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=3000, eval_interval=500, eval_iters=20,
                 lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99, dropout=0.0, weight_decay=0.1)
+if os.environ.get("MINITX_MAIN_JOB_FAST") == "1":  # the README test: the same steps, seconds instead of minutes
+    MAIN_JOB.update(max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=2)
 #: ``--flag`` dest -> GPTConfig field (the CLI says --d-model everywhere; GPT-2 calls the width n_embd).
 ARCH_FIELDS = {"n_layer": "n_layer", "n_head": "n_head", "d_model": "n_embd", "block_size": "block_size",
                "dropout": "dropout"}
