@@ -95,6 +95,9 @@ def add_parser(sub) -> None:
     gen.add_argument("--length-penalty", type=float, default=1.0,
                      help="beam search ranks by log-probability / length**penalty (default 1.0)")
     add_generate_options(gen)
+    gen.add_argument("--interactive", action="store_true",
+                     help="read prompts from the terminal (or stdin), one a line, and answer each, until EOF (Ctrl-D) "
+                          "or Ctrl-C; --prompt is then unused")
     add_device_options(gen)
     gen.set_defaults(func=run_generate)
 
@@ -275,7 +278,45 @@ def run_generate(args) -> int:
         raise UsageError("--stop with --beam: beam search stops at the end token, expected one or the other")
     device, backend_name = select_device(args)
     with using_backend(backend_name):
+        if args.interactive:
+            return _interactive(args, device)
         return _generate(args, device)
+
+
+def _interactive(args, device: str) -> int:
+    """A prompt loop: each line read is a prompt, answered with the same flags; EOF or Ctrl-C ends it.
+
+    The model is loaded once (the first answer), then kept. A prompt the
+    model cannot take (a character it never saw) is reported and the loop
+    goes on; a broken checkpoint ends it with the usual one-line error.
+    """
+    tty = sys.stdin.isatty()
+    if tty:
+        print(f"minitx generate: prompts for {args.checkpoint}, one a line; Ctrl-D or Ctrl-C to stop", file=sys.stderr)
+    try:
+        while True:
+            if tty:
+                sys.stderr.write("> ")
+                sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line:
+                break
+            prompt = line.rstrip("\n")
+            if not prompt:
+                continue
+            args.prompt = prompt.replace("\\n", "\n")  # "\n" typed on one line stands for a newline
+            try:
+                _generate(args, device)
+            except UsageError as exc:  # this prompt cannot be answered; the next one may be
+                print(f"minitx generate: {exc}", file=sys.stderr)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        if tty:
+            sys.stderr.write("\n")
+    return 0
+
+
+_LOADED: dict = {}  # (folder, device) -> what load_model returned: the interactive loop loads once
 
 
 def _generate(args, device: str) -> int:
@@ -284,7 +325,11 @@ def _generate(args, device: str) -> int:
 
     if is_hf_folder(args.checkpoint):  # a Hugging Face folder: minitx.pretrained runs it
         return generate_from_hf_folder(args, device)
-    model, tokenizer, _ = load_model(args.checkpoint, device=device)
+    key = (str(args.checkpoint), device)
+    if not args.interactive or key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_model(args.checkpoint, device=device)
+    model, tokenizer, _ = _LOADED[key]
     try:
         ids = tokenizer.encode(args.prompt)
     except ValueError as exc:
