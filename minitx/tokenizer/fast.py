@@ -37,9 +37,11 @@ Measured figures and the profile are in ``benchmarks/tokenizer.md``.
 """
 from __future__ import annotations
 
+import gc
 import heapq
 import re
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import chain
 from typing import Iterable, Mapping, Sequence
@@ -457,6 +459,28 @@ def batch_bpe(
 BATCH_FROM = 64
 
 
+@contextmanager
+def _collector_paused():
+    """Pause Python's cyclic garbage collector for a block (if it was running), then resume it.
+
+    Encoding a long text allocates tens of thousands of small lists at once
+    (the chunks' ids), none of which can be part of a reference cycle. Each allocation burst
+    makes the collector walk every container the process holds, the
+    tokenizer's own large tables included (cl100k's merge table alone has
+    233k entries): measured on 10 MiB of new text, 0.30-0.40 s of CPU with
+    the collector against 0.16 s without. Plain reference counting still
+    frees everything; a collection simply happens after the block instead.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class ChunkCache(dict):
     """chunk -> its ids, where a miss is noted rather than computed on the spot.
 
@@ -523,7 +547,7 @@ class FastEncoder:
                 continue  # part of a character: no chunk is ever this token
         self.cache = ChunkCache(self._seed)
         self._byte_ids_array = np.array(self.byte_ids, dtype=np.int64)
-        self._table: PairTable | None = None  # built on the first large batch
+        self._table: PairTable | None = None  # built on the first batch (a tokenizer that is only trained needs none)
 
     def reset(self) -> None:
         """Forget every computed chunk (the vocabulary's whole tokens stay)."""
@@ -536,23 +560,24 @@ class FastEncoder:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """The ids of ``text``; raises ``UnicodeEncodeError`` on a lone surrogate."""
-        chunks = self.split(text)
         if self.cached_chunks > self.max_entries:
             self.reset()
         cache = self.cache
-        found = list(map(cache.__getitem__, chunks))  # ids per chunk; holders for new chunks
-        pending, cache.pending = cache.pending, []
-        if pending:
-            keys = [holder[0] for holder in pending]
-            try:
-                results = self.encode_chunks(keys)
-            except BaseException:
-                for key in keys:  # leave no holder behind
-                    del cache[key]
-                raise
-            for holder, ids in zip(pending, results):
-                holder[:] = ids
-        return list(chain.from_iterable(found))
+        with _collector_paused():
+            chunks = self.split(text)
+            found = list(map(cache.__getitem__, chunks))  # ids per chunk; holders for new chunks
+            pending, cache.pending = cache.pending, []
+            if pending:
+                keys = [holder[0] for holder in pending]
+                try:
+                    results = self.encode_chunks(keys)
+                except BaseException:
+                    for key in keys:  # leave no holder behind
+                        del cache[key]
+                    raise
+                for holder, ids in zip(pending, results):
+                    holder[:] = ids
+            return list(chain.from_iterable(found))
 
     def encode_chunks(self, chunks: Sequence[str]) -> list[list[int]]:
         """The BPE ids of each of ``chunks`` (no cache, no whole-token lookup)."""
