@@ -150,8 +150,10 @@ class Splitter:
             return self._regex(text)
         if _BEYOND_BMP.search(text) is None:
             return self._bmp(text)
-        # Stretches around characters beyond U+FFFF go to regex, the rest to re.
-        out: list[str] = []
+        # Stretches around characters beyond U+FFFF go to regex, the rest to re. ``findall(text,
+        # pos, end)`` matches as if the text were cut there (``$`` too), without copying it; the
+        # patterns have no ``^`` and do not look behind, so that equals matching the slice.
+        parts: list[list[str]] = []
         pos = 0
         for m in _BEYOND_BMP.finditer(text):
             i = m.start()
@@ -159,11 +161,11 @@ class Splitter:
                 continue  # inside the stretch just handled
             start = safe_cut_before(text, i, pos)
             end = safe_cut_after(text, i)
-            out += self._bmp(text[pos:start])
-            out += self._regex(text[start:end])
+            parts.append(self._bmp(text, pos, start))
+            parts.append(self._regex(text, start, end))
             pos = end
-        out += self._bmp(text[pos:])
-        return out
+        parts.append(self._bmp(text, pos))
+        return list(chain.from_iterable(parts))
 
 
 def count_chunks(texts: Iterable[str], pattern: str) -> Counter:
@@ -579,7 +581,11 @@ class FastEncoder:
                     raise
                 for holder, ids in zip(pending, results):
                     holder[:] = ids
-            return list(chain.from_iterable(found))
+            out = list(chain.from_iterable(found))
+            # Drop the two big lists while the collector still sleeps: the collection that follows
+            # then need not walk their 2 x (number of chunks) references.
+            del found, chunks
+        return out
 
     def encode_chunks(self, chunks: Sequence[str]) -> list[list[int]]:
         """The BPE ids of each of ``chunks`` (no cache, no whole-token lookup)."""
