@@ -2,17 +2,20 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minitx.tokenizer import bpe as bpe_module
 from minitx.tokenizer import (
     GPT2_SPLIT_PATTERN,
     GPT4_SPLIT_PATTERN,
+    BPETables,
     BPETokenizer,
     CharTokenizer,
+    bpe_chunk,
+    fast,
     merge_pair,
     split_text,
     train_incremental,
@@ -282,25 +285,117 @@ def test_progress_bar_and_pattern_names(capsys):
     assert "BPETokenizer(vocab_size=300" in repr(tok)
 
 
+# -- the fast path == the reference ----------------------------------------------------
+def whole_tokens(tok):
+    """bytes -> id of every ordinary token (what the whole-token shortcut looks up)."""
+    specials = set(tok.special_tokens.values())
+    return {b: i for i, b in tok.vocab.items() if i not in specials}
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=40))
 def test_fast_chunk_bpe_equals_reference(piece):
     tok = trained()
-    assert tok._bpe(piece) == tok._bpe_reference(piece)
-    assert tok.decode_bytes(tok._bpe(piece)) == piece
+    expected = bpe_chunk(piece, tok.byte_ids, tok.ranks)
+    assert fast.merge_loop([tok.byte_ids[b] for b in piece], tok.ranks) == expected
+    assert tok.decode_bytes(expected) == piece
 
 
-# -- the fast encoding path (space cut, piece cache, glue) == the plain regex path ----------
-# Pieces of text chosen to stress the cut at spaces: runs of spaces, spaces after
-# other whitespace (where the cut is *not* a chunk boundary and pieces are glued),
-# CRLF, contractions, digit runs, Unicode letters and whitespace, punctuation.
+_tables = {}
+
+
+def pair_table(tok):
+    if id(tok) not in _tables:
+        _tables[id(tok)] = fast.PairTable(tok.ranks)
+    return _tables[id(tok)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.binary(max_size=24), max_size=60),
+    st.sampled_from([1, 4, 32]),
+    st.sampled_from([3, 64]),
+)
+def test_batch_bpe_equals_reference(pieces, min_chunks, max_len):
+    """All chunks at once in NumPy (and the Python finish, and the long-chunk route) == one by one."""
+    tok = trained()
+    byte_ids = np.array(tok.byte_ids, dtype=np.int64)
+    got = fast.batch_bpe(pieces, byte_ids, pair_table(tok), tok.ranks, max_len=max_len, min_chunks=min_chunks)
+    assert got == [bpe_chunk(p, tok.byte_ids, tok.ranks) for p in pieces]
+
+
+def test_pair_table_equals_dict():
+    tok = trained()
+    table = pair_table(tok)
+    rng = np.random.default_rng(0)
+    known = np.array(list(tok.ranks), dtype=np.int64)  # (m, 2)
+    noise = rng.integers(0, tok.vocab_size + 5, size=(5000, 2))  # mostly not merges
+    pairs = np.concatenate([known, noise])
+    rank, new = table.lookup(pairs[:, 0].copy(), pairs[:, 1].copy())
+    for (a, b), r, n in zip(pairs.tolist(), rank.tolist(), new.tolist()):
+        if (a, b) in tok.ranks:
+            assert (r, n) == tok.ranks[(a, b)]
+        else:
+            assert r == fast.NO_RANK
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=80), st.integers(1, 40))
+def test_fast_training_equals_textbook_on_arbitrary_text(text, num_merges):
+    """Both patterns' fast split, the chunk counting and the incremental trainer against the definition."""
+    for pattern in (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN):
+        fast_tok = BPETokenizer().train(text, 256 + num_merges, pattern=pattern)
+        slow_tok = BPETokenizer().train(text, 256 + num_merges, pattern=pattern, algorithm="reference")
+        assert fast_tok.ranked_merges == slow_tok.ranked_merges
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(text_strategy, min_size=1, max_size=6))
+def test_batched_encoder_equals_reference(texts):
+    """The encoder with every new chunk sent through batch_bpe (batch_from=1), caches shared across texts."""
+    for tok in (trained(), trained(pattern=GPT2_SPLIT_PATTERN)):
+        enc = batched_twin(tok)
+        for t in texts:
+            assert enc.encode_ordinary(t) == tok.encode_reference(t, allowed_special="none")
+
+
+_batched = {}
+
+
+def batched_twin(tok):
+    if id(tok) not in _batched:
+        _batched[id(tok)] = fast.FastEncoder(tok.pattern, tok.byte_ids, tok.ranks, whole_tokens(tok), batch_from=1)
+    return _batched[id(tok)]
+
+
+def test_cache_stays_bounded_and_exact():
+    tok = trained()
+    enc = fast.FastEncoder(tok.pattern, tok.byte_ids, tok.ranks, whole_tokens(tok), max_entries=50)
+    rng = __import__("random").Random(1)
+    for _ in range(30):
+        text = " ".join("".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 9))) for _ in range(40))
+        assert enc.encode_ordinary(text) == tok.encode_reference(text, allowed_special="none")
+        assert enc.cached_chunks <= 50 + 40  # emptied once past the bound; one text's new chunks on top
+
+
+def test_failed_encode_leaves_no_placeholder_in_the_cache():
+    tok = BPETokenizer().train(SAMPLE, 300)
+    with pytest.raises(ValueError, match="surrogate"):
+        tok.encode("fresh words here \ud800 and more")
+    assert all(isinstance(i, int) for ids in tok._fast.cache.values() for i in ids)
+    assert tok.encode("fresh words here") == tok.encode_reference("fresh words here")
+
+
+# -- the fast split == the regex split ------------------------------------------------------
+# Pieces of text chosen to stress the split and the cuts around characters beyond U+FFFF:
+# runs of spaces, spaces after other whitespace (never a safe cut), CRLF, contractions,
+# digit runs, Unicode letters and whitespace, punctuation, astral letters and symbols.
 ATOMS = [
     " ", " ", " ", "  ", "   ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2003", "\u3000",
-    "a", "Z", "word", "The", "é", "東京", "🤖", "'s", "'LL", "'ve", "'", "1", "12345", "٣", ".", ",", "!?", "_x", "$",
-    "...", "-", "\"",
+    "a", "Z", "word", "The", "é", "東京", "🤖", "𝔘𝔫", "𐐀", "'s", "'LL", "'ve", "'ſ", "'", "1", "12345", "٣", "𝟙𝟚", ".",
+    ",", "!?", "_x", "$", "...", "-", "\"",
 ]
 adversarial_text = st.lists(st.sampled_from(ATOMS), max_size=40).map("".join)
-_plain = {}
 _greedy = {}
 
 
@@ -312,42 +407,29 @@ def merges_across_chunks(pattern):
         rng = __import__("random").Random(0)
         text = SAMPLE + "".join(rng.choice(ATOMS) for _ in range(4000))
         learnt = BPETokenizer(pattern=r"[\s\S]+").train(text, 700)
-        tok = BPETokenizer(pattern=pattern)
-        tok._init_tables(learnt.byte_ids, learnt._merge_list, {})
-        _greedy[pattern] = tok
+        _greedy[pattern] = BPETokenizer.from_tables(BPETables.make(pattern, learnt.byte_ids, learnt.ranked_merges))
     return _greedy[pattern]
 
 
-def plain_twin(tok):
-    """The same tokenizer with the space-cut fast path switched off (split the whole text with the regex)."""
-    if id(tok) not in _plain:
-        twin = BPETokenizer(pattern=tok.pattern)
-        twin._init_tables(tok.byte_ids, tok._merge_list, tok.special_tokens)
-        twin._space_split_safe = False
-        _plain[id(tok)] = twin
-    return _plain[id(tok)]
-
-
-# The first cut is str.split(" "), or the regex (?<=\S) where many spaces follow spaces;
-# force each in turn (0: always str.split; 10**9: the regex whenever the text has a double space).
-CUTS = {"str.split": 0, "regex": 10**9}
-
-
-@pytest.mark.parametrize("cut", CUTS)
 @pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
 @settings(max_examples=300, deadline=None)
-@given(text=adversarial_text)
-def test_space_cut_path_equals_regex_path(pattern, cut, text):
-    saved, bpe_module._REGEX_CUT_EVERY = bpe_module._REGEX_CUT_EVERY, CUTS[cut]
-    try:
-        for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):  # shared: caches fill up across examples
-            assert tok._space_split_safe
-            ids = tok.encode_ordinary(text)
-            assert ids == plain_twin(tok).encode_ordinary(text)
-            assert ids == tok.encode_reference(text, allowed_special="none")
-            assert tok.encode_ordinary(text) == ids  # again, all from the caches
-    finally:
-        bpe_module._REGEX_CUT_EVERY = saved
+@given(text=st.one_of(adversarial_text, st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)))
+def test_fast_split_equals_regex(pattern, text):
+    assert fast.Splitter(pattern).split(text) == split_text(text, pattern)
+    for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):  # shared: caches fill up across examples
+        ids = tok.encode_ordinary(text)
+        assert ids == tok.encode_reference(text, allowed_special="none")
+        assert tok.encode_ordinary(text) == ids  # again, all from the cache
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+def test_fast_split_on_every_bmp_character(pattern):
+    """Every BMP character in several contexts (alone, after a space, a letter, a digit, an
+    apostrophe, before a newline, doubled): the re classes equal regex's \\p{L}, \\p{N}, \\s."""
+    chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    text = "".join(f"{c} {c}a{c}1{c}'{c}\n{c}{c}  " for c in chars)
+    assert fast.Splitter(pattern).split(text) == split_text(text, pattern)
+    assert fast.bmp_pattern(pattern).findall(text) == split_text(text, pattern)
 
 
 @pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
@@ -357,25 +439,48 @@ def test_space_cut_path_equals_regex_path(pattern, cut, text):
         "", " ", "  ", " " * 50, "a", " a", "  a", "a ", "a  ", "a b", "a  b", "a   b c", "a\n b", "a\n\n  b",
         "a \n b", "a\t b", "a\x1c b", "a\xa0 b", "a\u3000  b", " \n ", "x  y  z  ", "\n    return x\n    pass\n",
         "end.  Next", "it's  12  3", "a " * 30 + " " * 5 + "b", "a 1 b", "x 12345", "x 12345 y", "go 2day", "é 東京 x",
+        "🤖", " 🤖", "🤖 ", "a🤖b", "x  🤖  y", "𝔘𝔫𝔦 code 𝟙𝟚3 🤖\n 🤖", "no space🤖at all🤖", "'𝔰 'ſ 'S",
     ],
 )
-@pytest.mark.parametrize("cut", CUTS)
-def test_space_cut_edge_cases(pattern, text, cut, monkeypatch):
-    monkeypatch.setattr(bpe_module, "_REGEX_CUT_EVERY", CUTS[cut])
+def test_split_edge_cases(pattern, text):
+    assert fast.Splitter(pattern).split(text) == split_text(text, pattern)
     for tok in (trained(pattern=pattern), merges_across_chunks(pattern)):
         for _ in range(2):  # cold-ish, then from the caches
             assert tok.encode_ordinary(text) == tok.encode_reference(text, allowed_special="none")
 
 
 def test_str_isspace_covers_the_patterns_whitespace():
-    """Gluing uses ``str.isspace``; it must accept every character the patterns' ``\\s`` does (all of Unicode)."""
+    """Safe cuts use ``str.isspace``; it must accept every character the patterns' ``\\s`` does (all of Unicode)."""
     every_char = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
     assert all(c.isspace() for c in regex.findall(r"\s", every_char))
 
 
-@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
-@settings(max_examples=100, deadline=None)
-@given(word=st.text(alphabet="abcxyzABCXYZsdmtlrev", min_size=1, max_size=30))
-def test_space_plus_ascii_word_is_one_chunk(pattern, word):
-    """The piece cache skips the regex for ASCII letters: ``" " + word`` is a single chunk."""
-    assert split_text(" " + word, pattern) == [" " + word]
+def test_custom_pattern_uses_regex():
+    assert fast.bmp_pattern(r"\p{L}+|\P{L}+") is None
+    assert fast.Splitter(r"\p{L}+|\P{L}+").split("héllo, 東京!") == ["héllo", ", ", "東京", "!"]
+
+
+# -- structure ---------------------------------------------------------------------------
+def test_tokenizer_modules_import_one_way():
+    """tables <- bpe <- formats, fast <- bpe: no import cycle, and formats/tables read no private attributes."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "minitx" / "tokenizer"
+    graph = {}
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps.add(node.module or "")
+                deps.update(a.name for a in node.names if not node.module)
+        graph[path.stem] = {d.split(".")[0] for d in deps} - {""}
+
+    def reaches(start, goal, seen=()):
+        return any(d == goal or (d not in seen and reaches(d, goal, seen + (d,))) for d in graph.get(start, ()))
+
+    for module in graph:
+        assert not reaches(module, module), f"import cycle through {module}: {graph}"
+    assert "bpe" not in graph["tables"] and "bpe" not in graph["fast"]
+    for name in ("formats", "tables"):
+        assert not regex.search(r"\btok\._", (root / f"{name}.py").read_text(encoding="utf-8")), name

@@ -204,3 +204,40 @@ def test_huggingface_unsupported(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a tokenizer.json"):
         BPETokenizer.from_huggingface(path)
+
+
+# -- the fast path on cl100k's tables ---------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=30), max_size=80), st.sampled_from([1, 32]))
+def test_cl100k_batch_bpe_equals_reference(cl100k, pieces, min_chunks):
+    import numpy as np  # noqa: PLC0415
+
+    from minitx.tokenizer import bpe_chunk, fast  # noqa: PLC0415
+
+    _, tok = cl100k
+    table = _cl100k_table(tok)
+    byte_ids = np.array(tok.byte_ids, dtype=np.int64)
+    got = fast.batch_bpe(pieces, byte_ids, table, tok.ranks, min_chunks=min_chunks)
+    assert got == [bpe_chunk(p, tok.byte_ids, tok.ranks) for p in pieces]
+
+
+_table_cache = {}
+
+
+def _cl100k_table(tok):
+    from minitx.tokenizer import fast  # noqa: PLC0415
+
+    if id(tok) not in _table_cache:
+        _table_cache[id(tok)] = fast.PairTable(tok.ranks)
+    return _table_cache[id(tok)]
+
+
+def test_cl100k_text_that_does_not_repeat(cl100k):
+    """Python's own docstrings: thousands of new chunks in one call, so the NumPy batch runs."""
+    from minitx.bench.tokenizer import distinct_text  # noqa: PLC0415
+
+    enc, tok = cl100k
+    text, _ = distinct_text(0.25)
+    tok.clear_cache()
+    assert tok.encode(text, allowed_special="none") == enc.encode_ordinary(text)
+    assert tok.cache_size > 1000

@@ -1,4 +1,4 @@
-"""Byte-level byte-pair encoding (BPE): training, encoding, decoding.
+"""Byte-level byte-pair encoding (BPE): the reference. Read this file first.
 
 The idea in four lines
 ----------------------
@@ -20,43 +20,40 @@ A worked example (no split pattern needed here)::
 
 Ties are common, so the rule for them is part of the definition: minitx picks
 the pair with the highest count, then the smallest first id, then the
-smallest second id. At merge 1 above, ``(256, 97)`` and ``(97, 98)`` both
-occur twice; ``(97, 98)`` has the smaller first id and wins.
-:func:`train_reference` and the fast trainer follow the same rule and are
-tested to produce identical merges.
+smallest second id (:func:`best_pair`). At merge 1 above, ``(256, 97)`` and
+``(97, 98)`` both occur twice; ``(97, 98)`` has the smaller first id and wins.
 
-Two implementations, side by side
----------------------------------
-* :func:`train_reference` is the textbook algorithm (minbpe's): recount every
-  pair in the whole text after every merge. Easy to read, and O(merges x text).
-* :func:`train_incremental` gives the same merges hundreds of times faster:
-  each *distinct* chunk is kept once with its frequency, an index maps each
-  pair to the chunks that contain it, a merge only revisits those chunks and
-  adjusts the pair counts by the difference, and a heap with lazy
-  invalidation finds the next best pair without scanning all pairs.
+What is here, and what is not
+-----------------------------
+This module is the *definition*: :func:`train_reference` recounts every pair
+of the whole text after every merge, and :func:`bpe_chunk` looks at every
+pair of a chunk after every merge. Both are short and slow (the textbook
+trainer needs minutes for a megabyte).
 
-Encoding likewise has :meth:`BPETokenizer.encode_reference` (split, then BPE on
-every chunk) and the fast :meth:`BPETokenizer.encode`, which adds a cache of
-chunk -> ids (natural text repeats its words constantly), a direct lookup
-for chunks that are already a whole token, and a cheap first cut at spaces
-with a cache per space-separated piece, so that the regex runs only on
-pieces not seen before.
+:class:`BPETokenizer` is the tokenizer people use. Its ``train`` and
+``encode`` give exactly what these definitions give, but run the fast path of
+:mod:`minitx.tokenizer.fast` (each distinct chunk counted once, a heap of
+pair counts, a faster split, new chunks encoded in one NumPy batch); pass
+``algorithm="reference"`` or call :meth:`BPETokenizer.encode_reference` to run
+the definitions instead. The tests prove the two equal.
 """
 from __future__ import annotations
 
-import heapq
-import json
 import os
-from collections import Counter, defaultdict
-from itertools import chain, islice
 from typing import Iterable, Mapping, Sequence
 
 import regex
 
-from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, compile_pattern, resolve_pattern
+from ..fileio import atomic_write_text
+from . import fast, tables
+from .patterns import GPT4_SPLIT_PATTERN, compile_pattern, resolve_pattern
+from .tables import BPETables, json_dumps, render_token  # noqa: F401 - render_token, json_dumps: public here too
 
 #: Choices for ``allowed_special`` besides an explicit set of names.
 ALLOWED_SPECIAL_CHOICES = ("none_raise", "all", "none")
+
+#: The fast trainer's name (``"incremental"``) and the textbook's.
+ALGORITHMS = ("incremental", "reference")
 
 
 # ---------------------------------------------------------------------------
@@ -88,7 +85,7 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
     return out
 
 
-def _best_pair(counts: Mapping[tuple[int, int], int]) -> tuple[int, int]:
+def best_pair(counts: Mapping[tuple[int, int], int]) -> tuple[int, int]:
     """The tie-breaking rule: highest count, then smallest first id, then second id."""
     return min(counts, key=lambda p: (-counts[p], p[0], p[1]))
 
@@ -99,7 +96,7 @@ def train_reference(chunks: Iterable[bytes], num_merges: int, first_id: int = 25
     ``chunks`` are the pre-split pieces of the training text as UTF-8 bytes
     (every occurrence, not de-duplicated). Returns the merged pairs in order;
     merge ``k`` creates id ``first_id + k``. Slow on purpose: this is the
-    definition that :func:`train_incremental` is tested against.
+    definition that :func:`minitx.tokenizer.fast.train_incremental` is tested against.
     """
     words = [list(chunk) for chunk in chunks]
     merges = []
@@ -109,176 +106,41 @@ def train_reference(chunks: Iterable[bytes], num_merges: int, first_id: int = 25
             get_pair_counts(w, counts)
         if not counts:
             break  # every chunk is a single token: nothing left to merge
-        pair = _best_pair(counts)
+        pair = best_pair(counts)
         words = [merge_pair(w, pair, first_id + k) for w in words]
         merges.append(pair)
     return merges
 
 
-# ---------------------------------------------------------------------------
-# The fast trainer
-# ---------------------------------------------------------------------------
-def train_incremental(
-    chunk_counts: Mapping[bytes, int],
-    num_merges: int,
-    first_id: int = 256,
-    progress: bool = False,
-    merge_counts: list | None = None,
-) -> list[tuple[int, int]]:
-    """Same result as :func:`train_reference`, without recounting.
+def bpe_chunk(piece: bytes, byte_ids: Sequence[int], ranks: Mapping[tuple[int, int], tuple[int, int]]) -> list[int]:
+    """Encode one chunk: merge the lowest-rank adjacent pair, leftmost first, until none applies.
 
-    ``chunk_counts`` maps each *distinct* chunk (bytes) to how often it occurs.
-    If ``merge_counts`` is a list, the count of each merged pair is appended
-    to it (the benchmark uses this to know how long the text is after each merge).
-
-    Data structures:
-
-    * ``words[w]``: the current token ids of distinct chunk ``w``; ``freqs[w]``
-      its number of occurrences.
-    * ``counts[pair]``: occurrences of ``pair`` in the whole text, i.e. the sum
-      of ``freqs[w]`` over every position of ``pair`` in every chunk ``w``.
-    * ``where[pair]``: the chunks that contain (or once contained) ``pair``.
-    * ``heap``: entries ``(-count, first, second)``; the smallest entry is the
-      best pair under the tie-breaking rule. Entries go stale when a count
-      changes; instead of searching the heap we check each popped entry
-      against ``counts`` and push a corrected one if needed ("lazy
-      invalidation"). Counts only *grow* for pairs that contain the new id, so
-      only those are pushed after a merge.
+    ``ranks[(a, b)]`` is ``(rank, new id)``. This is exactly tiktoken's
+    ``byte_pair_merge`` rule and Hugging Face's merge order. The readable
+    version: look at every pair after every merge.
     """
-    words = [list(chunk) for chunk in chunk_counts]
-    freqs = list(chunk_counts.values())
-    counts: defaultdict = defaultdict(int)
-    where: defaultdict = defaultdict(set)
-    for w, (ids, freq) in enumerate(zip(words, freqs)):
-        for pair in zip(ids, ids[1:]):
-            counts[pair] += freq
-            where[pair].add(w)
-    heap = [(-c, a, b) for (a, b), c in counts.items()]
-    heapq.heapify(heap)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm  # noqa: PLC0415 - only when asked for
-
-        bar = tqdm(total=num_merges, desc="bpe merges", unit="merge")
-
-    merges: list[tuple[int, int]] = []
-    heappop, heappush = heapq.heappop, heapq.heappush
-    for k in range(num_merges):
-        # 1. The best pair: pop until the entry agrees with the true count.
-        while heap:
-            neg, a, b = heappop(heap)
-            count = counts.get((a, b), 0)
-            if count == -neg:
-                break
-            if 0 < count < -neg:  # count dropped since this entry was pushed
-                heappush(heap, (-count, a, b))
-        else:
-            break  # no pairs left
-        if count <= 0:
+    ids = [byte_ids[b] for b in piece]
+    while len(ids) > 1:
+        best = None
+        best_i = -1
+        for i in range(len(ids) - 1):
+            found = ranks.get((ids[i], ids[i + 1]))
+            if found is not None and (best is None or found[0] < best[0]):
+                best, best_i = found, i
+        if best is None:
             break
-        new_id = first_id + k
-        merges.append((a, b))
-        if merge_counts is not None:
-            merge_counts.append(count)
-
-        # 2. Merge it in the chunks that contain it, updating counts by difference.
-        grown = set()
-        for w in where.pop((a, b)):
-            ids = words[w]
-            n = len(ids)
-            i = 0
-            out = []
-            while i < n:
-                if ids[i] == a and i + 1 < n and ids[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            if len(out) == n:
-                continue  # stale entry in `where`: already merged away
-            freq = freqs[w]
-            for pair in zip(ids, ids[1:]):
-                counts[pair] -= freq
-            for pair in zip(out, out[1:]):
-                counts[pair] += freq
-                if new_id in pair:
-                    grown.add(pair)
-                    where[pair].add(w)
-            words[w] = out
-        counts.pop((a, b), None)
-        for pair in grown:
-            heappush(heap, (-counts[pair], pair[0], pair[1]))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return merges
+        ids[best_i : best_i + 2] = (best[1],)
+    return ids
 
 
 # ---------------------------------------------------------------------------
 # The tokenizer
 # ---------------------------------------------------------------------------
-class _Cache(dict):
-    """text -> tuple of ids; a miss computes the ids and remembers them.
-
-    ``dict.__missing__`` lets ``map(cache.__getitem__, pieces)`` run at C speed
-    for hits (about 97% of chunks in English text) and call Python only on a
-    miss. Keys longer than ``max_key_len`` are computed but not stored, and
-    the cache is emptied when it reaches ``max_size`` entries, so memory stays
-    bounded on unusual input.
-    """
-
-    __slots__ = ("compute", "max_size", "max_key_len")
-
-    def __init__(self, compute, max_size: int = 1 << 18, max_key_len: int = 128):
-        super().__init__()
-        self.compute = compute
-        self.max_size = max_size
-        self.max_key_len = max_key_len
-
-    def __missing__(self, key: str) -> tuple[int, ...]:
-        ids = self.compute(key)
-        if len(key) <= self.max_key_len:
-            if len(self) >= self.max_size:
-                self.clear()
-            self[key] = ids
-        return ids
-
-
-_INF = float("inf")
-_NO_MERGE = (_INF, -1)
-
-#: Patterns for which a space that follows a non-whitespace character is
-#: always a chunk boundary (proof in :meth:`BPETokenizer.encode_ordinary`).
-_SPACE_SPLIT_SAFE = {GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN}
-#: Marks, in the piece cache, a piece after which the space is *not* a chunk
-#: boundary (see :meth:`BPETokenizer.encode_ordinary`). A real entry is never
-#: empty: it holds the ids of at least the leading space.
-_GLUE = ()
-#: The first cut done by the regex engine, at spaces after non-whitespace only.
-#: Slower than ``str.split(" ")`` on prose, but used when the text has more
-#: than one double space per ``_REGEX_CUT_EVERY`` characters (indented code):
-#: gluing that many pieces back in Python would cost more.
-_cut_after_non_space = regex.compile(r"(?<=\S) ").split
-_REGEX_CUT_EVERY = 32
-
-
-def _glues(piece: str) -> bool:
-    """True if the space after ``piece`` may not be a chunk boundary: ``piece`` is empty or ends in whitespace.
-
-    ``str.isspace`` accepts every character that the patterns' ``\\s``
-    accepts (and ``\\x1c``-``\\x1f`` besides): erring towards gluing is safe.
-    """
-    return not piece or piece[-1].isspace()
-
-
 class BPETokenizer:
     """A byte-level BPE tokenizer (GPT-2 / GPT-4 / tiktoken style).
 
-    Build one by :meth:`train`, :meth:`load`, :meth:`from_tiktoken` or
-    :meth:`from_huggingface`::
+    Build one by :meth:`train`, :meth:`load`, :meth:`from_tiktoken`,
+    :meth:`from_huggingface` or :meth:`from_tables`::
 
         >>> tok = BPETokenizer().train("low lower lowest " * 50, vocab_size=262)
         >>> tok.encode(" lowest")
@@ -303,76 +165,55 @@ class BPETokenizer:
     Attributes:
         pattern: the split regex (see :mod:`minitx.tokenizer.patterns`).
         byte_ids: ``byte_ids[b]`` is the id of the single byte ``b``.
+        ranked_merges: ``(rank, left id, right id, new id)`` in rank order.
+        ranks: ``(a, b) -> (rank, new id)``, what encoding looks up (the lowest
+            rank where several merges build the same pair).
         merges: ``(a, b) -> new id`` in rank order (minbpe's view).
         special_tokens: special token text -> id.
         vocab: id -> bytes, for every id including the special tokens.
     """
 
-    format_name = "minitx-bpe"
-    format_version = 1
-
     def __init__(self, pattern: str | None = None):
-        self.pattern = resolve_pattern(pattern)
-        self._init_tables(list(range(256)), [], {})
+        self._install(BPETables.make(pattern, range(256), []))
 
     # -- construction --------------------------------------------------------
-    def _init_tables(
-        self,
-        byte_ids: Sequence[int],
-        ranked_merges: Sequence[tuple[int, int, int, int]],
-        special_tokens: Mapping[str, int],
-        *,
-        whole_token_shortcut: bool = True,
-        prefix_space: bool = False,
-    ) -> None:
-        """Install the tables; ``ranked_merges`` holds ``(rank, a, b, new_id)``."""
-        if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
-            raise ValueError(f"byte_ids: expected 256 distinct ids, got {len(set(byte_ids))} distinct of {len(byte_ids)}")
-        self.byte_ids = list(byte_ids)
-        vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}
-        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
-        self._merge_list = sorted(ranked_merges)
-        # The bytes of each new id. Usually a merge only uses ids defined
-        # before it, but a tiktoken vocabulary may cut a token into two
-        # *later* tokens, so resolve in passes until nothing is pending.
-        pending = self._merge_list
-        while pending:
-            waiting = []
-            for merge in pending:
-                _, a, b, new = merge
-                if a not in vocab or b not in vocab:
-                    waiting.append(merge)
-                    continue
-                merged = vocab[a] + vocab[b]
-                if vocab.setdefault(new, merged) != merged:
-                    raise ValueError(f"merge ({a}, {b}) -> {new}: id {new} already stands for {vocab[new]!r}")
-            if len(waiting) == len(pending):
-                _, a, b, new = waiting[0]
-                raise ValueError(f"merge ({a}, {b}) -> {new}: uses an id that no merge or byte defines")
-            pending = waiting
-        for rank, a, b, new in self._merge_list:
-            self._ranks.setdefault((a, b), (rank, new))
-        self.merges = {(a, b): new for _, a, b, new in self._merge_list}
-        self._token_to_id = {bts: i for i, bts in vocab.items()}
-        for name, i in special_tokens.items():
-            if i in vocab:
-                raise ValueError(f"special token {name!r}: id {i} is already the token {vocab[i]!r}")
-            vocab[i] = name.encode("utf-8")
-        self.vocab = vocab
-        self.special_tokens = dict(special_tokens)
+    @classmethod
+    def from_tables(cls, tables: BPETables) -> "BPETokenizer":
+        """A tokenizer for ``tables`` (see :class:`~minitx.tokenizer.tables.BPETables`)."""
+        tok = cls.__new__(cls)
+        tok._install(tables)
+        return tok
+
+    @property
+    def tables(self) -> BPETables:
+        """The plain data of this tokenizer (what :meth:`save` writes)."""
+        return self._tables
+
+    def _install(self, t: BPETables) -> None:
+        """Derive the lookup tables from ``t``; inconsistent tables raise ``ValueError``."""
+        self.vocab = tables.build_vocab(t)
+        self._tables = t
+        self.pattern = t.pattern
+        self.byte_ids = list(t.byte_ids)
+        self.ranked_merges = list(t.merges)
+        self.merges = {(a, b): new for _, a, b, new in t.merges}
+        # Several pairs may build the same token (tiktoken); the lowest rank counts.
+        self.ranks: dict[tuple[int, int], tuple[int, int]] = {}
+        for rank, a, b, new in t.merges:
+            self.ranks.setdefault((a, b), (rank, new))
+        self.special_tokens = dict(t.special_tokens)
         self.inverse_special_tokens = {i: s for s, i in self.special_tokens.items()}
-        self.whole_token_shortcut = whole_token_shortcut
-        self.prefix_space = prefix_space
-        self._split = compile_pattern(self.pattern).findall
+        self.whole_token_shortcut = t.whole_token_shortcut
+        self.prefix_space = t.prefix_space
+        specials = set(self.special_tokens.values())
+        self._token_to_id = {bts: i for i, bts in self.vocab.items() if i not in specials}
         self._special_split = None
         if self.special_tokens:
-            import regex  # noqa: PLC0415
-
             alternatives = "|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True))
             self._special_split = regex.compile(f"({alternatives})")
-        self._chunk_cache = _Cache(self._encode_chunk)
-        self._space_cache = _Cache(self._encode_after_space)
-        self._space_split_safe = self.pattern in _SPACE_SPLIT_SAFE
+        self._fast = fast.FastEncoder(
+            t.pattern, t.byte_ids, self.ranks, self._token_to_id if t.whole_token_shortcut else None
+        )
 
     def train(
         self,
@@ -390,12 +231,11 @@ class BPETokenizer:
         tokens. ``special_tokens`` is a list of strings (given the ids after the
         merges, in order) or a mapping string -> id; occurrences in ``text``
         are boundaries, never merged with their neighbours. ``algorithm`` is
-        ``"incremental"`` (fast) or ``"reference"`` (textbook; same result).
-        Returns ``self``, so ``BPETokenizer().train(...)`` reads naturally. If
-        the text runs out of pairs first, the vocabulary is smaller.
+        ``"incremental"`` (the fast path) or ``"reference"`` (the textbook;
+        same result). Returns ``self``, so ``BPETokenizer().train(...)`` reads
+        naturally. If the text runs out of pairs first, the vocabulary is smaller.
         """
-        if pattern is not None:
-            self.pattern = resolve_pattern(pattern)
+        pattern = self.pattern if pattern is None else resolve_pattern(pattern)
         specials = special_tokens or {}
         n_special = len(specials)
         if not isinstance(vocab_size, int) or vocab_size < 256 + n_special:
@@ -405,34 +245,30 @@ class BPETokenizer:
             )
         if not isinstance(text, str):
             raise ValueError(f"text: expected str, got {type(text).__name__}")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm: got {algorithm!r}, expected one of {ALGORITHMS}")
         num_merges = vocab_size - 256 - n_special
         pieces = [text]
         if specials:
-            import regex  # noqa: PLC0415
-
             alternatives = "|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))
             pieces = regex.split(f"(?:{alternatives})", text)
-        split = compile_pattern(self.pattern).findall
-        chunk_counts: Counter = Counter()
-        for piece in pieces:
-            chunk_counts.update(split(piece))
         try:
-            byte_counts = {chunk.encode("utf-8"): n for chunk, n in chunk_counts.items()}
+            if algorithm == "reference":
+                split = compile_pattern(pattern).findall
+                chunks = [c.encode("utf-8") for piece in pieces for c in split(piece)]
+                merge_pairs = train_reference(chunks, num_merges)
+            else:
+                counts = fast.count_chunks(pieces, pattern)
+                byte_counts = {chunk.encode("utf-8"): n for chunk, n in counts.items()}
+                merge_pairs = fast.train_incremental(byte_counts, num_merges, progress=progress)
         except UnicodeEncodeError as exc:
             raise ValueError(f"text: {exc.reason} ({exc.object[exc.start:exc.end]!r} cannot be encoded as UTF-8)") from None
-        if algorithm == "incremental":
-            merge_pairs = train_incremental(byte_counts, num_merges, progress=progress)
-        elif algorithm == "reference":
-            occurrences = [c for c, n in byte_counts.items() for _ in range(n)]
-            merge_pairs = train_reference(occurrences, num_merges)
-        else:
-            raise ValueError(f"algorithm: got {algorithm!r}, expected 'incremental' or 'reference'")
         ranked = [(k, a, b, 256 + k) for k, (a, b) in enumerate(merge_pairs)]
         if isinstance(specials, Mapping):
             special_map = dict(specials)
         else:
             special_map = {s: 256 + len(merge_pairs) + j for j, s in enumerate(specials)}
-        self._init_tables(list(range(256)), ranked, special_map)
+        self._install(BPETables.make(pattern, range(256), ranked, special_map))
         return self
 
     # -- lookups ---------------------------------------------------------------
@@ -460,151 +296,12 @@ class BPETokenizer:
             raise ValueError(f"token: {token!r} is not a single token of this vocabulary") from None
 
     # -- encoding --------------------------------------------------------------
-    def _bpe_reference(self, piece: bytes) -> list[int]:
-        """BPE on one chunk: merge the lowest-rank adjacent pair, leftmost first, until none applies.
-
-        This is exactly tiktoken's ``byte_pair_merge`` rule and Hugging Face's
-        merge order. The readable version: look at every pair after every merge.
-        """
-        ranks = self._ranks
-        ids = [self.byte_ids[b] for b in piece]
-        while len(ids) > 1:
-            best = None
-            best_i = -1
-            for i in range(len(ids) - 1):
-                found = ranks.get((ids[i], ids[i + 1]))
-                if found is not None and (best is None or found[0] < best[0]):
-                    best, best_i = found, i
-            if best is None:
-                break
-            ids[best_i : best_i + 2] = (best[1],)
-        return ids
-
-    def _bpe(self, piece: bytes) -> list[int]:
-        """Same result as :meth:`_bpe_reference`, with fewer dictionary lookups.
-
-        ``rank[i]`` holds the rank of the pair ``(ids[i], ids[i + 1])``; after
-        a merge only the two pairs around it change. ``min`` and
-        ``list.index`` (leftmost) then find the best pair at C speed.
-        """
-        get = self._ranks.get
-        ids = [self.byte_ids[b] for b in piece]
-        found = [get(pair, _NO_MERGE) for pair in zip(ids, ids[1:])]
-        rank = [f[0] for f in found]
-        while rank:
-            best = min(rank)
-            if best == _INF:
-                break
-            i = rank.index(best)
-            ids[i : i + 2] = (found[i][1],)
-            del rank[i], found[i]
-            if i > 0:
-                found[i - 1] = f = get((ids[i - 1], ids[i]), _NO_MERGE)
-                rank[i - 1] = f[0]
-            if i < len(rank):
-                found[i] = f = get((ids[i], ids[i + 1]), _NO_MERGE)
-                rank[i] = f[0]
-        return ids
-
-    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
-        piece = chunk.encode("utf-8")
-        if self.whole_token_shortcut:
-            whole = self._token_to_id.get(piece)
-            if whole is not None:
-                return (whole,)
-        return tuple(self._bpe(piece))
-
-    def _encode_chunks(self, text: str) -> list[int]:
-        """Split ``text`` with the pattern and look every chunk up in the chunk cache."""
-        return list(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(text))))
-
-    def _encode_after_space(self, piece: str) -> tuple[int, ...]:
-        """The ids of ``" " + piece``, or ``_GLUE`` if the space after ``piece`` is not a chunk boundary."""
-        if _glues(piece):
-            return _GLUE
-        if piece.isascii() and piece.isalpha():
-            return self._chunk_cache[" " + piece]  # " word" is one chunk in both patterns
-        return tuple(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(" " + piece))))
-
-    def encode_ordinary(self, text: str) -> list[int]:
-        """Encode ``text`` ignoring special tokens (their text is encoded like any other).
-
-        The fast path. The split regex is the largest cost of encoding, so for
-        the GPT-2 and GPT-4 patterns the text is first cut, much more cheaply
-        (``str.split(" ")``), at every space, and each piece (``"word,"``,
-        ``"end.\\nThe"``) is looked up whole in a cache of
-        ``" " + piece -> ids``; the regex runs only on cache misses.
-
-        Why that is exact: at a space that follows a non-whitespace character
-        the chunk before it has ended (no alternative of either pattern
-        continues from a letter, digit or symbol into a space), and no
-        alternative looks behind, so matching the rest of the text from that
-        space gives the same chunks as matching the whole text. The piece
-        before it ends in non-whitespace, so the ``$`` and ``(?!\\S)`` tests of
-        the whitespace alternatives cannot see the cut either.
-
-        A space after whitespace (runs of spaces, indentation) or at the start
-        is not such a boundary. The cache answers ``_GLUE`` for a piece that
-        is empty or ends in whitespace; :meth:`_glue_pieces` then joins it
-        with the pieces after it, up to one that ends in non-whitespace, and
-        looks the joined text up instead. (So any cut at spaces is exact; where
-        runs of spaces abound, the regex ``(?<=\\S) `` makes fewer bad cuts.)
-        The tests check all this against :meth:`encode_reference`, the plain
-        regex path and tiktoken on adversarial whitespace.
-        """
-        if self.prefix_space and text and not text.startswith(" "):
-            text = " " + text
-        try:
-            if not self._space_split_safe:
-                return self._encode_chunks(text)
-            if text.count("  ") * _REGEX_CUT_EVERY > len(text):
-                pieces = _cut_after_non_space(text)
-            else:
-                pieces = text.split(" ")
-            # The first piece has no space before it: split it with the
-            # pattern, together with the pieces that must be glued to it.
-            first = 1
-            while first < len(pieces) and _glues(pieces[first - 1]):
-                first += 1
-            out = self._encode_chunks(" ".join(pieces[:first]))
-            found = list(map(self._space_cache.__getitem__, islice(pieces, first, None)))
-            if _GLUE in found:
-                self._glue_pieces(found, pieces[first:])
-            out.extend(chain.from_iterable(found))
-            return out
-        except UnicodeEncodeError as exc:
-            raise _surrogate_error(exc, text) from None
-
-    def _glue_pieces(self, found: list, pieces: list[str]) -> None:
-        """Fix up ``found`` in place where a space cut is not a chunk boundary.
-
-        ``found[i]`` is the piece cache's answer for ``pieces[i]``. A run of
-        pieces ``j..k`` where ``j..k-1`` answer ``_GLUE`` and ``k`` does not
-        (or is the last piece) is one stretch of text,
-        ``" " + " ".join(pieces[j : k + 1])``, that starts just after a chunk
-        boundary and ends at one; its ids go to ``found[k]``. ``_GLUE`` is the
-        empty tuple, so the markers left at ``j..k-1`` add nothing to the output.
-        """
-        n = len(found)
-        j = found.index(_GLUE)
-        while True:
-            k = j
-            while found[k] is _GLUE and k + 1 < n:
-                k += 1
-            joined = " ".join(pieces[j : k + 1])
-            if found[k] is _GLUE:  # the run reaches the end of the text: encode what is left
-                found[k] = self._encode_chunks(" " + joined)
-            else:
-                found[k] = self._space_cache[joined]
-            try:
-                j = found.index(_GLUE, k + 1)
-            except ValueError:
-                return
-
     def encode_reference(self, text: str, allowed_special="none_raise") -> list[int]:
-        """The readable path: split, then BPE every chunk; no cache, no shortcut.
+        """The definition: split with the pattern, then :func:`bpe_chunk` every chunk; no cache, no shortcut.
 
-        :meth:`encode` must return exactly this; the tests check it.
+        :meth:`encode` must return exactly this; the tests check it. With
+        ``whole_token_shortcut`` (tiktoken's rule, Hugging Face's
+        ``ignore_merges``) a chunk that is a whole token is that token.
         """
         out: list[int] = []
         for part, is_special in self._special_parts(text, allowed_special):
@@ -615,10 +312,23 @@ class BPETokenizer:
                 part = " " + part
             for chunk in compile_pattern(self.pattern).findall(part):
                 try:
-                    out.extend(self._bpe_reference(chunk.encode("utf-8")))
+                    piece = chunk.encode("utf-8")
                 except UnicodeEncodeError as exc:
                     raise _surrogate_error(exc, text) from None
+                if self.whole_token_shortcut and piece in self._token_to_id:
+                    out.append(self._token_to_id[piece])
+                else:
+                    out.extend(bpe_chunk(piece, self.byte_ids, self.ranks))
         return out
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` ignoring special tokens (their text is encoded like any other); the fast path."""
+        if self.prefix_space and text and not text.startswith(" "):
+            text = " " + text
+        try:
+            return self._fast.encode_ordinary(text)
+        except UnicodeEncodeError as exc:
+            raise _surrogate_error(exc, text) from None
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
         """Encode ``text`` to token ids.
@@ -652,6 +362,15 @@ class BPETokenizer:
         """Encode each text independently; ``encode_batch(a + b) == encode_batch(a) + encode_batch(b)``."""
         return [self.encode(t, allowed_special) for t in texts]
 
+    def clear_cache(self) -> None:
+        """Forget the chunk -> ids cache of the fast encoder (benchmarks start from here: "cold")."""
+        self._fast.reset()
+
+    @property
+    def cache_size(self) -> int:
+        """How many distinct chunks the fast encoder has computed and kept."""
+        return self._fast.cached_chunks
+
     def _check_allowed(self, allowed_special) -> set:
         if isinstance(allowed_special, str):
             if allowed_special not in ALLOWED_SPECIAL_CHOICES:
@@ -674,7 +393,7 @@ class BPETokenizer:
         parts = self._special_split.split(text)
         for j, part in enumerate(parts):
             if j % 2 == 0:
-                yield part, False
+                yield part, False  # ordinary pieces between specials keep their own chunk boundaries
             elif part in allowed:
                 yield part, True
             else:
@@ -684,7 +403,6 @@ class BPETokenizer:
                     f"{allowed_special!r} does not allow; pass allowed_special='all' (or a set naming it) to encode "
                     f"it as a special token, or allowed_special='none' to encode it as ordinary text"
                 )
-            # ordinary pieces between specials keep their own chunk boundaries
 
     # -- decoding --------------------------------------------------------------
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
@@ -726,53 +444,45 @@ class BPETokenizer:
     def merge_history(self) -> list[tuple[bytes, bytes, bytes]]:
         """``(left, right, merged)`` bytes of each merge, in rank order."""
         v = self.vocab
-        return [(v[a], v[b], v[new]) for _, a, b, new in self._merge_list]
+        return [(v[a], v[b], v[new]) for _, a, b, new in self.ranked_merges]
 
-    # -- persistence -------------------------------------------------------------
+    # -- persistence (the formats themselves are in .tables) ---------------------
     def save(self, path: str | os.PathLike, vocab_listing: bool = True) -> None:
-        """Write the model as versioned text (see :mod:`.formats`), atomically.
+        """Write the model as versioned text (see :mod:`.tables`), atomically.
 
         With ``vocab_listing`` a human-readable ``<path>.vocab`` is written too
         (one token per line, with the two tokens it was merged from).
         """
-        from .formats import save_bpe  # noqa: PLC0415
-
-        save_bpe(self, path, vocab_listing=vocab_listing)
+        atomic_write_text(path, tables.dumps_tables(self._tables))
+        if vocab_listing:
+            atomic_write_text(str(path) + ".vocab", tables.vocab_listing(self._tables))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
         """Read a model written by :meth:`save`; a damaged file raises ``ValueError``."""
-        from .formats import load_bpe  # noqa: PLC0415
-
-        return load_bpe(path, cls)
+        t = tables.read_tables(path)
+        try:
+            return cls.from_tables(t)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     @classmethod
     def from_tiktoken(
         cls, path: str | os.PathLike, pattern: str = GPT4_SPLIT_PATTERN, special_tokens: Mapping[str, int] | None = None
     ) -> "BPETokenizer":
         """Load a tiktoken rank file (``<base64 token> <rank>`` per line), e.g. ``cl100k_base.tiktoken``."""
-        from .formats import load_tiktoken  # noqa: PLC0415
-
-        return load_tiktoken(path, pattern, special_tokens, cls)
+        return cls.from_tables(tables.tables_from_ranks(tables.read_tiktoken_ranks(path), pattern, special_tokens))
 
     @classmethod
     def from_huggingface(cls, path: str | os.PathLike) -> "BPETokenizer":
         """Load a Hugging Face byte-level BPE ``tokenizer.json`` (GPT-2 style vocab + merges)."""
-        from .formats import load_huggingface  # noqa: PLC0415
-
-        return load_huggingface(path, cls)
+        return cls.from_tables(tables.read_huggingface(path))
 
     def __repr__(self) -> str:
         return (
-            f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self._merge_list)}, "
+            f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.ranked_merges)}, "
             f"special_tokens={len(self.special_tokens)})"
         )
-
-
-def render_token(token: bytes) -> str:
-    """Printable form of a token's bytes: text where it is valid UTF-8, ``\\xNN`` elsewhere."""
-    text = token.decode("utf-8", errors="backslashreplace")
-    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _surrogate_error(exc: UnicodeEncodeError, text: str) -> ValueError:
@@ -782,8 +492,3 @@ def _surrogate_error(exc: UnicodeEncodeError, text: str) -> ValueError:
         f"text: contains a lone surrogate {bad!r} at position {where}, which cannot be encoded as UTF-8; "
         f"fix the text, e.g. text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')"
     )
-
-
-def json_dumps(obj) -> str:
-    """JSON on one line, non-ASCII kept readable."""
-    return json.dumps(obj, ensure_ascii=False)
