@@ -34,6 +34,8 @@ setup(
         "mpi": ["mpi4py>=3.1", "mpich"],
         "dev": ["pytest>=7", "hypothesis>=6.80"],
         "plot": ["matplotlib>=3.6"],
+        # Open a tutorial as a notebook: jupytext --to notebook tutorials/02_attention.py
+        "notebook": ["jupytext>=1.14", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["minitx=minitx.cli:main"]},
     classifiers=[

@@ -7,6 +7,12 @@ atomic on POSIX and Windows: a reader sees the old file or the new one,
 never a mixture. If anything fails, the temporary file is removed and the
 old file is untouched.
 
+``tempfile.mkstemp`` creates its file private (mode ``0600``), which is
+right for a temporary file but wrong for the result: a tokenizer or a
+metrics file is meant to be shared like any file the user writes. So the
+file is given the mode an ordinary ``open(path, "w")`` would have given it,
+``0666`` less the process's umask, before it is renamed into place.
+
 Checkpoints are folders, not single files; :mod:`minitx.train.checkpoint`
 extends the same idea to a folder swap.
 """
@@ -15,6 +21,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -28,6 +41,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # what an ordinary write would have made, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         try:

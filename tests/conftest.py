@@ -20,16 +20,30 @@ settings.register_profile("thorough", deadline=None, max_examples=300,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "minitx"))
 
 
+#: Where the GPU tests run when this machine has no GPU.
+GPU_ELSEWHERE = "they run on a machine with one: tools/gpu_check.sh"
+
+
+def _nvidia_gpu_present() -> bool:
+    """An NVIDIA driver with at least one device node, whether or not CuPy is installed."""
+    return any(os.path.exists(f"/dev/nvidia{i}") for i in range(8)) or os.path.exists("/proc/driver/nvidia/gpus")
+
+
 def _gpu_available() -> tuple[bool, str]:
+    """``(usable, why not)``: the reason fits the machine (no GPU at all is not "install CuPy")."""
     try:
         import cupy  # noqa: PLC0415
     except ImportError:
-        return False, "CuPy is not installed (pip install minitx[cuda])"
+        if _nvidia_gpu_present():
+            return False, "an NVIDIA GPU is present but CuPy is not installed (pip install minitx[cuda])"
+        return False, f"no CUDA GPU on this machine; {GPU_ELSEWHERE}"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
-            return False, "no CUDA device visible"
+            return False, f"no CUDA GPU on this machine; {GPU_ELSEWHERE}"
     except Exception as exc:  # noqa: BLE001 - any driver error means no GPU here
-        return False, f"no usable CUDA device ({type(exc).__name__})"
+        if not _nvidia_gpu_present():
+            return False, f"no CUDA GPU on this machine; {GPU_ELSEWHERE}"
+        return False, f"an NVIDIA GPU is present but not usable ({type(exc).__name__}: {exc})"
     return True, ""
 
 

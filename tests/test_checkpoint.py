@@ -254,3 +254,22 @@ def test_incompatible_format_version(good, version):
     msg = one_line_error(d)
     assert f"format_version={version!r}, expected {FORMAT_VERSION}" in msg
     assert "incompatible minitx version" in msg
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """Checkpoints, tokenizer files and metrics are ordinary files: mode 0666 less the umask, not mkstemp's 0600."""
+    from minitx.fileio import atomic_write_text
+    from minitx.tokenizer import CharTokenizer
+
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "ckpt", model_state={"w": np.ones(2, np.float32)}, optim_arrays={}, meta={})
+        atomic_write_text(tmp_path / "metrics.jsonl", "{}\n")
+        CharTokenizer().train("abc").save(tmp_path / "chars.json")
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "ckpt").iterdir(), tmp_path / "metrics.jsonl", tmp_path / "chars.json"]
+    for f in files:
+        assert (f.stat().st_mode & 0o777) == 0o666 & ~umask, (f.name, oct(f.stat().st_mode & 0o777))

@@ -326,3 +326,31 @@ def test_vocab_size_needs_bpe(trained, capsys):
     rc, err = run_main(["train", "--data", str(data), "--vocab-size", "300", "--out", "unused", "--no-progress"],
                        capsys)
     assert_one_line_error(rc, err, "--vocab-size")
+
+
+def test_max_minutes_stops_at_a_checkpoint_that_resumes(tmp_path, capsys):
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["train", "--data", str(data), "--out", str(out), "--max-iters", "100000", "--eval-interval", "50000",
+                 "--max-minutes", "0.02", "--threads", "1", *TINY]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "ckpt" / "checkpoint.json").read_text())["iter"]
+    assert 0 < saved < 100000 and f"iteration {saved} of 100000 saved" in printed and "--resume" in printed
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["iter"] == saved
+    rc, err = run_main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--max-minutes", "0"], capsys)
+    assert_one_line_error(rc, err, "--max-minutes: got 0.0")
+
+
+def test_interactive_answers_every_line_until_eof(trained, tmp_path):
+    """Prompts on stdin, one a line: each answered (a bad one reported, the loop going on), then a clean exit."""
+    _, _, ckpt = trained
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "minitx", "generate", "--checkpoint", str(ckpt.parent),
+                           "--interactive", "--temperature", "0", "--max-new-tokens", "5"],
+                          input="the \nthe ÿ\nthe q\n", capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = [line for line in proc.stdout.splitlines() if line]
+    assert len(answers) == 2 and answers[0].startswith("the ") and answers[1].startswith("the q")
+    assert "character 'ÿ'" in proc.stderr and "Traceback" not in proc.stderr

@@ -171,3 +171,17 @@ def test_cli_task_run_folder_is_never_overwritten_silently(tmp_path, monkeypatch
     assert run_cli(monkeypatch, ["train-classifier", "--train", str(good), "--out", str(out), "--overwrite",
                                  *TINY]) == 0
     assert [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 3]
+
+
+def test_cli_task_commands_say_what_they_train_and_what_to_try_next(tmp_path, monkeypatch, capsys):
+    tiny_s2s = ["--preset", "s2s-test", "--block-size", "24", "--max-iters", "2", "--eval-interval", "2",
+                "--batch-size", "8", "--no-progress", "--eval-beam", "0"]
+    out = tmp_path / "tr"
+    assert run_cli(monkeypatch, ["train-translator", "--n-train", "60", "--out", str(out), *tiny_s2s]) == 0
+    printed = capsys.readouterr().out
+    first = printed.splitlines()[0]
+    assert first.startswith("train-translator: model s2s-test") and "Tolan, a made-up language" in first
+    assert f"next: minitx translate --checkpoint {out}" in printed
+    assert run_cli(monkeypatch, ["translate", "--checkpoint", str(out), "the red cat sees a zebra qwerty"]) == 0
+    err = capsys.readouterr().err
+    assert "2 word(s) the model never saw" in err and "qwerty, zebra" in err

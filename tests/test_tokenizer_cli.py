@@ -109,3 +109,19 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path, model):
         input="the cat", capture_output=True, text=True, env=env, timeout=60,
     )
     assert proc.returncode == 0 and proc.stdout.rstrip("\n").endswith("[ cat]")
+
+
+def test_train_without_input_uses_the_embedded_corpus(tmp_path, capsys):
+    out = tmp_path / "tok.model"
+    assert main(["tokenizer", "train", "--vocab-size", "300", "--output", str(out), "--quiet"]) == 0
+    assert out.is_file() and "trained" in capsys.readouterr().err
+
+
+def test_a_short_vocabulary_says_why_it_stopped(tmp_path, capsys):
+    text = tmp_path / "small.txt"
+    text.write_text("abcdefgh ijklmnop", encoding="utf-8")
+    out = tmp_path / "tok.model"
+    assert main(["tokenizer", "train", "--input", str(text), "--vocab-size", "4096", "--output", str(out),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "stopped at" in err and "of the 4096 asked for" in err and "occurs twice" in err

@@ -228,3 +228,62 @@ def test_blas_limit_is_restored_whatever_the_order_of_release():
         assert all(n == 1 for n in blas_threads())  # the other one still holds it
         holds[order[1]].restore_original_limits()
         assert blas_threads() == before
+
+
+# --------------------------------------------------------------------------
+# every model family through the one Trainer
+# --------------------------------------------------------------------------
+def _family(name):
+    """``(model, batch source)`` for each family the Trainer trains, on data it can learn in a few steps."""
+    from minitx.models.encoder import EncoderClassifier, EncoderConfig, EncoderMLM, EncoderTagger, mask_tokens
+    from minitx.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from minitx.train.data import PaddedRows
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 12, size=(64, 8))  # (N, T) token ids; 0-2 are special
+    lengths = np.full(64, 8)
+    enc = EncoderConfig.from_preset("enc-test", vocab_size=12, pad_id=0, dropout=0.1)
+    if name == "gpt":
+        cfg = GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+        return GPT(cfg, seed=1), LMDataset.from_ids(np.tile(np.arange(3, 12), 60), vocab_size=12, block_size=8)
+    if name == "classifier":  # label: is the first token even
+        return EncoderClassifier(enc, 2, seed=1), PaddedRows((ids, lengths), (ids[:, 0] % 2, None))
+    if name == "tagger":  # tag: each token's parity
+        return EncoderTagger(enc, 2, seed=1), PaddedRows((ids, lengths), (ids % 2, lengths))
+    if name == "mlm":
+        def mask(batch, rng_):
+            return mask_tokens(batch[0], rng_, mask_id=1, vocab_size=12, special_ids=(0, 1, 2), p=0.3)
+        copies = np.tile(np.arange(3, 11), (64, 1))  # one fixed sentence: a hidden token is its position's
+        return EncoderMLM(enc, seed=1), PaddedRows((copies, lengths), transform=mask)
+    cfg = Seq2SeqConfig.from_preset("s2s-test", src_vocab_size=12, tgt_vocab_size=12, pad_id=0, bos_id=1, eos_id=2,
+                                    dropout=0.1)
+    tgt = np.concatenate([ids[:, ::-1], np.full((64, 1), 2)], axis=1)  # reverse the source, then <eos>
+    return Seq2Seq(cfg, seed=1), PaddedRows((ids, lengths), (tgt, lengths + 1))
+
+
+@pytest.mark.parametrize("family", ["gpt", "classifier", "tagger", "mlm", "seq2seq"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_family_trains_and_resumes_bit_identically(tmp_path, family, threads):
+    """Loss goes down, and a run stopped at 10 and resumed in a new trainer ends on the same bits."""
+    def trainer(out):
+        model, data = _family(family)
+        model = DataParallel(model, threads=threads, seed=3) if threads > 1 else model
+        config = TrainConfig(batch_size=16, max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=2, lr=3e-3,
+                             min_lr=3e-4, seed=3, label_smoothing=0.1 if family == "seq2seq" else 0.0)
+        evaluate = None if family == "gpt" else (lambda: {"score": 0.0})
+        return Trainer(model, data, config, out, evaluate=evaluate, meta={"kind": f"test-{family}"},
+                       progress=False, log=None)
+
+    full = trainer(tmp_path / "full")
+    full.train()
+    first = full.history[1]["train_loss"] if family != "gpt" else full.history[0]["train_loss"]
+    assert full.history[-1]["train_loss"] < first, full.history
+    part = trainer(tmp_path / "part")
+    part.train(stop_at=10)
+    resumed = trainer(tmp_path / "part")
+    resumed.resume(tmp_path / "part" / "ckpt")
+    resumed.train()
+    for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert np.array_equal(p.data, q.data), name
+    for t in (full, part, resumed):
+        close(t)

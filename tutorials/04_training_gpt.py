@@ -342,7 +342,8 @@ start = {name: p.data.copy() for name, p in GPT(config, seed=0).named_parameters
 moved = max(np.abs(weights1[k] - start[k]).max() for k in start)
 gaps = np.concatenate([np.abs(weights2[k] - weights1[k]).ravel() for k in start])
 print(f"weights: one AdamW step moved them by up to {moved:.1e}; plain vs 2 threads differ by at most "
-      f"{gaps.max():.1e}, and by more than 1e-6 in {int((gaps > 1e-6).sum())} of {gaps.size:,} entries")
+      f"{gaps.max():.1e} ({100 * gaps.max() / moved:.2f}% of the step), and by more than 1e-6 in "
+      f"{int((gaps > 1e-6).sum())} of {gaps.size:,} entries")
 for name in start:
     np.testing.assert_allclose(weights2[name], weights1[name], rtol=0, atol=0.02 * moved, err_msg=name)
 print(f"losses over {steps} steps, largest difference: {np.abs(np.subtract(runs[1][1], runs[2][1])).max():.1e}")
@@ -362,19 +363,20 @@ print(f"median step time: plain model {ms[1]:.1f} ms, 2 data-parallel threads {m
 # gradient is itself of order $\epsilon$ (near zero), Adam's division by
 # $|g|$ magnifies a $10^{-9}$ rounding difference in $g$ into a visible
 # difference in the step. So almost every weight agrees to float32
-# rounding, a handful differ by up to about 0.2% of the step, and the
-# check allows 2% of the step: still a thousand times tighter than any
-# real bug (a missing share weight changes the step everywhere).
+# rounding and a handful differ by more (the cell above prints how many,
+# and the largest gap as a share of the step); the check allows 2% of the
+# step: far tighter than any real bug (a missing share weight changes the
+# step everywhere).
 #
 # Whether two threads are *faster* is a different question, with a less
 # tidy answer. The plain model is one replica that lets BLAS split each
 # matmul over the cores; `DataParallel` splits the batch instead and gives
 # each replica one BLAS thread, so the two cores work on independent rows
 # with no hand-off inside a matmul (and the element-wise NumPy work, which
-# BLAS threads never helped, now runs on both cores too). Measured side by
-# side on a quiet 2-core machine (`benchmarks/gpt.md`: 4 layers, 128 wide,
-# block 128, batch 16), one replica trained about 17k tokens/s and two
-# data-parallel threads about 23k, roughly 1.35x. The times printed above
+# BLAS threads never helped, now runs on both cores too). The figures
+# measured side by side on a quiet 2-core machine (4 layers, 128 wide,
+# block 128, batch 16) are in `benchmarks/gpt.md`, and the command a user
+# types in `benchmarks/train_cli.md`. The times printed above
 # are a few steps of this lesson's model on whatever else this machine is
 # doing at the moment (tiny matmuls split over busy cores can be very
 # erratic): an illustration, not a benchmark.

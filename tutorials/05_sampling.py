@@ -28,6 +28,7 @@
 
 # %%
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from minitx.models import GPT, GPTConfig
 from minitx.tokenizer import CharTokenizer
 from minitx.train.data import LMDataset
 from minitx.train.config import TrainConfig
+from minitx.train.lm import load_model
 from minitx.train.trainer import Trainer
 from minitx.tutorial import FAST, output_dir, plt, savefig
 
@@ -45,25 +47,33 @@ np.set_printoptions(precision=3, suppress=True, linewidth=110)
 # %% [markdown]
 # ## 1. A model to sample from
 #
-# Same recipe as lesson 04. Sampling controls only matter once the model has
-# opinions, so we train for a few hundred iterations (a few dozen in the
-# test suite's fast mode, where the text will be gibberish but every step
-# still runs).
+# Sampling controls only matter once the model has opinions. If you have run
+# the README's main job (`minitx train`, which writes `out/ckpt`), this
+# lesson samples from that model. Otherwise it trains its own with lesson
+# 04's recipe, for a few hundred iterations (a few dozen in the test
+# suite's fast mode, where the text will be gibberish but every step still
+# runs), with a progress bar.
 
 # %%
-text = default_corpus()[: 60_000 if FAST else None]
-tokenizer = CharTokenizer().train(text)
-if FAST:
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32)
+main_job = Path("out")
+if not FAST and (main_job / "ckpt").is_dir():
+    model, tokenizer, meta = load_model(main_job)
+    print(f"sampling from the main job's model in {main_job}/ckpt (iteration {meta['iter']})")
 else:
-    config = GPTConfig.from_preset("gpt-micro", vocab_size=tokenizer.vocab_size)
-data = LMDataset(text, tokenizer, block_size=config.block_size)
-max_iters = 30 if FAST else 600
-model = GPT(config, seed=0)
-trainer = Trainer(model, data, TrainConfig(batch_size=12, max_iters=max_iters, warmup_iters=max_iters // 10,
-                                           eval_interval=max_iters, eval_iters=4, seed=0),
-                  output_dir() / "05_run", progress=False)
-history = trainer.train()
+    text = default_corpus()[: 60_000 if FAST else None]
+    tokenizer = CharTokenizer().train(text)
+    if FAST:
+        config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    else:
+        config = GPTConfig.from_preset("gpt-micro", vocab_size=tokenizer.vocab_size)
+    data = LMDataset(text, tokenizer, block_size=config.block_size)
+    max_iters = 30 if FAST else 600
+    model = GPT(config, seed=0)
+    trainer = Trainer(model, data, TrainConfig(batch_size=12, max_iters=max_iters, warmup_iters=max_iters // 10,
+                                               eval_interval=max_iters, eval_iters=4, seed=0),
+                      output_dir() / "05_run", progress=True)
+    history = trainer.train()
+    print(f"trained a model of our own: val loss {history[-1]['val_loss']:.3f} after {max_iters} iterations")
 model.eval()
 
 # %% [markdown]
@@ -121,12 +131,18 @@ for t in [0.0, 0.5, 0.8, 1.0, 1.5]:
 # * **top-p** (nucleus sampling) keeps the smallest set of most likely tokens
 #   whose probabilities sum to at least `p`.
 #
-# The difference shows when the model's confidence changes. After
-# `"Retur"` almost all the mass is on `"n"`: the nucleus is one token, while
-# top-k still keeps `k`. After a space, many words can start: the nucleus
-# grows. Below, the distribution after the prompt, filtered both ways.
+# The difference shows when the model's confidence changes. Inside a word
+# such as `"Retur"` a trained model puts most of the mass on one character,
+# so the nucleus is small, while top-k still keeps `k`. After a space many
+# words can start, and the nucleus grows. The cell prints both sizes for
+# this model (a barely trained one is unsure everywhere, so its nuclei are
+# large), then draws the distribution after the prompt, filtered both ways.
 
 # %%
+for context in ("Retur", prompt):
+    z = model.forward(np.array([tokenizer.encode(context)]))[:, -1]  # (1, V)
+    print(f"after {context!r}: the top-p 0.9 nucleus keeps {int((next_token_probs(z, top_p=0.9) > 0).sum())} "
+          f"tokens; top-k 5 keeps 5")
 filtered = {
     "full (T=1)": next_token_probs(logits)[0],
     "top-k = 5": next_token_probs(logits, top_k=5)[0],
@@ -134,12 +150,15 @@ filtered = {
 }
 for name, p in filtered.items():
     print(f"{name:12s} keeps {int((p > 0).sum()):3d} tokens; P(top) = {p.max():.3f}")
+kept = int((filtered["top-p = 0.9"] > 0).sum())
+shown = np.argsort(-probs[1.0])[: max(15, kept + 5)]  # every kept token and a few past the cut
 if plt():
-    fig, axes = plt().subplots(1, 3, figsize=(12, 3), sharey=True)
+    fig, axes = plt().subplots(1, 3, figsize=(12, 3.2), sharey=True)
     for ax, (name, p) in zip(axes, filtered.items()):
-        ax.bar(range(len(top)), p[top])
-        ax.set_xticks(range(len(top)), [show(i) for i in top], rotation=90)
-        ax.set_title(name)
+        ax.bar(range(len(shown)), p[shown])
+        ax.set_xticks(range(len(shown)), [show(i) for i in shown], rotation=90, fontsize=7)
+        ax.set_title(f"{name}: keeps {int((p > 0).sum())}")
+    axes[0].set_ylabel(f"P(next | {prompt!r})")
     savefig(fig, "05_top_k_top_p")
 
 # %% [markdown]

@@ -20,9 +20,44 @@ and exit code 1; Ctrl-C is exit code 130.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 
 from .errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a mistyped command name (argparse exits 2 with one message)."""
+
+    def error(self, message):
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2)) or [c.strip() for c in m.group(2).split(",")]
+            close = difflib.get_close_matches(m.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+
+def _leaves(parser):
+    """Every (sub)parser below ``parser``, each told to remember itself (``args._parser``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_parser=sub)
+                yield sub
+                yield from _leaves(sub)
+
+
+def _unknown_flags(args, extras) -> None:
+    """A flag the command does not have: its own usage and the nearest flag it does have, then exit 2."""
+    parser = args._parser
+    flag = extras[0].split("=", 1)[0]
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag.startswith("-") else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    parser.error(f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}{hint}")
 
 
 def _registrars():
@@ -34,11 +69,13 @@ def _registrars():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minitx", description="minitx: a transformer library you can read.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="minitx", description="minitx: a transformer library you can read.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in _registrars():
         add(sub)
+    parser.set_defaults(_parser=parser)
+    list(_leaves(parser))
     return parser
 
 
@@ -46,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..train.config import TrainingDiverged  # noqa: PLC0415 - a leaf module, no NumPy-heavy imports
 
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse prints usage and exits 2 on a bad flag
+    args, extras = parser.parse_known_args(argv)  # argparse prints usage and exits 2 on a bad value
+    if extras:
+        _unknown_flags(args, extras)
     try:
         return int(args.func(args) or 0)
     except TrainingDiverged as exc:

@@ -10,9 +10,9 @@ def add_parser(subparsers) -> None:
     sub = p.add_subparsers(dest="bench_command", metavar="BENCH")
     sub.required = True
     k = sub.add_parser("kernels", help="time every kernel variant against its baseline (needs a GPU)")
-    k.add_argument("--out", default="benchmarks/kernels_out", help="folder for kernels.jsonl, kernels.md, plot")
+    k.add_argument("--out", default="benchmarks/kernels_out", help="folder for kernels.jsonl, kernels.md, plot (default benchmarks/kernels_out)")
     k.add_argument("--ops", default="matmul,attention,rows",
-                   help="comma-separated subset of: matmul, attention, rows (softmax + LayerNorm)")
+                   help="comma-separated subset of: matmul, attention, rows (softmax + LayerNorm) (default: all three)")
     k.add_argument("--quick", action="store_true", help="small shapes (a smoke test, not the reported figures)")
     k.add_argument("--budget", type=float, default=0.6, help="seconds of repetitions per measurement (default 0.6)")
     k.add_argument("--device", choices=("cuda", "emulator"), default="cuda",

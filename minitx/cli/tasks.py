@@ -28,6 +28,7 @@ make training data-parallel, as for ``minitx train``.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -39,12 +40,16 @@ from .options import (add_model_options, add_run_options, add_training_options, 
 
 #: Each task's training defaults (what the flags default to).
 DEFAULTS = {
-    "train-classifier": dict(preset="enc-small", max_iters=600, batch_size=32, lr=1e-3, eval_interval=200),
-    "train-tagger": dict(preset="enc-small", max_iters=400, batch_size=32, lr=1e-3, eval_interval=100),
-    "train-translator": dict(preset="s2s-small", max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
+    "train-classifier": dict(preset="enc-small", n_train=8000, max_iters=600, batch_size=32, lr=1e-3, eval_interval=200),
+    "train-tagger": dict(preset="enc-small", n_train=6000, max_iters=400, batch_size=32, lr=1e-3, eval_interval=100),
+    "train-translator": dict(preset="s2s-small", n_train=20000, max_iters=1000, batch_size=64, lr=1e-3, eval_interval=250,
                              label_smoothing=0.1),
 }
 _COMMON = dict(min_lr="lr/10", warmup_iters=100, beta2=0.98, weight_decay=0.01, seed=1337)
+if os.environ.get("MINITX_MAIN_JOB_FAST") == "1":  # the README test: the same steps, seconds instead of minutes
+    for _defaults in DEFAULTS.values():
+        _defaults.update(max_iters=4, eval_interval=4, n_train=200)
+    _COMMON.update(warmup_iters=2)
 #: Config fields a task's ``fit`` derives from the data (the vocabulary sizes, the special ids).
 SET_BY_FIT = ("vocab_size", "pad_id", "src_vocab_size", "tgt_vocab_size", "share_embeddings", "bos_id", "eos_id")
 #: ``--flag`` dest -> the encoder / seq2seq config field.
@@ -99,11 +104,36 @@ def _fit_options(args, threads, comm) -> dict:
                 log=announce(comm), **overrides)
 
 
-def _fit(fit, args, *rows, **kwargs):
-    """``fit(*rows, config, ...)`` with Ctrl-C turned into a message and exit code 130."""
+#: What each generated dataset is, for the header a training command prints.
+GENERATED = {
+    "train-classifier": "generated movie reviews labelled positive/negative (minitx.datasets.sentiment: negation, "
+                        "'but' and concessions, so counting words is not enough)",
+    "train-tagger": "generated news-like sentences with people and places tagged B-/I-PER, B-/I-LOC "
+                    "(minitx.datasets.ner)",
+    "train-translator": "generated English-like sentences and their translations into Tolan, a made-up language "
+                        "with gendered articles, adjectives after the noun and the verb last "
+                        "(minitx.datasets.translation)",
+}
+
+
+def _header(args, config, threads, comm, n_train: int, n_val: int, n_test: int) -> str:
+    """``train-translator: s2s-small, ... data: ...; 600 iterations of batch 64 ...``: what is about to happen."""
+    data = f"{args.train} (tab-separated)" if args.train else GENERATED[args.command]
+    preset = args.preset or args.task_defaults["preset"]
+    where = f"; {comm.size} MPI ranks x {threads} threads" if comm.size > 1 else \
+        (f"; {threads} data-parallel threads" if threads > 1 else "")
+    resume = ", resuming" if args.resume else ""
+    return (f"{args.command}: model {preset}{resume}; data: {data}; {n_train:,} train / {n_val:,} val / "
+            f"{n_test:,} test examples; {config.max_iters} iterations of batch {config.batch_size}, evaluated every "
+            f"{config.eval_interval}{where}")
+
+
+def _fit(fit, args, *rows, test=None, **kwargs):
+    """``fit(*rows, config, ...)`` after a header; Ctrl-C becomes a message and exit code 130."""
     from ..train.config import TrainingInterrupted  # noqa: PLC0415
 
     config, threads, comm = _plan(args)
+    announce(comm)(_header(args, config, threads, comm, len(rows[0]), len(rows[1]), len(test or ())), flush=True)
     try:
         return fit(*rows, config, **_fit_options(args, threads, comm), **kwargs), comm
     except TrainingInterrupted as exc:
@@ -140,7 +170,7 @@ def _add_input_options(p):
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="the --out folder of the training command (its best/), or a checkpoint folder")
     p.add_argument("text", nargs="*", help="input sentence(s)")
-    p.add_argument("--input", metavar="FILE", help="read inputs from FILE, one per line")
+    p.add_argument("--input", metavar="FILE", help="read inputs from FILE, one per line (default: the TEXT arguments)")
 
 
 def _print_scores(name: str, scores: dict) -> None:
@@ -166,7 +196,7 @@ def cmd_train_classifier(args) -> int:
         if val is None:
             train, val, _ = _split(train, args)
     else:
-        data = make_sentiment(args.n_train or 8000, seed=args.data_seed)
+        data = make_sentiment(args.n_train or args.task_defaults["n_train"], seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     labels = args.labels.split(",") if args.labels else None
     if labels is None and test is not None:
@@ -175,7 +205,7 @@ def cmd_train_classifier(args) -> int:
             if y not in known:
                 raise ValueError(f"--test example {i + 1}: unknown label {y!r}, "
                                  f"expected one of {', '.join(sorted(known))}")
-    clf, comm = _fit(TextClassifier.fit, args, train, val, pooling=args.pooling, labels=labels)
+    clf, comm = _fit(TextClassifier.fit, args, train, val, test=test, pooling=args.pooling, labels=labels)
     if comm.rank != 0:
         return 0
     _print_scores("val", clf.evaluate(val))
@@ -185,6 +215,7 @@ def cmd_train_classifier(args) -> int:
         _print_scores("test", clf.evaluate(test))
         print(f"test: bag-of-words baseline accuracy {bag_of_words_baseline(train, test):.4f}")
     print(f"checkpoint: {args.out}/best (best validation accuracy); {args.out}/ckpt (latest, for --resume)")
+    print(f'next: minitx classify --checkpoint {args.out} "the plot was not bad at all"')
     return 0
 
 
@@ -214,10 +245,10 @@ def cmd_train_tagger(args) -> int:
         if val is None:
             train, val, _ = _split(train, args)
     else:
-        data = make_ner(args.n_train or 6000, seed=args.data_seed)
+        data = make_ner(args.n_train or args.task_defaults["n_train"], seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     tags = args.tags.split(",") if args.tags else None
-    tagger, comm = _fit(Tagger.fit, args, train, val, tags=tags, word_dropout=args.word_dropout)
+    tagger, comm = _fit(Tagger.fit, args, train, val, test=test, tags=tags, word_dropout=args.word_dropout)
     if comm.rank != 0:
         return 0
     _print_scores("val", tagger.evaluate(val))
@@ -227,6 +258,7 @@ def cmd_train_tagger(args) -> int:
         check_tagged(test, tagger.tags, "test")
         _print_scores("test", tagger.evaluate(test))
     print(f"checkpoint: {args.out}/best (best validation F1); {args.out}/ckpt (latest, for --resume)")
+    print(f'next: minitx tag --checkpoint {args.out} "maria lopez visited port alder on monday"')
     return 0
 
 
@@ -244,13 +276,15 @@ def cmd_tag(args) -> int:
 # translation
 # --------------------------------------------------------------------------
 def _add_decoding_options(p):
-    p.add_argument("--beam", type=int, default=0, metavar="N", help="beam search with N beams (default: greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam search: score / length**lp")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples")
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--beam", type=int, default=0, metavar="N", help="beam search with N beams (default 0: greedy)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search ranks by log-probability / length**penalty (default 1.0)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (default 0)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely words (default: all)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: smallest set with mass >= p (default: off)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="words to generate at most (default: the model's --block-size)")
 
 
 def _check_decoding(args) -> None:
@@ -274,13 +308,13 @@ def cmd_train_translator(args) -> int:
         if val is None:
             train, val, _ = _split(train, args)
     else:
-        data = make_translation(args.n_train or 20000, seed=args.data_seed)
+        data = make_translation(args.n_train or args.task_defaults["n_train"], seed=args.data_seed)
         train, val, test = data["train"], data["val"], data["test"]
     overrides = {}
     if args.n_layer is not None and not args.resume:  # one flag, both stacks
         overrides = {"n_enc_layer": args.n_layer, "n_dec_layer": args.n_layer}
         args.n_layer = None
-    tr, comm = _fit(Translator.fit, args, train, val, share_embeddings=args.share_embeddings, **overrides)
+    tr, comm = _fit(Translator.fit, args, train, val, test=test, share_embeddings=args.share_embeddings, **overrides)
     if comm.rank != 0:
         return 0
     _print_scores("val (greedy)", tr.evaluate(val))
@@ -292,6 +326,7 @@ def cmd_train_translator(args) -> int:
         if args.eval_beam:
             _print_scores(f"test (beam {args.eval_beam})", tr.evaluate(test, beam=args.eval_beam))
     print(f"checkpoint: {args.out}/best (best validation BLEU); {args.out}/ckpt (latest, for --resume)")
+    print(f'next: minitx translate --checkpoint {args.out} --beam 4 "the big red dog sees a small cat"')
     return 0
 
 
@@ -301,6 +336,10 @@ def cmd_translate(args) -> int:
     _check_decoding(args)
     tr = Translator.load(args.checkpoint)
     texts = _texts(args)
+    unknown = sorted({w for t in texts for w in t.split() if w not in tr.src_vocab.stoi})
+    if unknown:  # they become <unk>: the translation can only guess at them
+        print(f"minitx translate: note: {len(unknown)} word(s) the model never saw in training, translated as "
+              f"<unk>: {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}", file=sys.stderr)
     outputs = tr.translate(texts, beam=args.beam, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, length_penalty=args.length_penalty)
     for out in outputs:
@@ -315,7 +354,8 @@ def add_parser(sub) -> None:
     """Add the six task subcommands to ``minitx``'s subparsers."""
     p = sub.add_parser("train-classifier", help="train a sentence classifier (encoder; default: generated sentiment)")
     _add_task_training(p, "train-classifier")
-    p.add_argument("--pooling", choices=("first", "mean"), default="first")
+    p.add_argument("--pooling", choices=("first", "mean"), default="first",
+                   help="sentence vector: the <cls> position (first) or the mean over words (default first)")
     p.add_argument("--labels", help="comma-separated label set (default: the labels of --train)")
     p.set_defaults(func=cmd_train_classifier)
 
@@ -337,7 +377,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train-translator", help="train an encoder-decoder translator (default: generated data)")
     _add_task_training(p, "train-translator")
     p.add_argument("--share-embeddings", action="store_true", help="one joint vocabulary and embedding")
-    p.add_argument("--eval-beam", type=int, default=4, help="also score the test set with this beam (0: skip)")
+    p.add_argument("--eval-beam", type=int, default=4, help="also score the test set with this beam (0: skip; default 4)")
     p.set_defaults(func=cmd_train_translator)
 
     p = sub.add_parser("translate", help="translate sentences with a trained translator")

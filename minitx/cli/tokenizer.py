@@ -1,5 +1,6 @@
 """``minitx tokenizer``: train a BPE tokenizer, or encode text with one.
 
+    minitx tokenizer train --vocab-size 4096 --output tok.model          # the embedded corpus
     minitx tokenizer train --input corpus.txt --vocab-size 4096 --output tok.model
     echo "Hello world" | minitx tokenizer encode --model tok.model
     echo "Hello world" | minitx tokenizer encode --model tok.model --show
@@ -20,18 +21,20 @@ from .errors import UsageError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("tokenizer", help="train a BPE tokenizer or encode text with one", description=__doc__.split("\n")[0])
+    p = sub.add_parser("tokenizer", help="train a BPE tokenizer or encode text with one", description="Train a BPE tokenizer, or encode text with one.")
     actions = p.add_subparsers(dest="tokenizer_command", metavar="ACTION")
     actions.required = True
 
     t = actions.add_parser("train", help="learn BPE merges from a text file")
-    t.add_argument("--input", required=True, help="UTF-8 text file to learn from")
+    t.add_argument("--input", default=None,
+                   help="UTF-8 text file to learn from (default: the embedded corpus, Python's standard-library "
+                        "docstrings)")
     t.add_argument("--vocab-size", required=True, type=int, help="256 bytes + merges + special tokens")
     t.add_argument("--output", required=True, help="where to write the model (plus <output>.vocab)")
     t.add_argument(
         "--pattern", default="gpt4", help=f"split pattern: {', '.join(PATTERNS)} or a regex (default: gpt4)"
     )
-    t.add_argument("--special", action="append", default=[], metavar="TOKEN", help="a special token (repeatable)")
+    t.add_argument("--special", action="append", default=[], metavar="TOKEN", help="a special token (repeatable; default: none)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=run_train)
 
@@ -65,7 +68,12 @@ def run_train(args) -> int:
         )
     if len(set(args.special)) != len(args.special) or any(not s for s in args.special):
         raise UsageError(f"--special: got {args.special!r}, expected distinct non-empty tokens")
-    text = _read_text(args.input)
+    if args.input is None:
+        from ..corpus import default_corpus  # noqa: PLC0415
+
+        text = default_corpus()
+    else:
+        text = _read_text(args.input)
     out_dir = Path(args.output).resolve().parent
     if not out_dir.is_dir():
         raise UsageError(f"--output: directory {str(out_dir)!r} does not exist")
@@ -79,6 +87,10 @@ def run_train(args) -> int:
         raise UsageError(str(exc)) from None
     tok.save(args.output)
     print(f"trained {tok!r}; wrote {args.output} and {args.output}.vocab", file=sys.stderr)
+    if tok.vocab_size < args.vocab_size:  # training stops when no pair of tokens occurs twice: nothing to merge
+        print(f"note: the vocabulary stopped at {tok.vocab_size} of the {args.vocab_size} asked for: no pair of "
+              "adjacent tokens occurs twice in the text any more, so there is nothing left worth merging; "
+              "a longer text gives more merges", file=sys.stderr)
     return 0
 
 

@@ -33,6 +33,7 @@ Every user error (missing data, bad flag value, broken checkpoint) raises
 """
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -45,6 +46,8 @@ from .options import (add_device_options, add_model_options, add_run_options, ad
 #: What ``minitx train`` does with no arguments (sized for a few minutes on a 2-core CPU).
 MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=3000, eval_interval=500, eval_iters=20,
                 lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99, dropout=0.0, weight_decay=0.1)
+if os.environ.get("MINITX_MAIN_JOB_FAST") == "1":  # the README test: the same steps, seconds instead of minutes
+    MAIN_JOB.update(max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=2)
 #: ``--flag`` dest -> GPTConfig field (the CLI says --d-model everywhere; GPT-2 calls the width n_embd).
 ARCH_FIELDS = {"n_layer": "n_layer", "n_head": "n_head", "d_model": "n_embd", "block_size": "block_size",
                "dropout": "dropout"}
@@ -66,6 +69,9 @@ def add_parser(sub) -> None:
     add_run_options(t, out_default="out")
     t.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end "
                                                                   "(0: none; default 300)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="a time budget: stop after this many minutes, evaluated and checkpointed, resumable with "
+                        "--resume (default: no budget, run all --max-iters)")
     add_device_options(t)
     t.set_defaults(func=run_train)
 
@@ -82,14 +88,18 @@ def add_parser(sub) -> None:
     gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
     gen.add_argument("--top-p", type=float, default=None,
                      help="nucleus sampling: smallest set with mass >= p (default: off)")
-    gen.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this string (repeatable)")
+    gen.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop at this string (repeatable; default: no stop string)")
     gen.add_argument("--seed", type=int, default=None, help="make the sample reproducible (default: random)")
     gen.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every step")
     gen.add_argument("--beam", type=int, default=None, metavar="N",
-                     help="beam search with N beams instead of sampling (deterministic; the sampling flags are unused)")
+                     help="beam search with N beams instead of sampling (deterministic; the sampling flags are unused; "
+                          "default: sample)")
     gen.add_argument("--length-penalty", type=float, default=1.0,
                      help="beam search ranks by log-probability / length**penalty (default 1.0)")
     add_generate_options(gen)
+    gen.add_argument("--interactive", action="store_true",
+                     help="read prompts from the terminal (or stdin), one a line, and answer each, until EOF (Ctrl-D) "
+                          "or Ctrl-C; --prompt is then unused")
     add_device_options(gen)
     gen.set_defaults(func=run_generate)
 
@@ -175,6 +185,8 @@ def run_train(args) -> int:
 
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens: got {args.sample_tokens}, expected an integer >= 0")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise UsageError(f"--max-minutes: got {args.max_minutes}, expected a number of minutes > 0")
     device, backend_name = select_device(args)  # before any data is read
     threads, comm = parallel_plan(args, device)
     check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # before anything is written
@@ -187,7 +199,7 @@ def _train(args, device: str, threads: int, comm) -> int:
     from ..train.config import TrainingInterrupted  # noqa: PLC0415
     from ..train.lm import gpt_meta  # noqa: PLC0415
     from ..train.parallel import DataParallel  # noqa: PLC0415
-    from ..train.trainer import Trainer  # noqa: PLC0415
+    from ..train.trainer import Trainer, plot_available  # noqa: PLC0415
 
     say = announce(comm)
     out = Path(args.out)
@@ -214,7 +226,13 @@ def _train(args, device: str, threads: int, comm) -> int:
             f"{tokenizer.vocab_size}; {len(dataset.train):,} train / {len(dataset.val):,} val tokens{replicas}; "
             f"{'resuming at iteration ' + str(trainer.iter) if args.resume else 'starting'} -> "
             f"{config_train.max_iters}", flush=True)
-        history = trainer.train()
+        if not plot_available():
+            say("note: loss.png will not be drawn: matplotlib is not installed (pip install matplotlib); "
+                "metrics.jsonl is written all the same", file=sys.stderr)
+        history = trainer.train(max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+        if trainer.stopped_early:
+            say(f"stopped at the time budget (--max-minutes {args.max_minutes:g}): iteration {trainer.iter} of "
+                f"{config_train.max_iters} saved; continue with: minitx train --out {out} --resume")
     except TrainingInterrupted as exc:
         say(interrupted_message(exc, "train", out), file=sys.stderr)
         return 130
@@ -265,7 +283,45 @@ def run_generate(args) -> int:
         raise UsageError("--stop with --beam: beam search stops at the end token, expected one or the other")
     device, backend_name = select_device(args)
     with using_backend(backend_name):
+        if args.interactive:
+            return _interactive(args, device)
         return _generate(args, device)
+
+
+def _interactive(args, device: str) -> int:
+    """A prompt loop: each line read is a prompt, answered with the same flags; EOF or Ctrl-C ends it.
+
+    The model is loaded once (the first answer), then kept. A prompt the
+    model cannot take (a character it never saw) is reported and the loop
+    goes on; a broken checkpoint ends it with the usual one-line error.
+    """
+    tty = sys.stdin.isatty()
+    if tty:
+        print(f"minitx generate: prompts for {args.checkpoint}, one a line; Ctrl-D or Ctrl-C to stop", file=sys.stderr)
+    try:
+        while True:
+            if tty:
+                sys.stderr.write("> ")
+                sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line:
+                break
+            prompt = line.rstrip("\n")
+            if not prompt:
+                continue
+            args.prompt = prompt.replace("\\n", "\n")  # "\n" typed on one line stands for a newline
+            try:
+                _generate(args, device)
+            except UsageError as exc:  # this prompt cannot be answered; the next one may be
+                print(f"minitx generate: {exc}", file=sys.stderr)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        if tty:
+            sys.stderr.write("\n")
+    return 0
+
+
+_LOADED: dict = {}  # (folder, device) -> what load_model returned: the interactive loop loads once
 
 
 def _generate(args, device: str) -> int:
@@ -274,7 +330,11 @@ def _generate(args, device: str) -> int:
 
     if is_hf_folder(args.checkpoint):  # a Hugging Face folder: minitx.pretrained runs it
         return generate_from_hf_folder(args, device)
-    model, tokenizer, _ = load_model(args.checkpoint, device=device)
+    key = (str(args.checkpoint), device)
+    if not args.interactive or key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_model(args.checkpoint, device=device)
+    model, tokenizer, _ = _LOADED[key]
     try:
         ids = tokenizer.encode(args.prompt)
     except ValueError as exc:

@@ -70,6 +70,7 @@ import numpy as np
 
 from .. import __version__
 from ..backend import to_numpy
+from ..fileio import atomic_write_text
 from ..nn.checks import NonFiniteError
 from ..optim import AdamW, clip_grad_norm
 from .checkpoint import BEST_DIR, CKPT_DIR, check_kind, load_checkpoint, save_checkpoint
@@ -278,10 +279,7 @@ class Trainer:
 
     def _write_metrics(self) -> None:
         """Rewrite metrics.jsonl whole, atomically (a new run's first write replaces an old run's file)."""
-        path = self.out_dir / METRICS_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(self.out_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
 
     # ---- the loop ------------------------------------------------------------
     def _evaluate_and_save(self, tokens_per_sec: float) -> dict:
@@ -307,15 +305,21 @@ class Trainer:
             plot_metrics(self.history, self.out_dir / PLOT_FILE)
         return record
 
-    def train(self, *, stop_at: int | None = None) -> list[dict]:
+    def train(self, *, stop_at: int | None = None, max_seconds: float | None = None) -> list[dict]:
         """Train until ``max_iters`` (or until ``stop_at``, to simulate an interruption).
 
         Evaluates at iteration 0, every ``eval_interval`` and at ``max_iters``;
         checkpoints at each of those after 0. A resumed run does not repeat
-        the evaluation it resumed from. Returns the metrics records of this run.
+        the evaluation it resumed from. With ``max_seconds`` the run stops
+        once that much time has passed, after evaluating and checkpointing
+        the iteration it reached (``self.stopped_early`` is then True; the
+        schedule is still the one for ``max_iters``, so ``resume`` carries
+        on exactly). Returns the metrics records of this run.
         """
         c = self.config
         end = c.max_iters if stop_at is None else min(stop_at, c.max_iters)
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        self.stopped_early = False
         start = self.iter
         skip_eval = any(r.get("iter") == start for r in self.history)  # resumed right after that evaluation
         agree = getattr(self.model, "any_rank", bool)  # under MPI every rank must stop at the same iteration
@@ -330,6 +334,11 @@ class Trainer:
                         self._print(bar, format_record(record))
                         tick, tokens = time.perf_counter(), 0  # throughput excludes evaluation time
                     if it == end:
+                        break
+                    if deadline is not None and it > start and agree(time.monotonic() > deadline):
+                        self.stopped_early = True
+                        if not any(r.get("iter") == it for r in self.history):
+                            self._print(bar, format_record(self._evaluate_and_save(rate)))
                         break
                     if agree(pressed.is_set()):
                         raise TrainingInterrupted(self.iter, self.save(CKPT_DIR) if self.iter > 0 else None)
@@ -404,6 +413,13 @@ def _progress(*, enabled: bool, initial: int, total: int):
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     return tqdm(total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True)
+
+
+def plot_available() -> bool:
+    """Whether :func:`plot_metrics` can draw (matplotlib is an optional extra)."""
+    import importlib.util  # noqa: PLC0415
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def plot_metrics(history: list[dict], path: Path) -> Path | None:
