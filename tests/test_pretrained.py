@@ -247,3 +247,17 @@ def test_unsupported_tokenizer_and_generation_settings_are_named(folders, tmp_pa
     assert model.hf_architecture == "BartForConditionalGeneration"
     with pytest.raises(PretrainedError, match="tokenizer model 'WordLevel'"):
         tok.encode("hello")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bert", "bart", "t5"])
+def test_loaded_models_have_a_correct_backward(folders, arch):
+    """Ready for fine-tuning: the gradient checker passes on every loaded architecture (float64)."""
+    from minitx.gradcheck import gradcheck_module
+
+    folder, hf, _ = folders(arch, 0)
+    model, _ = minitx.from_pretrained(folder, dtype=np.float64)
+    V = hf.config.vocab_size
+    ids = random_ids(V, (2, 5), seed=7)
+    inputs = (ids,) if arch in ("gpt2", "bert") else (ids, random_ids(V, (2, 3), seed=8))
+    result = gradcheck_module(model, *inputs, max_elements=2)
+    assert result.ok(1e-6), result

@@ -79,6 +79,13 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
         room = model.config.max_len
         if len(prompt_ids) > model.config.max_len:
             raise UsageError(f"--prompt: {len(prompt_ids)} tokens, expected at most {model.config.max_len}")
+    temperature, top_k, top_p = args.temperature, args.top_k, args.top_p
+    if temperature is None:  # not given: decode as transformers would with this folder's generation_config
+        gen = getattr(model, "generation_config", None) or {}
+        temperature = float(gen.get("temperature") or 1.0) if gen.get("do_sample") else 0.0
+        if gen.get("do_sample"):
+            top_k = top_k if top_k is not None else gen.get("top_k")
+            top_p = top_p if top_p is not None else gen.get("top_p")
     n = min(args.max_new_tokens, room)
     if n < args.max_new_tokens:
         print(f"minitx generate: warning: --max-new-tokens {args.max_new_tokens} cut to {n} (the model's "
@@ -87,7 +94,7 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
         print_generation(args, prompt_ids, [], "")
         return 0
     completion_ids = generate(model, [prompt_ids], n, num_beams=args.beam or 1, length_penalty=args.length_penalty,
-                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)[0]
+                              temperature=temperature, top_k=top_k, top_p=top_p, seed=args.seed)[0]
     text = tokenizer.decode(completion_ids)
     if not args.json and isinstance(model, GPT):
         text = args.prompt + text

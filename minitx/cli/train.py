@@ -82,7 +82,9 @@ def add_parser(sub) -> None:
                      help="the --out folder of minitx train (or its ckpt/ folder), or a Hugging Face model folder")
     gen.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     gen.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate (default 300)")
-    gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 safer, >1 wilder (default 0.8)")
+    gen.add_argument("--temperature", type=float, default=None,
+                     help="0 = greedy; <1 safer, >1 wilder (default 0.8; for a Hugging Face folder, what its "
+                          "generation_config says: greedy unless do_sample)")
     gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
     gen.add_argument("--top-p", type=float, default=None,
                      help="nucleus sampling: smallest set with mass >= p (default: off)")
@@ -269,7 +271,10 @@ def _default_prompt(tokenizer) -> str:
 def run_generate(args) -> int:
     from ..generate import check_sampling_args  # noqa: PLC0415
 
-    check_sampling_args(args.temperature, args.top_k, args.top_p, args.max_new_tokens)  # before the slow part
+    if args.temperature is None and not is_hf_folder(args.checkpoint):
+        args.temperature = 0.8  # a Hugging Face folder's default comes from its generation_config
+    check_sampling_args(0.0 if args.temperature is None else args.temperature, args.top_k, args.top_p,
+                        args.max_new_tokens)  # before the slow part
     if args.stop is not None and any(not s for s in args.stop):
         raise UsageError("--stop: got an empty string, expected non-empty text")
     if args.beam is not None and args.beam < 1:

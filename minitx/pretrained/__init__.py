@@ -59,7 +59,8 @@ def load_model(folder: str | os.PathLike, *, dtype=np.float32):
     model.hf_config, model.hf_architecture = hf, arch
     gen = read_json(Path(folder) / "generation_config.json", required=False)
     model.generation_config = gen if gen is not None else {k: v for k, v in hf.items() if k.endswith("_token_id")
-                                                           or k.startswith(("forced_", "max_length", "min_length"))}
+                                                           or k.startswith(("forced_", "max_length", "min_length",
+                                                                            "do_sample", "temperature", "top_"))}
     st = read_json(Path(folder) / "sentence_bert_config.json", required=False)  # sentence-transformers' limit
     model.max_seq_length = int(st["max_seq_length"]) if st and st.get("max_seq_length") else None
     model.eval()
