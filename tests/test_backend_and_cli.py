@@ -49,7 +49,7 @@ def test_every_subcommand_has_help(capsys):
 def test_unknown_flag_exits_2_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "minitx", "demo", "--no-such-flag"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and "unrecognized arguments: --no-such-flag" in proc.stderr
+    assert "Traceback" not in proc.stderr and "unrecognized argument: --no-such-flag" in proc.stderr
 
 
 def test_demo_verifies_its_backward_pass(capsys):
