@@ -135,3 +135,22 @@ def test_search_prints_nearest_lines_and_caches(capsys, tmp_path):
     assert list(tmp_path.glob("corpus.txt.minitx-embeddings.*"))
     code, _, err = run(capsys, "search", "--checkpoint", folder, "--corpus", str(tmp_path / "none.txt"), "q")
     assert code == 2 and "none.txt: corpus file missing" in err
+
+
+def test_interactive_on_a_hugging_face_folder(capsys, monkeypatch, gpt2):
+    """The prompt loop works for Hugging Face folders too: one JSON answer a line, the folder loaded once."""
+    import io
+
+    from minitx import pretrained
+
+    folder, _, tok = gpt2
+    loads = []
+    real = pretrained.from_pretrained
+    monkeypatch.setattr(pretrained, "from_pretrained", lambda f: loads.append(f) or real(f))
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello world\nthe bank\n"))
+    code, out, err = run(capsys, "generate", "--checkpoint", str(folder), "--interactive", "--max-new-tokens", "4",
+                         "--temperature", "0", "--json")
+    assert code == 0, err
+    answers = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [a["prompt_ids"] for a in answers] == [tok.encode("hello world").ids, tok.encode("the bank").ids]
+    assert len(loads) == 1

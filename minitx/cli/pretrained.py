@@ -51,6 +51,9 @@ def print_generation(args, prompt_ids, completion_ids, completion: str) -> None:
         print(completion)
 
 
+_LOADED: dict = {}  # folder -> (model, tokenizer), for minitx generate --interactive
+
+
 def generate_from_hf_folder(args, device: str = "cpu") -> int:
     """``minitx generate`` on a Hugging Face folder (greedy at ``--temperature 0``, ``--beam K``)."""
     from ..models.gpt import GPT
@@ -61,7 +64,11 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
         raise UsageError(f"--device {device}: Hugging Face folders run on the CPU here, expected --device cpu")
     if args.stop is not None:
         raise UsageError("--stop: not supported for Hugging Face folders (they stop at their end token)")
-    model, tokenizer = from_pretrained(args.checkpoint)
+    key = str(args.checkpoint)
+    if not getattr(args, "interactive", False) or key not in _LOADED:  # a prompt loop loads the folder once
+        _LOADED.clear()
+        _LOADED[key] = from_pretrained(args.checkpoint)
+    model, tokenizer = _LOADED[key]
     if tokenizer is None:
         raise UsageError(f"{args.checkpoint}: no tokenizer.json or vocab.txt, expected a tokenizer beside the model")
     if not isinstance(model, GPT) and not hasattr(model, "decode_step"):
