@@ -78,6 +78,9 @@ SHARED_DATA = Path("..") / "shared" / "data" / "tinyshakespeare.txt"
 RATE = re.compile(r"([0-9][0-9,]*(?:\.[0-9]+)?)\s*tokens/s")
 #: Targets of issue 10, by ratio name.
 TARGETS = {"minitx_vs_peer": 1.1, "mpi_vs_threads": 0.95}
+#: Other processes' CPU use during a run, in cores (from /proc/stat, ours subtracted), above which the
+#: run is flagged: another job shared the machine. (The load average cannot tell: our own runs raise it.)
+BUSY_CORES = 0.25
 CONTESTANTS = ("peer", "minitx_threads", "minitx_mpi")
 LABELS = {"peer": "PyTorch peer (nanoGPT-style)", "minitx_threads": "minitx train, {t} threads",
           "minitx_mpi": "mpiexec -n {t} minitx train"}
@@ -192,6 +195,7 @@ def default_data(explicit: str | None, workdir: Path) -> tuple[str, str]:
 def run_timed(cmd: list[str], env: dict, log_path: Path, timeout: float) -> dict:
     """Run ``cmd`` to completion in ``log_path``'s folder; wall seconds from start to exit, CPU seconds of
     its whole process tree (``os.times`` counts every descendant that was waited for)."""
+    load, host0 = _loadavg(), _host_busy_seconds()
     before = os.times()
     with open(log_path, "w", encoding="utf-8") as log:
         t0 = time.perf_counter()
@@ -201,12 +205,24 @@ def run_timed(cmd: list[str], env: dict, log_path: Path, timeout: float) -> dict
         except subprocess.TimeoutExpired:
             rc = "timeout"
         wall = time.perf_counter() - t0
-    after = os.times()
+    after, host1 = os.times(), _host_busy_seconds()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    others = None if host0 is None or host1 is None else max(0.0, (host1 - host0 - cpu) / wall)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     rates = RATE.findall(text)
-    return {"rc": rc, "wall_s": wall, "cpu_s": cpu, "log_tokens_per_s": float(rates[-1].replace(",", "")) if rates
+    return {"rc": rc, "wall_s": wall, "cpu_s": cpu, "loadavg_before": load, "others_cores": others,
+            "log_tokens_per_s": float(rates[-1].replace(",", "")) if rates
             else None, "output": text}
+
+
+def _host_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (user, nice, system, irq, softirq, steal)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+        return sum(int(v) for v in fields[1:4] + fields[6:9]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def ranks_quiet(output: str) -> bool:
@@ -310,7 +326,8 @@ def summarise(runs: dict, a, tokens: int) -> tuple[list[dict], list[dict]]:
                            **_ratio_summary(loop)})
     if runs.get("minitx_mpi") and runs.get("minitx_threads"):
         ratios.append({"name": "mpi_vs_threads", "what": "minitx threads wall time / minitx MPI wall time",
-                       "target": TARGETS["mpi_vs_threads"], **_ratio_summary(per_round("minitx_threads", "minitx_mpi"))})
+                       "target": TARGETS["mpi_vs_threads"],
+                       **_ratio_summary(per_round("minitx_threads", "minitx_mpi"))})
     splits = []
     for name in CONTESTANTS:
         if not runs.get(name):
@@ -320,6 +337,8 @@ def summarise(runs: dict, a, tokens: int) -> tuple[list[dict], list[dict]]:
         wall = statistics.median(walls)
         row = {"contestant": name, "wall_s": wall, "wall_tokens_per_s": tokens / wall,
                "cpu_s": statistics.median(r["cpu_s"] for r in runs[name]),
+               "others_cores": max((r["others_cores"] for r in runs[name] if r["others_cores"] is not None),
+                                   default=None),
                "log_tokens_per_s": statistics.median(rates) if rates else None}
         if rates:
             loop = tokens / row["log_tokens_per_s"]
@@ -475,8 +494,10 @@ def _run(a, env, work: Path, emit, say) -> int:
             runs[name].append(record)
             emit({"type": "run", "contestant": name, "round": rnd, **record})
             rate = f"{r['log_tokens_per_s']:,.0f}" if r["log_tokens_per_s"] else "?"
+            others = "?" if r["others_cores"] is None else f"{r['others_cores']:.2f}"
+            busy = r["others_cores"] is not None and r["others_cores"] > BUSY_CORES
             say(f"round {rnd}  {name:15s} {r['wall_s']:7.2f} s wall, {r['cpu_s']:6.1f} s CPU, "
-                f"log {rate} tokens/s")
+                f"log {rate} tokens/s; other processes {others} cores{'  (host busy)' if busy else ''}")
     ratios, splits = summarise(runs, a, tokens)
     loadavg_end = _loadavg()
     for row in ratios:
@@ -503,6 +524,13 @@ def _run(a, env, work: Path, emit, say) -> int:
         elif name == "peer":
             say(f"  {'minitx_vs_peer':27s} skipped: {reason}")
     say(f"load average at the end: {loadavg_end}")
+    busy = sum(1 for rs in runs.values() for r in rs
+               if r["others_cores"] is not None and r["others_cores"] > BUSY_CORES)
+    if busy:
+        say(f"warning: in {busy} run(s) other processes used more than {BUSY_CORES} cores: other jobs shared the CPUs, "
+            "and "
+            "PyTorch's OpenMP threads slow down far more than minitx's under contention; compare CPU s with wall s "
+            "and re-run on a quiet host")
     return 0
 
 
