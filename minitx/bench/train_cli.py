@@ -340,9 +340,11 @@ def summarise(runs: dict, a, tokens: int) -> tuple[list[dict], list[dict]]:
                "others_cores": max((r["others_cores"] for r in runs[name] if r["others_cores"] is not None),
                                    default=None),
                "log_tokens_per_s": statistics.median(rates) if rates else None}
-        if rates:
-            loop = tokens / row["log_tokens_per_s"]
-            row.update(train_loop_s=loop, other_s=wall - loop, train_loop_share=loop / wall)
+        if rates:  # per round, then the median of each (a round's split stays that round's)
+            pairs = [(tokens / r["log_tokens_per_s"], r["wall_s"]) for r in runs[name] if r["log_tokens_per_s"]]
+            row.update(train_loop_s=statistics.median(lp for lp, _ in pairs),
+                       other_s=statistics.median(w - lp for lp, w in pairs),
+                       train_loop_share=statistics.median(lp / w for lp, w in pairs))
         splits.append(row)
     return ratios, splits
 
