@@ -302,7 +302,8 @@ class Trainer:
         if self.out_dir is not None and self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_metrics()
-            plot_metrics(self.history, self.out_dir / PLOT_FILE)
+            if len(self.history) > 1:  # one point is no curve (and matplotlib's import costs a user 0.3 s)
+                plot_metrics(self.history, self.out_dir / PLOT_FILE)
         return record
 
     def train(self, *, stop_at: int | None = None, max_seconds: float | None = None) -> list[dict]:
