@@ -169,7 +169,7 @@ model = GPT(config, seed=0)
 train_config = TrainConfig(batch_size=12, max_iters=max_iters, lr=1e-3, min_lr=1e-4, warmup_iters=max_iters // 10,
                            beta2=0.99, eval_interval=max_iters // 4, eval_iters=4 if FAST else 10, seed=0)
 out = output_dir() / "04_run"
-trainer = Trainer(model, data, train_config, out, meta=gpt_meta(model, tokenizer), progress=False)
+trainer = Trainer(model, data, train_config, out, meta=gpt_meta(model, tokenizer), progress=True)
 t0 = time.perf_counter()
 history = trainer.train()
 print(f"{max_iters} iterations in {time.perf_counter() - t0:.1f} s; files: {sorted(p.name for p in out.iterdir())}")

@@ -65,7 +65,7 @@ print(f"bag-of-words test accuracy: {bow:.3f}")
 # FAST (CI) trains for a few seconds only: expect well under the full run's accuracy.
 config = TrainConfig(max_iters=100 if FAST else 600, eval_interval=100 if FAST else 200, batch_size=32,
                      lr=2e-3 if FAST else 1e-3, min_lr=1e-4, warmup_iters=20, beta2=0.98, weight_decay=0.01, seed=0)
-clf = TextClassifier.fit(data["train"], data["val"], config, preset="enc-small", progress=False)
+clf = TextClassifier.fit(data["train"], data["val"], config, preset="enc-small", progress=True)
 print("test accuracy:", clf.evaluate(data["test"])["accuracy"])
 
 # %% [markdown]

@@ -73,7 +73,7 @@ config = TrainConfig(max_iters=60 if FAST else 2000, eval_interval=60 if FAST el
                      lr=2e-3 if FAST else 1e-3, min_lr=1e-4, warmup_iters=30 if FAST else 100, beta2=0.98,
                      weight_decay=0.01, label_smoothing=0.1, seed=0)
 tr = Translator.fit(data["train"], data["val"], config, preset="s2s-small",
-                    eval_sentences=10 if FAST else 200, progress=False)
+                    eval_sentences=10 if FAST else 200, progress=True)
 greedy = tr.evaluate(data["test"])
 print(f"test BLEU, greedy: {greedy['bleu']:.1f} (exact sentences: {greedy['exact']:.2f})")
 
