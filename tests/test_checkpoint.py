@@ -193,7 +193,7 @@ def one_line_error(d):
 
 def test_missing_folder_and_missing_files(good, tmp_path):
     d, _ = good
-    assert "does not exist; expected a folder written by save_checkpoint" in one_line_error(tmp_path / "nope")
+    assert "does not exist; expected the --out folder of a minitx training command" in one_line_error(tmp_path / "nope")
     (tmp_path / "file").write_text("x")
     assert "is not a folder" in one_line_error(tmp_path / "file")
     for name in (MODEL_FILE, OPTIM_FILE, META_FILE):

@@ -223,7 +223,7 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict, dict, dict]:
     """
     directory = Path(directory)
     where = f"checkpoint {str(directory)!r}"
-    expected = f"expected a folder written by save_checkpoint ({', '.join(_FILES)})"
+    expected = (f"expected the --out folder of a minitx training command, or its ckpt/ ({', '.join(_FILES)})")
     if not directory.is_dir():
         _, old = _siblings(directory)
         if old.is_dir() and not directory.exists():
@@ -241,10 +241,10 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict, dict, dict]:
         doc = json.loads((directory / META_FILE).read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ValueError(f"{where}: {META_FILE} is not UTF-8 text (byte offset {exc.start}); "
-                         "expected the JSON written by save_checkpoint") from None
+                         "expected the JSON a minitx training command writes") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: {META_FILE} does not parse (line {exc.lineno} column "
-                         f"{exc.colno}: {exc.msg}); expected the JSON written by save_checkpoint") from None
+                         f"{exc.colno}: {exc.msg}); expected the JSON a minitx training command writes") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{where}: {META_FILE} holds a {type(doc).__name__}, expected a JSON object")
     version = doc.get("format_version")
@@ -274,7 +274,7 @@ def _load_arrays(directory: Path, name: str, record, where: str) -> dict:
     except (SafetensorError, ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{where}: {name} is not a valid safetensors file ({reason}); "
-                         "expected a complete file written by save_checkpoint") from None
+                         "expected the complete file a minitx training command writes") from None
 
 
 # ---------------------------------------------------------------------------
