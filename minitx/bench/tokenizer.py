@@ -436,36 +436,8 @@ def _range(r) -> str:
     return f"{r[0]:.2f}-{r[1]:.2f}"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minitx.bench.tokenizer", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=None, help="UTF-8 text file (default: distinct documentation found here)")
-    parser.add_argument("--mib", type=float, default=10.0, help="MiB of text (never repeated)")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are reported")
-    parser.add_argument("--small-kib", type=int, default=64, help="prefix for the end-to-end textbook comparison")
-    parser.add_argument("--textbook-merges", type=int, default=4, help="merges timed for the textbook estimate")
-    parser.add_argument("--no-textbook", action="store_true", help="skip the textbook comparison")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
-    parser.add_argument("--worker", choices=("minitx", "hf"), help=argparse.SUPPRESS)
-    parser.add_argument("--text-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        return _worker(args)
-
-    machine = describe_machine()
-    t_text, (text, source) = timed(load_text, args.data, args.mib)
-    stats = chunk_stats(text)
-    print("# minitx tokenizer benchmark\n")
-    print(f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit()}")
-    print(f"- machine: {machine}; {versions()}")
-    print(f"- text: {source} (built in {t_text:.1f} s)")
-    print(
-        f"- distinct pieces: GPT-2 pattern {stats['gpt2'][1]:,} distinct of {stats['gpt2'][0]:,} chunks; "
-        f"GPT-4 pattern {stats['gpt4'][1]:,} distinct of {stats['gpt4'][0]:,}"
-    )
-    print(f"- command: python -m minitx.bench.tokenizer {' '.join(argv if argv is not None else sys.argv[1:])}\n")
-    sys.stdout.flush()
-
+def bench_training_report(text: str, args) -> None:
+    """Measure training (against Hugging Face, the textbook, peak memory) and print its section."""
     train = bench_training(text, args.vocab_size, args.repeats)
     print(f"## Training to vocab {args.vocab_size} (GPT-2 split pattern), median of {args.repeats}\n")
     print("| | seconds | ratio |\n| --- | ---: | ---: |")
@@ -508,7 +480,44 @@ def main(argv=None) -> int:
     print()
     sys.stdout.flush()
 
-    enc = bench_encoding(text, args.repeats)
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minitx.bench.tokenizer", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None, help="UTF-8 text file (default: distinct documentation found here)")
+    parser.add_argument("--mib", type=float, default=10.0, help="MiB of text (never repeated)")
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are reported")
+    parser.add_argument("--small-kib", type=int, default=64, help="prefix for the end-to-end textbook comparison")
+    parser.add_argument("--textbook-merges", type=int, default=4, help="merges timed for the textbook estimate")
+    parser.add_argument("--no-textbook", action="store_true", help="skip the textbook comparison")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument(
+        "--only", choices=("train", "encode"), default=None,
+        help="run only the training or only the encoding measurements (the text is built the same way)",
+    )
+    parser.add_argument("--worker", choices=("minitx", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--text-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return _worker(args)
+
+    machine = describe_machine()
+    t_text, (text, source) = timed(load_text, args.data, args.mib)
+    stats = chunk_stats(text)
+    print("# minitx tokenizer benchmark\n")
+    print(f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit()}")
+    print(f"- machine: {machine}; {versions()}")
+    print(f"- text: {source} (built in {t_text:.1f} s)")
+    print(
+        f"- distinct pieces: GPT-2 pattern {stats['gpt2'][1]:,} distinct of {stats['gpt2'][0]:,} chunks; "
+        f"GPT-4 pattern {stats['gpt4'][1]:,} distinct of {stats['gpt4'][0]:,}"
+    )
+    print(f"- command: python -m minitx.bench.tokenizer {' '.join(argv if argv is not None else sys.argv[1:])}\n")
+    sys.stdout.flush()
+
+    if args.only != "encode":
+        bench_training_report(text, args)
+    enc = bench_encoding(text, args.repeats) if args.only != "train" else None
     if enc is not None:
         d, c, r = enc["distinct"], enc["cold_1mib"], enc["repeated"]
         print(f"## Encoding with cl100k_base, one thread, median of {args.repeats} (1 MiB: of {max(args.repeats, 5)})\n")

@@ -153,7 +153,8 @@ class Splitter:
         # Stretches around characters beyond U+FFFF go to regex, the rest to re. ``findall(text,
         # pos, end)`` matches as if the text were cut there (``$`` too), without copying it; the
         # patterns have no ``^`` and do not look behind, so that equals matching the slice.
-        parts: list[list[str]] = []
+        # ``list +=`` copies each part's references once, in C (``chain`` went item by item: +5%).
+        chunks: list[str] = []
         pos = 0
         for m in _BEYOND_BMP.finditer(text):
             i = m.start()
@@ -161,11 +162,11 @@ class Splitter:
                 continue  # inside the stretch just handled
             start = safe_cut_before(text, i, pos)
             end = safe_cut_after(text, i)
-            parts.append(self._bmp(text, pos, start))
-            parts.append(self._regex(text, start, end))
+            chunks += self._bmp(text, pos, start)
+            chunks += self._regex(text, start, end)
             pos = end
-        parts.append(self._bmp(text, pos))
-        return list(chain.from_iterable(parts))
+        chunks += self._bmp(text, pos)
+        return chunks
 
 
 def count_chunks(texts: Iterable[str], pattern: str) -> Counter:
@@ -284,7 +285,9 @@ def train_incremental(
 # ---------------------------------------------------------------------------
 #: Rank of "no merge" in the arrays (ranks are below 2**31).
 NO_RANK = 2**31 - 1
-_NO_MERGE = (float("inf"), -1)
+#: What :func:`merge_loop` finds for a pair that is no merge: an int rank, so that ``min`` compares
+#: ints only (a float ``inf`` among them made it about 30% slower on long chunks).
+_NO_MERGE = (NO_RANK, -1)
 
 
 def merge_loop(ids: list[int], ranks: Mapping[tuple[int, int], tuple[int, int]]) -> list[int]:
@@ -299,7 +302,7 @@ def merge_loop(ids: list[int], ranks: Mapping[tuple[int, int], tuple[int, int]])
     rank = [f[0] for f in found]
     while rank:
         best = min(rank)
-        if best == _NO_MERGE[0]:
+        if best == NO_RANK:
             break
         i = rank.index(best)
         ids[i : i + 2] = (found[i][1],)
