@@ -214,38 +214,42 @@ def test_errors_name_the_argument():
         layer(np.zeros((2, 5, 3), np.float32), np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="RNNConfig cell: got 'lstm', expected one of"):
         RNNConfig(vocab_size=5, cell="lstm")
-    with pytest.raises(ValueError, match="RecallTask distance: got 9, expected an integer in"):
-        RecallTask(max_distance=8).batch_at(9, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"RecallTask distance: got 9, expected an integer in \[1, 8\]"):
+        RecallTask(seq_len=9).batch_at(9, 1, np.random.default_rng(0))
 
 
 # ---------------------------------------------------------------- 4. recall task, training
 def test_recall_sequences():
-    task = RecallTask(n_values=5, n_fillers=7, max_distance=20)
+    task = RecallTask(n_keys=5, n_values=3, seq_len=23)
     rng = np.random.default_rng(0)
-    for d in (1, 2, 13, 20):
-        x, y = task.batch_at(d, 50, rng)
-        assert x.shape == y.shape == (50, task.seq_len)
-        assert (x[:, -1] == task.query_id).all() and (y[:, -1] == x[:, -1 - d]).all()
-        assert (y[:, :-1] == IGNORE).all()
-        values = x[:, :-1] < task.n_values
-        assert (values.sum(axis=1) == 1).all(), "exactly one value token per sequence"
-    _, y = task.get_batch("train", 2000, rng)
-    x, _ = task.get_batch("val", 2000, rng)
-    dist = task.seq_len - 1 - np.argmax(x < task.n_values, axis=1)
-    assert dist.min() == 2 and dist.max() == 20
-    assert (dist <= 4).mean() > 0.25, "log-uniform: short distances get an octave's share"
+    for d in (1, 2, 13, 22):
+        x, y = task.batch_at(d, 200, rng)
+        assert x.shape == y.shape == (200, 23)
+        assert (x < task.first_answer).all(), "answers are targets only"
+        assert (x[:, -1] >= task.first_query).all() and (x[:, -1 - d] < task.n_facts).all()
+        assert (task.key_of(x[:, -1]) == task.key_of(x[:, -1 - d])).all(), "the query names the fact's key"
+        assert not (task.key_of(x[:, -d:-1]) == task.key_of(x[:, -1:])).any(), "and nothing since"
+        assert (task.answer_of(y[:, -1]) == task.value_of(x[:, -1 - d])).all() and (y[:, :-1] == IGNORE).all()
+    x, y = task.get_batch("train", 300, rng)
+    for b in range(300):  # every scored target is the value of the key's latest fact, and every answerable query is scored
+        for t in range(task.seq_len):
+            facts = [s for s in range(t) if x[b, s] < task.n_facts and task.key_of(x[b, s]) == task.key_of(x[b, t])]
+            if x[b, t] >= task.first_query and facts:
+                assert task.answer_of(y[b, t]) == task.value_of(x[b, facts[-1]])
+            else:
+                assert y[b, t] == IGNORE
 
 
 def test_rnn_lm_trains_through_the_trainer():
-    """A few seconds: the one Trainer trains a GRU LM and its recall at distance 2 beats chance clearly."""
+    """A few seconds: the one Trainer trains a GRU LM and its recall at distance 2 is twice chance or better."""
     from minitx.train.config import TrainConfig
     from minitx.train.trainer import Trainer
 
-    task = RecallTask(n_values=4, n_fillers=4, max_distance=4)
+    task = RecallTask(n_keys=3, n_values=4, seq_len=8)
     model = RNNLM(RNNConfig(task.vocab_size, n_embd=16, hidden_size=32, cell="gru"), seed=0)
     config = TrainConfig(batch_size=32, max_iters=150, lr=1e-2, min_lr=1e-3, warmup_iters=10, eval_interval=150,
                          eval_iters=4, weight_decay=0.0, seed=0)
     history = Trainer(model, task, config, None, progress=False, log=None).train()
     assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
     model.eval()
-    assert recall_accuracy(model, task, 2, 200, np.random.default_rng(1)) > 0.8
+    assert recall_accuracy(model, task, 2, 200, np.random.default_rng(1)) > 0.5  # chance: 0.25

@@ -1,43 +1,50 @@
-"""The recall task: the next token is one that appeared N positions earlier.
+"""The recall task: the next token is set by the fact that stood N positions back.
 
-A sequence is random *filler* tokens with one *value* token somewhere, and
-ends with a *query* token; the token to predict after the query is the
-value, which stands exactly N positions before it::
+A sequence is a stream of *facts* and *queries*. A fact token says "key k
+has value v" (one token per pair (k, v)); a query token names a key alone,
+and the token to predict after it is that key's value. Each sequence draws
+its own *binding* (a value for every key), so no binding can be learned:
+only the context reveals it, in the most recent fact about the key, N
+positions before the query::
 
-    position:  0   1   2  ...  T-1-N  ...  T-2   T-1
-    x:         f   f   f  ...    v    f ...  f    Q        f = filler, v = value, Q = query
-    y:         .   .   .  ...    .    . ...  .    v        "." = -100: not scored
+    position:  0        1        2        3     4        5     ...
+    x:         (k3,v5)  (k7,v2)  (k1,v0)  ?k7   (k3,v5)  ?k3   ...   (k,v) = fact, ?k = query
+    y:         .        .        .        v2    .        v5    ...   "." = -100: not scored
+                                          N=2            N=1
 
-Only the last position is scored: every other next token is random (a filler,
-or the value itself, which nothing before it predicts), so scoring it would
-add the same irreducible ``log(n_fillers)`` to every model and hide the
-difference. The validation loss of this task is therefore the mean
-cross-entropy of the answer, and chance is ``log(n_values)``.
+Only the queries are scored (a fact is random, so scoring it would add the
+same irreducible loss to every model and hide the difference); a query about
+a key with no fact before it is not scored either. The validation loss is
+therefore the mean cross-entropy of the recalled values; chance is
+``log(n_values)``. ``batch_at(N)`` builds sequences whose last token is a
+query about the fact exactly N positions before it (the key's most recent
+fact) and scores only that: the accuracy-against-distance curve.
 
-Why this separates attention from recurrence:
+Why this separates attention from recurrence (a one-token-per-fact form of
+the associative-recall task; see Zoology, Arora et al. 2023):
 
-* a **transformer** solves it in one attention layer at any distance: the
-  query attends to the one position whose token is a value (a match on
-  *content*, through the key) and copies it through the value vector.
-  Distance does not enter, apart from the learned position embeddings, which
-  are trained at every position because the value's position varies;
-* an **RNN** has seen the value N steps before the query and must have carried
-  it in its hidden state through N updates by random filler tokens. A
-  vanilla RNN's memory (and its gradient, in training) fades geometrically
-  with N; a GRU can learn to latch it with its update gate.
+* a **transformer** looks the answer up: the query's key vector matches the
+  facts about the same key, attention puts its weight there and copies the
+  value. One attention layer is enough, and distance does not enter (the
+  learned position embeddings are trained at every position, since facts and
+  queries stand anywhere);
+* an **RNN** must have *written* every fact it may be asked about into its
+  hidden state and kept it there while all later facts were written too:
+  recent facts survive, older ones are overwritten. A vanilla RNN's memory
+  fades fast with N; a GRU's gates let it keep more.
 
-Token ids: ``0 .. n_values-1`` are values, the next ``n_fillers`` are
-fillers, and the last id is the query. Distances of the training data are
-drawn uniformly from ``[min_distance, max_distance]``; the sequence length is
-``max_distance + 2`` for every batch (the query always sits at the last
-position), so every model sees the same shape.
+Token ids: facts ``k * n_values + v`` (``0 .. n_keys * n_values - 1``), then
+the ``n_keys`` query tokens, then the ``n_values`` answer tokens (which only
+ever appear as targets). Every batch has ``seq_len`` tokens.
 
 Example::
 
-    >>> task = RecallTask(n_values=4, n_fillers=6, max_distance=8)
-    >>> x, y = task.batch_at(3, 2, np.random.default_rng(0))
-    >>> x.shape, int(x[0, -1]) == task.query_id, bool((y[:, -1] == x[:, -4]).all())
-    ((2, 10), True, True)
+    >>> task = RecallTask(n_keys=6, n_values=4, seq_len=20)
+    >>> x, y = task.batch_at(5, 2, np.random.default_rng(0))
+    >>> x.shape, bool((task.key_of(x[:, -1]) == task.key_of(x[:, -6])).all())
+    ((2, 20), True)
+    >>> bool((task.answer_of(y[:, -1]) == task.value_of(x[:, -6])).all())
+    True
 """
 from __future__ import annotations
 
@@ -49,52 +56,83 @@ IGNORE = -100  # cross_entropy's ignore_index
 class RecallTask:
     """Generated recall sequences; a batch source for :class:`~minitx.train.trainer.Trainer`.
 
-    ``get_batch(split, batch_size, rng)`` draws distances uniformly from
-    ``[min_distance, max_distance]``; ``batch_at(distance, ...)`` fixes one
-    (for the accuracy-against-distance curve). Both splits come from the same
-    generator: every sequence is drawn fresh from a space of about
-    ``n_fillers ** max_distance`` sequences, so the validation batches are
-    (with overwhelming probability) sequences no model trained on.
+    ``get_batch(split, batch_size, rng)``: every position is a query with
+    probability ``query_rate``, else a fact; keys are uniform, so the gap
+    back to a key's last fact is roughly geometric with mean about
+    ``n_keys / (1 - query_rate)`` positions. ``batch_at(distance, ...)``
+    fixes the gap of the last query. Both splits come from the same
+    generator: with a fresh binding and key order per sequence, validation
+    sequences are (with overwhelming probability) ones no model trained on.
     """
 
-    def __init__(self, n_values: int = 8, n_fillers: int = 16, max_distance: int = 64, min_distance: int = 2):
-        for name, value, low in (("n_values", n_values, 2), ("n_fillers", n_fillers, 1),
-                                 ("min_distance", min_distance, 1)):
+    def __init__(self, n_keys: int = 16, n_values: int = 8, seq_len: int = 72, query_rate: float = 0.3):
+        for name, value, low in (("n_keys", n_keys, 2), ("n_values", n_values, 2), ("seq_len", seq_len, 3)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"RecallTask {name}: got {value!r}, expected an integer >= {low}")
-        if not isinstance(max_distance, (int, np.integer)) or max_distance < min_distance:
-            raise ValueError(f"RecallTask max_distance: got {max_distance!r}, expected an integer >= "
-                             f"min_distance={min_distance}")
-        self.n_values, self.n_fillers = int(n_values), int(n_fillers)
-        self.min_distance, self.max_distance = int(min_distance), int(max_distance)
-        self.query_id = self.n_values + self.n_fillers
-        self.vocab_size = self.query_id + 1
-        self.seq_len = self.max_distance + 2  # at least one filler before the farthest value
+        if not isinstance(query_rate, (int, float)) or not 0 < query_rate < 1:
+            raise ValueError(f"RecallTask query_rate: got {query_rate!r}, expected a number in (0, 1)")
+        self.n_keys, self.n_values, self.seq_len = int(n_keys), int(n_values), int(seq_len)
+        self.query_rate = float(query_rate)
+        self.n_facts = self.n_keys * self.n_values
+        self.first_query = self.n_facts  # query ids: first_query + k
+        self.first_answer = self.n_facts + self.n_keys  # answer ids: first_answer + v
+        self.vocab_size = self.first_answer + self.n_values
+        self.max_distance = self.seq_len - 1
 
-    def _sequences(self, distances: np.ndarray, rng: np.random.Generator):
-        B, T = len(distances), self.seq_len
-        x = rng.integers(self.n_values, self.n_values + self.n_fillers, size=(B, T))  # (B, T) fillers
-        values = rng.integers(0, self.n_values, size=B)  # (B,)
-        x[np.arange(B), T - 1 - distances] = values  # the value, N positions before the query
-        x[:, T - 1] = self.query_id
-        y = np.full((B, T), IGNORE, dtype=np.int64)  # (B, T): only the answer is scored
-        y[:, T - 1] = values
-        return x.astype(np.int64), y
+    # ---- reading tokens back (tests, tutorials) ---------------------------
+    def key_of(self, tokens):
+        """The key a fact or query token names."""
+        tokens = np.asarray(tokens)
+        return np.where(tokens < self.n_facts, tokens // self.n_values, tokens - self.first_query)
+
+    def value_of(self, facts):
+        return np.asarray(facts) % self.n_values
+
+    def answer_of(self, targets):
+        return np.asarray(targets) - self.first_answer
+
+    # ---- sequences ----------------------------------------------------------
+    def _draw(self, batch_size: int, rng: np.random.Generator):
+        B, T = batch_size, self.seq_len
+        is_query = rng.random((B, T)) < self.query_rate  # (B, T)
+        keys = rng.integers(0, self.n_keys, size=(B, T))  # (B, T)
+        binding = rng.integers(0, self.n_values, size=(B, self.n_keys))  # (B, n_keys): this sequence's values
+        return is_query, keys, binding
+
+    def _tokens(self, is_query, keys, binding):
+        values = np.take_along_axis(binding, keys, axis=1)  # (B, T) the value of each position's key
+        x = np.where(is_query, self.first_query + keys, keys * self.n_values + values)  # (B, T)
+        return x.astype(np.int64), (self.first_answer + values).astype(np.int64)
 
     def get_batch(self, split: str, batch_size: int, rng: np.random.Generator):
-        """``(x, y)`` of shape ``(batch_size, seq_len)``, distances uniform in [min_distance, max_distance]."""
+        """``(x, y)`` of shape ``(batch_size, seq_len)``; every query about a key with an earlier fact is scored."""
         if split not in ("train", "val"):
             raise ValueError(f"RecallTask split: got {split!r}, expected 'train' or 'val'")
-        lo, hi = np.log(self.min_distance), np.log(self.max_distance + 1)
-        distances = np.floor(np.exp(rng.uniform(lo, hi, size=batch_size))).astype(np.int64)  # (B,) log-uniform
-        return self._sequences(distances, rng)
+        is_query, keys, binding = self._draw(batch_size, rng)
+        x, y = self._tokens(is_query, keys, binding)
+        fact_onehot = (keys[:, :, None] == np.arange(self.n_keys)) & ~is_query[:, :, None]  # (B, T, n_keys)
+        facts_before = np.cumsum(fact_onehot, axis=1) - fact_onehot  # (B, T, n_keys): facts strictly before t
+        known = np.take_along_axis(facts_before, keys[:, :, None], axis=2)[:, :, 0] > 0  # (B, T)
+        y[~(is_query & known)] = IGNORE
+        return x, y
 
     def batch_at(self, distance: int, batch_size: int, rng: np.random.Generator):
-        """``(x, y)`` with the value exactly ``distance`` positions before the query."""
+        """``(x, y)``: the last token queries the key whose latest fact is ``distance`` positions back."""
         if not isinstance(distance, (int, np.integer)) or not 1 <= distance <= self.max_distance:
             raise ValueError(f"RecallTask distance: got {distance!r}, expected an integer in "
                              f"[1, {self.max_distance}]")
-        return self._sequences(np.full(batch_size, int(distance)), rng)
+        T, d = self.seq_len, int(distance)
+        is_query, keys, binding = self._draw(batch_size, rng)
+        is_query[:, T - 1 - d], is_query[:, T - 1] = False, True  # the fact, and the query about it
+        query = keys[:, T - 1 - d]  # (B,)
+        between = keys[:, T - d:T - 1]  # (B, d-1): no fact (or query) about that key since
+        other = rng.integers(0, self.n_keys - 1, size=between.shape)  # (B, d-1) uniform over the other keys
+        other += other >= query[:, None]
+        keys[:, T - d:T - 1] = np.where(between == query[:, None], other, between)
+        keys[:, T - 1] = query
+        x, y = self._tokens(is_query, keys, binding)
+        y[:, :-1] = IGNORE
+        return x, y
 
 
 def recall_accuracy(model, task: RecallTask, distance: int, n_eval: int, rng: np.random.Generator,
@@ -103,7 +141,7 @@ def recall_accuracy(model, task: RecallTask, distance: int, n_eval: int, rng: np
     correct = 0
     for start in range(0, n_eval, batch_size):
         x, y = task.batch_at(distance, min(batch_size, n_eval - start), rng)
-        logits = np.asarray(model.forward(x)[:, -1])  # (B, V): the prediction after the query
+        logits = np.asarray(model.forward(x)[:, -1])  # (B, V): the prediction after the last key
         correct += int((logits.argmax(axis=-1) == y[:, -1]).sum())
     return correct / n_eval
 
