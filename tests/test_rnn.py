@@ -253,3 +253,35 @@ def test_rnn_lm_trains_through_the_trainer():
     assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
     model.eval()
     assert recall_accuracy(model, task, 2, 200, np.random.default_rng(1)) > 0.5  # chance: 0.25
+
+
+def test_bench_fast_prints_the_issue_rows(capsys):
+    """``python -m minitx.bench.rnn --fast --json``: seconds, structure only (tiny models prove nothing)."""
+    from minitx.bench import rnn as bench
+
+    assert bench.main(["--fast", "--json", "--seed", "3"]) == 0
+    import json
+
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    settings = bench.RecallBenchSettings.fast()
+    acc = [r for r in rows if "accuracy" in r]
+    speed = [r for r in rows if "tokens_per_s" in r]
+    assert all(set(r) == {"model", "n_params", "distance", "accuracy"} for r in acc)
+    assert all(set(r) == {"model", "val_loss", "tokens_per_s"} for r in speed)
+    assert {(r["model"], r["distance"]) for r in acc} == {(m, d) for m in bench.MODELS for d in settings.distances}
+    assert [r["model"] for r in speed] == list(bench.MODELS)
+    assert all(0 <= r["accuracy"] <= 1 and r["n_params"] > 0 for r in acc)
+    assert all(r["val_loss"] > 0 and r["tokens_per_s"] > 0 for r in speed)
+
+
+def test_target_check_can_fail():
+    from minitx.bench.rnn import check_target
+
+    def rows(gpt_far, rnn_far, rnn_near):
+        return [{"model": "gpt", "distance": 2, "accuracy": 1.0}, {"model": "gpt", "distance": 64, "accuracy": gpt_far},
+                {"model": "rnn", "distance": 2, "accuracy": rnn_near}, {"model": "rnn", "distance": 64, "accuracy": rnn_far}]
+
+    assert check_target(rows(0.95, 0.3, 0.9)) == []
+    assert len(check_target(rows(0.85, 0.3, 0.9))) == 1
+    assert len(check_target(rows(0.95, 0.7, 0.9))) == 1
+    assert len(check_target(rows(0.95, 0.3, 0.7))) == 1
