@@ -52,12 +52,12 @@ import numpy as np
 class RecallBenchSettings:
     """Everything a bench run is made of; :meth:`full` is the issue's run, :meth:`fast` the tests'."""
 
-    n_keys: int = 8
+    n_keys: int = 4
     n_values: int = 4
     seq_len: int = 72  # distances up to 71
     query_rate: float = 0.5
     distances: tuple = (2, 4, 8, 16, 32, 48, 64)
-    iters: int = 1000
+    iters: int = 1500
     batch_size: int = 32
     lr: dict = field(default_factory=lambda: dict(rnn=1e-3, gru=3e-3, gpt=3e-3))  # each model's best of {1, 2, 3}e-3
     warmup_iters: int = 50

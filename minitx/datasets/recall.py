@@ -65,7 +65,7 @@ class RecallTask:
     sequences are (with overwhelming probability) ones no model trained on.
     """
 
-    def __init__(self, n_keys: int = 8, n_values: int = 4, seq_len: int = 72, query_rate: float = 0.5):
+    def __init__(self, n_keys: int = 4, n_values: int = 4, seq_len: int = 72, query_rate: float = 0.5):
         for name, value, low in (("n_keys", n_keys, 2), ("n_values", n_values, 2), ("seq_len", seq_len, 3)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"RecallTask {name}: got {value!r}, expected an integer >= {low}")
