@@ -96,7 +96,7 @@ print("the layer equals the loop; h_T is the last output:", h_T[0])
 # Take two sentences that differ in one word, far before "bank":
 #
 # - "i sat by the **river** , ... , and looked at the bank"
-# - "i deposited the **cash** , ... , and walked to the bank"
+# - "i deposited all the **cash** , ... , and walked to the bank"
 #
 # The "..." is a run of N unrelated words. At "bank" the model should know
 # which bank is meant. We hand-build the smallest models that could know it.
@@ -141,7 +141,7 @@ print({int(n): round(float(a), 3) for n, a in zip(words_between[::5], rnn_sense_
 
 # %%
 def attention_weight_on_context(n_between: int, score: float = 6.0) -> float:
-    n_other = 4 + n_between + 5  # "i sat by the" + the words in between + ", and looked at the"
+    n_other = 5 + n_between + 6  # "i sat by the ," + the words in between + ", and looked at the bank" (bank sees itself)
     return float(np.exp(score) / (np.exp(score) + n_other))  # softmax weight on the one sense word
 
 
@@ -158,7 +158,7 @@ print("hand-built attention: weight on 'river'/'cash' at 'bank'", [round(a, 3) f
 between = ["and", "then", "after", "a", "long", "talk", "with", "an", "old", "friend"]
 sentences = {
     "river": ["i", "sat", "by", "the", "river", ","] + between + [",", "and", "looked", "at", "the", "bank"],
-    "cash": ["i", "deposited", "the", "cash", ","] + between + [",", "and", "walked", "to", "the", "bank"],
+    "cash": ["i", "deposited", "all", "the", "cash", ","] + between + [",", "and", "walked", "to", "the", "bank"],
 }
 vocab = sorted({word for s in sentences.values() for word in s})
 D = 4  # dimensions: 0 "is a sense word", 1 the sense (+1 river, -1 cash), 2 "is bank", 3 unused
@@ -189,7 +189,7 @@ if plt():
         ax.bar(np.arange(len(words)) + offset, rows[name], width=0.4, label=f"'{name}' sentence")
     ax.set_xticks(range(len(sentences["river"])))
     ax.set_xticklabels([f"{a}/{b}" if a != b else a for a, b in
-                        zip(sentences["river"], sentences["cash"] + [""])], rotation=70, fontsize=8)
+                        zip(sentences["river"], sentences["cash"])], rotation=70, fontsize=8)
     ax.set_ylabel("attention weight from 'bank'")
     ax.set_title("attention looks the context word up")
     ax.legend()
@@ -198,6 +198,7 @@ if plt():
     ax.plot(words_between, attn_weight, "s-", label="hand-built attention: weight on the context word")
     ax.axhline(0.5, color="grey", ls=":", label="chance")
     ax.set_xlabel("words between the context word and 'bank'")
+    ax.set_ylabel("share told apart / attention weight")
     ax.set_ylim(0, 1.05)
     ax.set_title("the RNN's hidden state has to carry it")
     ax.legend(fontsize=8)
@@ -213,7 +214,7 @@ if plt():
 # ## 3. The recall task
 #
 # `minitx.datasets.recall` generates the cleanest version of the bank
-# problem. A sequence is a stream of *facts* ("key 3 has value 5", one token)
+# problem. A sequence is a stream of *facts* ("key 3 has value 2", one token)
 # and *queries* ("key 3?"): after a query the next token is that key's value,
 # given by the key's latest fact N positions back. Every sequence draws its
 # own values, so only the context can tell. The model must read a fact,

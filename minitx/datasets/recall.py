@@ -8,8 +8,8 @@ only the context reveals it, in the most recent fact about the key, N
 positions before the query::
 
     position:  0        1        2        3     4        5     ...
-    x:         (k3,v5)  (k7,v2)  (k1,v0)  ?k7   (k3,v5)  ?k3   ...   (k,v) = fact, ?k = query
-    y:         .        .        .        v2    .        v5    ...   "." = -100: not scored
+    x:         (k3,v2)  (k0,v1)  (k1,v0)  ?k0   (k3,v2)  ?k3   ...   (k,v) = fact, ?k = query
+    y:         .        .        .        v1    .        v2    ...   "." = -100: not scored
                                           N=2            N=1
 
 Only the queries are scored (a fact is random, so scoring it would add the
