@@ -14,6 +14,7 @@ Read them in this order; each file is one concept:
     attention.py    scaled dot-product attention, multi-head attention, KV cache
     feedforward.py  the position-wise MLP
     blocks.py       encoder and decoder blocks, pre-norm and post-norm
+    rnn.py          the networks before attention: a tanh RNN and a GRU, backpropagation through time
 """
 from .activations import GELU, Activation, ReLU, get_activation
 from .attention import (KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention_backward,
@@ -26,6 +27,7 @@ from .linear import Linear
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .module import Module, ModuleList, Parameter
 from .norm import LayerNorm, RMSNorm, layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
+from .rnn import GRU, RNN, gru_backward, gru_forward, rnn_backward, rnn_forward
 from .positions import (LearnedPositionalEmbedding, RelativePositionBias, SinusoidalPositionalEncoding,
                         relative_position_buckets, sinusoidal_table)
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
@@ -35,6 +37,7 @@ __all__ = [
     "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
     "RMSNorm", "ReLU", "RelativePositionBias", "SinusoidalPositionalEncoding", "relative_position_buckets",
     "rmsnorm_backward", "rmsnorm_forward", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
+    "GRU", "RNN", "gru_backward", "gru_forward", "rnn_backward", "rnn_forward",
     "get_activation", "layernorm_backward", "layernorm_forward", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
     "scaled_dot_product_attention_forward", "sinusoidal_table", "softmax_backward", "softmax_forward",
 ]
