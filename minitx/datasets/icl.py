@@ -1,0 +1,167 @@
+"""A task family for in-context learning: every sequence hides its own rule.
+
+Each sequence is a few-shot prompt of the ``sentiment`` template
+(:data:`minitx.prompt.TEMPLATES`), written out with its answers::
+
+    Classify each review.
+    Review: superb plot lovely. Sentiment: tiger
+    Review: dull cast tedious. Sentiment: lemon
+    Review: warm music clever. Sentiment: tiger
+    ...
+
+The sentiment of a review is easy and fixed (its two adjectives come from a
+positive or a negative word list), but the **label words are drawn fresh for
+every sequence** from :data:`LABEL_WORDS`: here positive is written
+``tiger`` and negative ``lemon``, in the next sequence perhaps ``violin`` and
+``river``. No weight can store the mapping, so the only way to answer
+the query is to read it off the examples in the prompt: in-context learning.
+A model that ignores them is at chance.
+
+Every line has the same length (:data:`LINE_TOKENS` words), so a batch is one
+NumPy array assembled without Python loops over rows, and the label of line
+``i`` always sits at the same position. Training rows are sequences of
+:data:`TRAIN_LINES` lines cut to ``block_size + 1`` tokens; the loss at
+line ``i``'s label trains the ``i``-shot case, so one row trains every k at
+once. Evaluation prompts are built from parts with :func:`minitx.prompt.build_prompt`
+(see :func:`episodes`), and a test checks that the training rows decode to
+exactly that text.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..prompt import TEMPLATES, build_prompt
+from ..tokenizer.word import WordTokenizer
+
+POSITIVE = ("great", "superb", "lovely", "brilliant", "fun", "charming", "moving", "clever", "delightful",
+            "wonderful", "gripping", "fresh", "beautiful", "warm", "funny", "stunning", "smart", "joyful", "sharp",
+            "rich", "vivid", "tender", "bold", "elegant")
+NEGATIVE = ("awful", "dull", "boring", "bland", "clumsy", "tedious", "weak", "messy", "silly", "flat", "shallow",
+            "painful", "lazy", "stale", "noisy", "cheap", "grim", "hollow", "slow", "sloppy", "tired", "dreary",
+            "muddled", "clunky")
+NOUNS = ("film", "plot", "cast", "story", "acting", "ending", "script", "music", "scenes", "movie", "pace",
+         "dialogue", "camera", "characters", "score", "effects")
+#: The words a sequence's two labels are drawn from; none of them means anything about sentiment.
+LABEL_WORDS = ("apple", "tiger", "river", "lemon", "violin", "cloud", "pepper", "candle", "falcon", "marble",
+               "copper", "garden", "rocket", "island", "pencil", "saddle", "tulip", "walnut", "zebra", "anchor",
+               "basket", "cactus", "dragon", "ember", "feather", "glacier", "hammer", "igloo", "jasmine", "kettle",
+               "lantern", "meadow", "needle", "orchid", "parrot", "quartz", "ribbon", "spider", "thistle", "umbrella")
+TEMPLATE = TEMPLATES["sentiment"]
+STRUCTURE = ("\n", ".", ":", "Classify", "each", "review", "Review", "Sentiment")
+#: Every word of the task, in id order.
+VOCAB = STRUCTURE + POSITIVE + NEGATIVE + NOUNS + LABEL_WORDS
+#: Words per line: ``Review : adj noun adj . Sentiment : label \n``.
+LINE_TOKENS = 10
+#: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
+LABEL_OFFSET, HEADER_TOKENS = 8, 5
+#: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
+TRAIN_LINES = 10
+#: Window that holds the instruction and 9 full lines: 8 examples and the query with its label.
+BLOCK_SIZE = HEADER_TOKENS + 9 * LINE_TOKENS + 1
+MAX_SHOTS = 8
+
+
+def tokenizer() -> WordTokenizer:
+    """The task's word-level tokenizer (one id per word of :data:`VOCAB`)."""
+    return WordTokenizer(VOCAB)
+
+
+def review_text(first: str, noun: str, second: str) -> str:
+    return f"{first} {noun} {second}."
+
+
+def label_position(line: int) -> int:
+    """Token index of line ``line``'s label in a sequence (the instruction is line -1)."""
+    return HEADER_TOKENS + line * LINE_TOKENS + LABEL_OFFSET
+
+
+class _Draw:
+    """The random choices behind ``n`` sequences of ``lines`` lines, as arrays (the same for rows and prompts)."""
+
+    def __init__(self, rng: np.random.Generator, n: int, lines: int):
+        self.sentiment = rng.integers(0, 2, size=(n, lines))  # (n, L) 0 positive, 1 negative
+        self.first = rng.integers(0, len(POSITIVE), size=(n, lines))  # (n, L) adjective indices
+        self.second = rng.integers(0, len(POSITIVE), size=(n, lines))
+        self.noun = rng.integers(0, len(NOUNS), size=(n, lines))
+        # two distinct label words per sequence, without a loop: the first, then an offset of 1..n_labels-1
+        n_lab = len(LABEL_WORDS)
+        a = rng.integers(0, n_lab, size=n)  # (n,)
+        b = (a + rng.integers(1, n_lab, size=n)) % n_lab  # (n,) never equal to a
+        self.labels = np.stack([a, b], axis=1)  # (n, 2): label word of positive, of negative
+
+
+class ICLData:
+    """Batch source for the Trainer: fresh sequences every batch, so there is no overfitting to measure.
+
+    ``get_batch(split, batch_size, rng) -> (x, y)``, both ``(batch_size, block_size)`` int64.
+    ``"train"`` draws from ``rng`` (the Trainer's data stream); ``"val"``
+    from a generator seeded by ``val_seed`` and the generator's own draw,
+    which keeps validation sequences independent of training ones.
+    """
+
+    def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345):
+        if not isinstance(block_size, int) or not 2 <= block_size <= HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1:
+            raise ValueError(f"block_size: got {block_size!r}, expected an integer in "
+                             f"[2, {HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1}]")
+        self.block_size, self.val_seed = block_size, val_seed
+        self.tokenizer = tokenizer()
+        ids = self.tokenizer.stoi
+        self.vocab_size = self.tokenizer.vocab_size
+        self._adjectives = np.array([[ids[w] for w in POSITIVE], [ids[w] for w in NEGATIVE]])  # (2, 24)
+        self._nouns = np.array([ids[w] for w in NOUNS])
+        self._labels = np.array([ids[w] for w in LABEL_WORDS])
+        self._header = np.array([ids[w] for w in ("Classify", "each", "review", ".", "\n")])
+        # one line, with 0 where the adjectives, the noun and the label go
+        self._line = np.array([ids["Review"], ids[":"], 0, 0, 0, ids["."], ids["Sentiment"], ids[":"], 0, ids["\n"]])
+
+    def sequences(self, rng: np.random.Generator, n: int, lines: int = TRAIN_LINES) -> np.ndarray:
+        """``n`` whole sequences, ``(n, HEADER_TOKENS + lines * LINE_TOKENS)`` int64 token ids."""
+        d = _Draw(rng, n, lines)
+        body = np.broadcast_to(self._line, (n, lines, LINE_TOKENS)).copy()  # (n, L, 10)
+        body[:, :, 2] = self._adjectives[d.sentiment, d.first]  # (n, L) gathered by (sentiment, index)
+        body[:, :, 3] = self._nouns[d.noun]
+        body[:, :, 4] = self._adjectives[d.sentiment, d.second]
+        body[:, :, LABEL_OFFSET] = self._labels[np.take_along_axis(d.labels, d.sentiment, axis=1)]  # (n, L)
+        header = np.broadcast_to(self._header, (n, HEADER_TOKENS))
+        return np.concatenate([header, body.reshape(n, lines * LINE_TOKENS)], axis=1).astype(np.int64)
+
+    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator):
+        if split == "val":
+            rng = np.random.default_rng([self.val_seed, int(rng.integers(2**31))])
+        elif split != "train":
+            raise ValueError(f"split: got {split!r}, expected 'train' or 'val'")
+        rows = self.sequences(rng, batch_size)[:, : self.block_size + 1]  # (B, T + 1)
+        return rows[:, :-1], rows[:, 1:]  # x, y: (B, T) each
+
+
+def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bool = True) -> list[dict]:
+    """``n`` evaluation prompts with ``shots`` examples each, built with :func:`minitx.prompt.build_prompt`.
+
+    Each is ``{"prompt": Prompt, "answer": label word, "candidates": (positive label, negative label)}``.
+    With ``counterbalance`` every drawn sequence is used twice, with its two
+    label words swapped (so ``2 n`` prompts come back): a model that ignores
+    the examples then gives the same answer to both and scores exactly
+    chance, 0.5, instead of 0.5 plus sampling noise.
+    """
+    if not isinstance(shots, int) or not 0 <= shots <= MAX_SHOTS:
+        raise ValueError(f"shots: got {shots!r}, expected an integer in [0, {MAX_SHOTS}]")
+    d = _Draw(rng, n, shots + 1)
+    out = []
+    for i in range(n):  # building text is per prompt by nature: a loop over prompts, not over tokens
+        orders = (d.labels[i], d.labels[i][::-1]) if counterbalance else (d.labels[i],)
+        lines = [(review_text(_adj(d, i, j, d.first), NOUNS[d.noun[i, j]], _adj(d, i, j, d.second)),
+                  int(d.sentiment[i, j])) for j in range(shots + 1)]
+        for labels in orders:
+            words = (LABEL_WORDS[labels[0]], LABEL_WORDS[labels[1]])
+            examples = [(text, words[s]) for text, s in lines[:-1]]
+            query, s = lines[-1]
+            out.append({"prompt": build_prompt(TEMPLATE, query, examples), "answer": words[s], "candidates": words})
+    return out
+
+
+def _adj(d: _Draw, i: int, j: int, which) -> str:
+    return (POSITIVE, NEGATIVE)[d.sentiment[i, j]][which[i, j]]
+
+
+__all__ = ["BLOCK_SIZE", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NEGATIVE", "NOUNS", "POSITIVE",
+           "TEMPLATE", "VOCAB", "episodes", "label_position", "tokenizer"]
