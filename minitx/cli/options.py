@@ -210,7 +210,7 @@ def interrupted_message(exc, command: str, out) -> str:
 PROMPT_PART_FLAGS = ("prompt_file", "template", "instruction", "example", "query")
 
 
-def add_prompt_options(parser, *, prompt_help: str = "text to continue, as is") -> None:
+def add_prompt_options(parser, *, prompt_help: str = "the prompt as plain text (default: none)") -> None:
     """``--prompt`` (plain text) or a prompt built from parts (:mod:`minitx.prompt`), and ``--overflow``.
 
     Both commands that take a prompt call this, and :func:`resolve_prompt`
