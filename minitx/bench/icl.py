@@ -76,7 +76,7 @@ class Budget:
 
     @property
     def tokens(self) -> int:
-        return self.max_iters * self.batch_size * (icl.BLOCK_SIZE - 1)
+        return self.max_iters * self.batch_size * icl.BLOCK_SIZE
 
 
 FULL = Budget()
@@ -84,7 +84,7 @@ FAST = Budget(max_iters=30, batch_size=8, n_eval=20, n_prefix=8)
 
 
 def model_config(size: Size) -> GPTConfig:
-    return GPTConfig(vocab_size=len(icl.VOCAB), block_size=icl.BLOCK_SIZE - 1, n_layer=size.n_layer,
+    return GPTConfig(vocab_size=len(icl.VOCAB), block_size=icl.BLOCK_SIZE, n_layer=size.n_layer,
                      n_head=size.n_head, n_embd=size.n_embd, dropout=0.0)
 
 
@@ -172,7 +172,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     budget, sizes = (FAST, FAST_SIZES) if fast else (FULL, SIZES)
     t0, c0 = time.perf_counter(), time.process_time()
     tokenizer = icl.tokenizer()
-    window = icl.BLOCK_SIZE - 1
+    window = icl.BLOCK_SIZE
     sets = eval_sets(seed, budget.n_eval, tokenizer, window)
     rows, models, infos = [], {}, {}
     for size in sizes:

@@ -56,8 +56,8 @@ LINE_TOKENS = 10
 LABEL_OFFSET, HEADER_TOKENS = 8, 5
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
 TRAIN_LINES = 10
-#: Window that holds the instruction and 9 full lines: 8 examples and the query with its label.
-BLOCK_SIZE = HEADER_TOKENS + 9 * LINE_TOKENS + 1
+#: The models' context window: the instruction and 9 full lines (8 examples, the query and its label).
+BLOCK_SIZE = HEADER_TOKENS + 9 * LINE_TOKENS
 MAX_SHOTS = 8
 
 
