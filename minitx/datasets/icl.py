@@ -4,12 +4,12 @@ Each sequence is a few-shot prompt of the ``sentiment`` template
 (:data:`minitx.prompt.TEMPLATES`), written out with its answers::
 
     Classify each review.
-    Review: superb plot lovely. Sentiment: tiger
-    Review: dull cast tedious. Sentiment: lemon
-    Review: warm music clever. Sentiment: tiger
+    Review: superb plot. Sentiment: tiger
+    Review: dull cast. Sentiment: lemon
+    Review: warm music. Sentiment: tiger
     ...
 
-The sentiment of a review is easy and fixed (its two adjectives come from a
+The sentiment of a review is easy and fixed (its adjective comes from a
 positive or a negative word list), but the **label words are drawn fresh for
 every sequence** from :data:`LABEL_WORDS`: here positive is written
 ``tiger`` and negative ``lemon``, in the next sequence perhaps ``violin`` and
@@ -50,15 +50,17 @@ TEMPLATE = TEMPLATES["sentiment"]
 STRUCTURE = ("\n", ".", ":", "Classify", "each", "review", "Review", "Sentiment")
 #: Every word of the task, in id order.
 VOCAB = STRUCTURE + POSITIVE + NEGATIVE + NOUNS + LABEL_WORDS
-#: Words per line: ``Review : adj noun adj . Sentiment : label \n``.
-LINE_TOKENS = 10
+#: Words per line: ``Review : adjective noun . Sentiment : label \n``.
+LINE_TOKENS = 9
 #: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
-LABEL_OFFSET, HEADER_TOKENS = 8, 5
+LABEL_OFFSET, HEADER_TOKENS = 7, 5
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
 TRAIN_LINES = 10
 #: The models' context window: the instruction and 9 full lines (8 examples, the query and its label).
 BLOCK_SIZE = HEADER_TOKENS + 9 * LINE_TOKENS
 MAX_SHOTS = 8
+#: The target id the cross-entropy skips (:func:`minitx.nn.loss.cross_entropy_forward`'s ``ignore_index``).
+IGNORE = -100
 
 
 def tokenizer() -> WordTokenizer:
@@ -66,8 +68,8 @@ def tokenizer() -> WordTokenizer:
     return WordTokenizer(VOCAB)
 
 
-def review_text(first: str, noun: str, second: str) -> str:
-    return f"{first} {noun} {second}."
+def review_text(adjective: str, noun: str) -> str:
+    return f"{adjective} {noun}."
 
 
 def label_position(line: int) -> int:
@@ -80,8 +82,7 @@ class _Draw:
 
     def __init__(self, rng: np.random.Generator, n: int, lines: int):
         self.sentiment = rng.integers(0, 2, size=(n, lines))  # (n, L) 0 positive, 1 negative
-        self.first = rng.integers(0, len(POSITIVE), size=(n, lines))  # (n, L) adjective indices
-        self.second = rng.integers(0, len(POSITIVE), size=(n, lines))
+        self.adjective = rng.integers(0, len(POSITIVE), size=(n, lines))  # (n, L) index in its word list
         self.noun = rng.integers(0, len(NOUNS), size=(n, lines))
         # two distinct label words per sequence, without a loop: the first, then an offset of 1..n_labels-1
         n_lab = len(LABEL_WORDS)
@@ -97,13 +98,19 @@ class ICLData:
     ``"train"`` draws from ``rng`` (the Trainer's data stream); ``"val"``
     from a generator seeded by ``val_seed`` and the generator's own draw,
     which keeps validation sequences independent of training ones.
+
+    ``answers_only`` (the default) sets every target but the labels to
+    ``IGNORE`` (the loss's ignore index), as instruction tuning masks the
+    prompt: the adjectives and nouns are random by construction, so
+    predicting them teaches nothing, and the labels would otherwise be one
+    target in nine. The loss, and the validation loss, are then the answers'.
     """
 
-    def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345):
+    def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345, answers_only: bool = True):
         if not isinstance(block_size, int) or not 2 <= block_size <= HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1:
             raise ValueError(f"block_size: got {block_size!r}, expected an integer in "
                              f"[2, {HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1}]")
-        self.block_size, self.val_seed = block_size, val_seed
+        self.block_size, self.val_seed, self.answers_only = block_size, val_seed, answers_only
         self.tokenizer = tokenizer()
         ids = self.tokenizer.stoi
         self.vocab_size = self.tokenizer.vocab_size
@@ -111,16 +118,15 @@ class ICLData:
         self._nouns = np.array([ids[w] for w in NOUNS])
         self._labels = np.array([ids[w] for w in LABEL_WORDS])
         self._header = np.array([ids[w] for w in ("Classify", "each", "review", ".", "\n")])
-        # one line, with 0 where the adjectives, the noun and the label go
-        self._line = np.array([ids["Review"], ids[":"], 0, 0, 0, ids["."], ids["Sentiment"], ids[":"], 0, ids["\n"]])
+        # one line, with 0 where the adjective, the noun and the label go
+        self._line = np.array([ids["Review"], ids[":"], 0, 0, ids["."], ids["Sentiment"], ids[":"], 0, ids["\n"]])
 
     def sequences(self, rng: np.random.Generator, n: int, lines: int = TRAIN_LINES) -> np.ndarray:
         """``n`` whole sequences, ``(n, HEADER_TOKENS + lines * LINE_TOKENS)`` int64 token ids."""
         d = _Draw(rng, n, lines)
-        body = np.broadcast_to(self._line, (n, lines, LINE_TOKENS)).copy()  # (n, L, 10)
-        body[:, :, 2] = self._adjectives[d.sentiment, d.first]  # (n, L) gathered by (sentiment, index)
+        body = np.broadcast_to(self._line, (n, lines, LINE_TOKENS)).copy()  # (n, L, 9)
+        body[:, :, 2] = self._adjectives[d.sentiment, d.adjective]  # (n, L) gathered by (sentiment, index)
         body[:, :, 3] = self._nouns[d.noun]
-        body[:, :, 4] = self._adjectives[d.sentiment, d.second]
         body[:, :, LABEL_OFFSET] = self._labels[np.take_along_axis(d.labels, d.sentiment, axis=1)]  # (n, L)
         header = np.broadcast_to(self._header, (n, HEADER_TOKENS))
         return np.concatenate([header, body.reshape(n, lines * LINE_TOKENS)], axis=1).astype(np.int64)
@@ -131,7 +137,15 @@ class ICLData:
         elif split != "train":
             raise ValueError(f"split: got {split!r}, expected 'train' or 'val'")
         rows = self.sequences(rng, batch_size)[:, : self.block_size + 1]  # (B, T + 1)
-        return rows[:, :-1], rows[:, 1:]  # x, y: (B, T) each
+        x, y = rows[:, :-1], rows[:, 1:].copy()  # (B, T) each
+        if self.answers_only:
+            y[:, ~self.answer_mask()] = IGNORE  # only the labels count (see the class docs)
+        return x, y
+
+    def answer_mask(self) -> np.ndarray:
+        """``[block_size]`` bool: the target positions that are a label."""
+        t = np.arange(1, self.block_size + 1)  # target t is token t of the sequence
+        return (t >= HEADER_TOKENS) & ((t - HEADER_TOKENS) % LINE_TOKENS == LABEL_OFFSET)
 
 
 def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bool = True) -> list[dict]:
@@ -149,7 +163,7 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bo
     out = []
     for i in range(n):  # building text is per prompt by nature: a loop over prompts, not over tokens
         orders = (d.labels[i], d.labels[i][::-1]) if counterbalance else (d.labels[i],)
-        lines = [(review_text(_adj(d, i, j, d.first), NOUNS[d.noun[i, j]], _adj(d, i, j, d.second)),
+        lines = [(review_text((POSITIVE, NEGATIVE)[d.sentiment[i, j]][d.adjective[i, j]], NOUNS[d.noun[i, j]]),
                   int(d.sentiment[i, j])) for j in range(shots + 1)]
         for labels in orders:
             words = (LABEL_WORDS[labels[0]], LABEL_WORDS[labels[1]])
@@ -157,10 +171,6 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bo
             query, s = lines[-1]
             out.append({"prompt": build_prompt(TEMPLATE, query, examples), "answer": words[s], "candidates": words})
     return out
-
-
-def _adj(d: _Draw, i: int, j: int, which) -> str:
-    return (POSITIVE, NEGATIVE)[d.sentiment[i, j]][which[i, j]]
 
 
 __all__ = ["BLOCK_SIZE", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NEGATIVE", "NOUNS", "POSITIVE",
