@@ -4,9 +4,9 @@ Each sequence is a few-shot prompt of the ``sentiment`` template
 (:data:`minitx.prompt.TEMPLATES`), written out with its answers::
 
     Classify each review.
-    Review: superb plot. Sentiment: tiger
-    Review: dull cast. Sentiment: lemon
-    Review: warm music. Sentiment: tiger
+    Review: plot superb tiger
+    Review: cast dull lemon
+    Review: music warm tiger
     ...
 
 The sentiment of a review is easy and fixed (its adjective comes from a
@@ -46,14 +46,14 @@ LABEL_WORDS = ("apple", "tiger", "river", "lemon", "violin", "cloud", "pepper", 
                "copper", "garden", "rocket", "island", "pencil", "saddle", "tulip", "walnut", "zebra", "anchor",
                "basket", "cactus", "dragon", "ember", "feather", "glacier", "hammer", "igloo", "jasmine", "kettle",
                "lantern", "meadow", "needle", "orchid", "parrot", "quartz", "ribbon", "spider", "thistle", "umbrella")
-TEMPLATE = TEMPLATES["sentiment"]
-STRUCTURE = ("\n", ".", ":", "Classify", "each", "review", "Review", "Sentiment")
+TEMPLATE = TEMPLATES["review-label"]
+STRUCTURE = ("\n", ".", ":", "=>", "Classify", "each", "review", "Review", "Sentiment", "positive", "negative")
 #: Every word of the task, in id order.
 VOCAB = STRUCTURE + POSITIVE + NEGATIVE + NOUNS + LABEL_WORDS
-#: Words per line: ``Review : adjective noun . Sentiment : label \n``.
-LINE_TOKENS = 9
+#: Words per line: ``Review : noun adjective label \n``.
+LINE_TOKENS = 6
 #: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
-LABEL_OFFSET, HEADER_TOKENS = 7, 5
+LABEL_OFFSET, HEADER_TOKENS = 4, 5
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
 TRAIN_LINES = 10
 #: The models' context window: the instruction and 9 full lines (8 examples, the query and its label).
@@ -69,7 +69,7 @@ def tokenizer() -> WordTokenizer:
 
 
 def review_text(adjective: str, noun: str) -> str:
-    return f"{adjective} {noun}."
+    return f"{noun} {adjective}"
 
 
 def label_position(line: int) -> int:
@@ -99,6 +99,14 @@ class ICLData:
     from a generator seeded by ``val_seed`` and the generator's own draw,
     which keeps validation sequences independent of training ones.
 
+    ``named_share`` of the rows (half by default) use the label words
+    ``positive`` and ``negative`` instead of fresh ones: from those the model
+    learns in its weights what sentiment *is* (as a pretrained model knows
+    it), and the fresh-label rows teach it to read off the prompt which word
+    stands for which sentiment. Without them the model never learns the
+    sentiment of 48 adjectives (the only signal would go through a matching
+    circuit that cannot form before it does) and stays at chance.
+
     ``answers_only`` (the default) sets every target but the labels to
     ``IGNORE`` (the loss's ignore index), as instruction tuning masks the
     prompt: the adjectives and nouns are random by construction, so
@@ -106,27 +114,33 @@ class ICLData:
     target in nine. The loss, and the validation loss, are then the answers'.
     """
 
-    def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345, answers_only: bool = True):
+    def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345, answers_only: bool = True,
+                 named_share: float = 0.5):
         if not isinstance(block_size, int) or not 2 <= block_size <= HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1:
             raise ValueError(f"block_size: got {block_size!r}, expected an integer in "
                              f"[2, {HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1}]")
+        if not 0.0 <= named_share < 1.0:
+            raise ValueError(f"named_share: got {named_share!r}, expected a share in [0, 1)")
         self.block_size, self.val_seed, self.answers_only = block_size, val_seed, answers_only
+        self.named_share = named_share
         self.tokenizer = tokenizer()
         ids = self.tokenizer.stoi
         self.vocab_size = self.tokenizer.vocab_size
         self._adjectives = np.array([[ids[w] for w in POSITIVE], [ids[w] for w in NEGATIVE]])  # (2, 24)
         self._nouns = np.array([ids[w] for w in NOUNS])
-        self._labels = np.array([ids[w] for w in LABEL_WORDS])
+        self._labels = np.array([ids[w] for w in LABEL_WORDS] + [ids["positive"], ids["negative"]])
         self._header = np.array([ids[w] for w in ("Classify", "each", "review", ".", "\n")])
         # one line, with 0 where the adjective, the noun and the label go
-        self._line = np.array([ids["Review"], ids[":"], 0, 0, ids["."], ids["Sentiment"], ids[":"], 0, ids["\n"]])
+        self._line = np.array([ids["Review"], ids[":"], 0, 0, 0, ids["\n"]])
 
     def sequences(self, rng: np.random.Generator, n: int, lines: int = TRAIN_LINES) -> np.ndarray:
         """``n`` whole sequences, ``(n, HEADER_TOKENS + lines * LINE_TOKENS)`` int64 token ids."""
         d = _Draw(rng, n, lines)
-        body = np.broadcast_to(self._line, (n, lines, LINE_TOKENS)).copy()  # (n, L, 9)
-        body[:, :, 2] = self._adjectives[d.sentiment, d.adjective]  # (n, L) gathered by (sentiment, index)
-        body[:, :, 3] = self._nouns[d.noun]
+        named = rng.random(n) < self.named_share  # (n,) these rows say "positive" / "negative"
+        d.labels[named] = [len(LABEL_WORDS), len(LABEL_WORDS) + 1]  # the two extra entries of self._labels
+        body = np.broadcast_to(self._line, (n, lines, LINE_TOKENS)).copy()  # (n, L, 6)
+        body[:, :, 2] = self._nouns[d.noun]
+        body[:, :, 3] = self._adjectives[d.sentiment, d.adjective]  # (n, L) gathered by (sentiment, index)
         body[:, :, LABEL_OFFSET] = self._labels[np.take_along_axis(d.labels, d.sentiment, axis=1)]  # (n, L)
         header = np.broadcast_to(self._header, (n, HEADER_TOKENS))
         return np.concatenate([header, body.reshape(n, lines * LINE_TOKENS)], axis=1).astype(np.int64)

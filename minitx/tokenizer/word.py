@@ -4,7 +4,7 @@ The generated tasks (the in-context-learning family of :mod:`minitx.datasets.icl
 are made of a few hundred known words, so the clearest tokenizer is "one
 word, one token": a prompt's token count is then its word count, and an
 attention plot is labelled by words. Text is cut by the regular expression
-``\\n|\\w+|[^\\w\\s]`` (newlines are tokens, other whitespace only separates);
+``\\n|=>|\\w+|[^\\w\\s]`` (newlines are tokens, other whitespace only separates);
 :meth:`decode` joins tokens with single spaces, except before punctuation and
 around newlines, so text written in that canonical form round-trips::
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-WORD_PATTERN = re.compile(r"\n|\w+|[^\w\s]")
+WORD_PATTERN = re.compile(r"\n|=>|\w+|[^\w\s]")
 _NO_SPACE_BEFORE = frozenset(".,:;!?)\n")
 
 
