@@ -15,6 +15,12 @@ Two tools find and test them:
   of the second copy to the token just after its first occurrence. A perfect
   induction head scores near 1; a head looking anywhere else scores about
   ``1 / T``.
+* :func:`attention_to_targets` is the same measurement on any sequences:
+  on a few-shot prompt, the attention from the query to the labels of the
+  examples that match it (a *fuzzy* prefix match: same sentiment, another
+  word), which is how the induction heads of a model trained on
+  :mod:`minitx.datasets.icl` show themselves (on random tokens, whose
+  sentiment means nothing, they hardly do).
 * :func:`ablate_heads` zeroes chosen heads' outputs (through the
   ``head_mask`` of :class:`~minitx.nn.attention.MultiHeadAttention`) for the
   duration of a ``with`` block, so any measurement can be repeated without
@@ -79,6 +85,22 @@ def prefix_matching_scores(model, *, n_seq: int = 64, seq_len: int | None = None
     return np.stack(scores)  # (n_layer, n_head)
 
 
+def attention_to_targets(model, idx, query, targets) -> np.ndarray:
+    """``-> [n_layer, n_head]``: mean attention mass from position ``query`` onto the ``targets`` positions.
+
+    ``idx [B, T]`` token ids, ``query`` one position (``-1``: the last),
+    ``targets [B, T]`` bool: where an induction head should look from
+    there, i.e. the tokens that came right after an earlier match of the
+    query token. :func:`prefix_matching_scores` is this on repeated random
+    tokens (exact matches); on a few-shot prompt the match can be *fuzzy*
+    (the same sentiment, not the same word), which is what a model trained
+    on :mod:`minitx.datasets.icl` learns to match.
+    """
+    targets = np.asarray(targets, dtype=bool)
+    maps = attention_maps(model, idx)  # n_layer x (B, H, T, T)
+    return np.stack([(w[:, :, query, :] * targets[:, None, :]).sum(axis=-1).mean(axis=0) for w in maps])
+
+
 def set_head_mask(model, heads) -> None:
     """Zero the heads ``[(layer, head), ...]`` of ``model`` (others keep mask 1); ``[]`` removes every mask."""
     n_layer, n_head = model.config.n_layer, model.config.n_head
@@ -103,4 +125,4 @@ def ablate_heads(model, heads):
             block.attn.head_mask = mask
 
 
-__all__ = ["ablate_heads", "attention_maps", "prefix_matching_scores", "repeated_random_tokens", "set_head_mask"]
+__all__ = ["ablate_heads", "attention_maps", "attention_to_targets", "prefix_matching_scores", "repeated_random_tokens", "set_head_mask"]

@@ -46,7 +46,10 @@ from ..prompt import fit_prompt
 from ..train.config import TrainConfig
 
 SHOTS = (0, 1, 2, 4, 8)
+MAX_K = 8
 CHANCE = 0.5  # two candidate labels
+N_ABLATE = 2  # heads zeroed: the two best matchers
+N_CONTROLS = 4  # random pairs of other heads zeroed, as the control
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ FAST_SIZES = (Size("gpt-1x8", 1, 1, 8), Size("gpt-2x16", 2, 2, 16), Size("gpt-2x
 class Budget:
     """The token budget (``max_iters * batch_size * block_size``) every size gets, and the evaluation sizes."""
 
-    max_iters: int = 1200
+    max_iters: int = 2000
     batch_size: int = 32
     lr: float = 3e-3
     n_eval: int = 200  # drawn prompts per cell; counterbalancing doubles it
@@ -167,7 +170,7 @@ def eval_sets(seed: int, n: int, tokenizer, window: int) -> dict:
 
 def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int = 2, log=print) -> dict:
     """Train (or load) every size, evaluate, find and ablate induction heads. Returns every figure."""
-    from ..interpret import ablate_heads, prefix_matching_scores  # noqa: PLC0415
+    from ..interpret import ablate_heads, attention_to_targets, prefix_matching_scores  # noqa: PLC0415
 
     budget, sizes = (FAST, FAST_SIZES) if fast else (FULL, SIZES)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -182,20 +185,36 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
             rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
                          "accuracy": accuracy(model, sets[k]), "chance": CHANCE, "n_eval": len(sets[k][0])})
     largest = models[sizes[-1].name]
-    scores = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
-    order = np.argsort(scores, axis=None)[::-1]  # heads, best prefix matcher first
-    n_top = 2
-    top = [tuple(int(i) for i in np.unravel_index(j, scores.shape)) for j in order[:n_top]]
-    bottom = [tuple(int(i) for i in np.unravel_index(j, scores.shape)) for j in order[::-1][:n_top]]
+    ids8, _, _ = sets[MAX_K]
+    same = icl.matching_label_positions(eps8 := icl.episodes(np.random.default_rng([seed, 7, MAX_K]), budget.n_eval,
+                                                             MAX_K), ids8.shape[1])
+    # where the query's word should look: earlier review words of the same sentiment (the label's predecessor)
+    same_words, all_words = np.roll(same, -1, axis=1), np.zeros_like(same)
+    all_words[:, [icl.label_position(j) - 1 for j in range(MAX_K)]] = True
+    match = (attention_to_targets(largest, ids8, -1, same_words)
+             - attention_to_targets(largest, ids8, -1, all_words & ~same_words))  # (n_layer, n_head)
+    random_prefix = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
+    order = [tuple(int(i) for i in np.unravel_index(j, match.shape)) for j in np.argsort(match, axis=None)[::-1]]
+    top = order[:N_ABLATE]
+    rng = np.random.default_rng([seed, 13])
+    others = order[N_ABLATE:]
+    controls = [[others[i] for i in rng.choice(len(others), N_ABLATE, replace=False)] for _ in range(N_CONTROLS)]
     ablation = []
-    for label, heads in (("none", []), ("induction", top), ("control", bottom)):
-        with ablate_heads(largest, heads):
-            for k in (2, 4, 8):
-                ablation.append({"model": sizes[-1].name, "ablation": label, "heads": [list(h) for h in heads],
-                                 "k": k, "accuracy": accuracy(largest, sets[k]), "chance": CHANCE,
-                                 "n_eval": len(sets[k][0])})
-    return {"rows": rows, "ablation": ablation, "prefix_scores": scores.tolist(), "induction_heads": top,
-            "models": infos, "seed": seed, "fast": fast, "budget": budget.__dict__ | {"tokens": budget.tokens},
+    for k in (2, 4, 8):
+        base = accuracy(largest, sets[k])
+        with ablate_heads(largest, top):
+            hit = accuracy(largest, sets[k])
+        control = []
+        for heads in controls:
+            with ablate_heads(largest, heads):
+                control.append(accuracy(largest, sets[k]))
+        for label, heads, acc in (("none", [], base), ("induction", top, hit),
+                                  ("control", controls, float(np.mean(control)))):
+            ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
+                             "chance": CHANCE, "n_eval": len(sets[k][0])})
+    return {"rows": rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
+            "induction_heads": top, "models": infos, "seed": seed, "fast": fast,
+            "budget": budget.__dict__ | {"tokens": budget.tokens},
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
 
 
@@ -212,15 +231,17 @@ def format_table(result: dict) -> str:
         lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
                      + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
     lines.append("")
-    scores = np.array(result["prefix_scores"])
-    lines.append(f"prefix-matching score per head of {names[-1]} (rows: layers, columns: heads):")
-    lines.extend("  layer " + str(i) + ": " + " ".join(f"{s:.2f}" for s in row) for i, row in enumerate(scores))
-    lines.append(f"induction heads (layer, head): {result['induction_heads']}")
+    for key, what in (("match_scores", "matching score (attention from the query's word to earlier words of its "
+                                        "sentiment, minus to the other sentiment's)"),
+                      ("prefix_scores", "prefix-matching score on repeated random tokens (Olsson et al.)")):
+        lines.append(f"{what}, per head of {names[-1]} (rows: layers):")
+        lines.extend(f"  layer {i}: " + " ".join(f"{s:+.2f}" for s in row) for i, row in enumerate(result[key]))
+    lines.append(f"induction heads (layer, head), the {N_ABLATE} best matchers: {result['induction_heads']}")
     for k in sorted({a["k"] for a in result["ablation"]}):
         acc = {a["ablation"]: a for a in result["ablation"] if a["k"] == k}
         lines.append(f"  k={k}: accuracy {acc['none']['accuracy']:.3f}; induction heads zeroed "
-                     f"{acc['induction']['accuracy']:.3f}; {len(acc['control']['heads'])} lowest-scoring heads "
-                     f"zeroed {acc['control']['accuracy']:.3f}")
+                     f"{acc['induction']['accuracy']:.3f}; {N_ABLATE} other heads zeroed (mean of "
+                     f"{len(acc['control']['heads'])} random pairs) {acc['control']['accuracy']:.3f}")
     return "\n".join(lines)
 
 
@@ -239,7 +260,8 @@ def main(argv=None) -> int:
     if args.json:
         for r in result["rows"] + result["ablation"]:
             print(json.dumps(r))
-        print(json.dumps({"induction_heads": result["induction_heads"], "prefix_scores": result["prefix_scores"],
+        print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
+                          "prefix_scores": result["prefix_scores"],
                           "seconds": result["seconds"], "cpu_seconds": result["cpu_seconds"]}))
     else:
         print(format_table(result))

@@ -187,5 +187,19 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bo
     return out
 
 
-__all__ = ["BLOCK_SIZE", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NEGATIVE", "NOUNS", "POSITIVE",
+def matching_label_positions(eps: list[dict], length: int) -> np.ndarray:
+    """``[N, length]`` bool: the label positions of each prompt's examples that share the query's sentiment.
+
+    Where an induction head should look from the query's last word (the
+    token *after* an earlier matching word: the label that followed a
+    review of the same sentiment).
+    """
+    out = np.zeros((len(eps), length), dtype=bool)
+    for i, e in enumerate(eps):  # a loop over prompts; the positions are fixed by the layout
+        same = [j for j, (_, label) in enumerate(e["prompt"].examples) if label == e["answer"]]
+        out[i, [label_position(j) for j in same]] = True
+    return out
+
+
+__all__ = ["BLOCK_SIZE", "matching_label_positions", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NEGATIVE", "NOUNS", "POSITIVE",
            "TEMPLATE", "VOCAB", "episodes", "label_position", "tokenizer"]
