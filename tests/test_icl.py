@@ -18,28 +18,42 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_training_rows_are_the_prompts_with_answers():
-    """A row decodes to the sentiment template's text, every label agrees with its review, and each
-    sequence uses two label words that only it chose."""
+    """A row decodes to the review-label template's text, every label agrees with its review's sentiment,
+    and each sequence uses two label words of its own (or, in the named rows, positive/negative)."""
     data = icl.ICLData()
-    seq = data.sequences(np.random.default_rng(0), 6)
+    seq = data.sequences(np.random.default_rng(0), 40)
     tok = data.tokenizer
+    named = 0
     for row in seq:
         text = tok.decode(row)
         lines = text.split("\n")
         assert lines[0] == "Classify each review."
-        pairs = [(ln.split(" Sentiment: ")[0][len("Review: "):], ln.split(" Sentiment: ")[1]) for ln in lines[1:-1]]
-        query = pairs[-1][0]
-        assert text.startswith(build_prompt(icl.TEMPLATE, query, pairs[:-1]).text)  # the prompt API's layout
+        pairs = []
+        for line in lines[1:-1]:
+            review, label = line[len("Review: "):].rsplit(" ", 1)
+            pairs.append((review, label))
+        assert text.startswith(build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1]).text)  # the prompt API's layout
         mapping = {}
         for review, label in pairs:
-            sentiment = review.split()[0] in icl.POSITIVE
-            assert (review.split()[2].rstrip(".") in icl.POSITIVE) == sentiment  # both adjectives agree
-            assert mapping.setdefault(sentiment, label) == label  # one label per sentiment in a sequence
+            positive = review.split()[1] in icl.POSITIVE
+            assert positive or review.split()[1] in icl.NEGATIVE
+            assert mapping.setdefault(positive, label) == label  # one label per sentiment in a sequence
         assert len(set(mapping.values())) == len(mapping)  # the two labels differ
+        if set(mapping.values()) <= {"positive", "negative"}:
+            named += 1
+            assert mapping.get(True, "positive") == "positive"
+        else:
+            assert set(mapping.values()) <= set(icl.LABEL_WORDS)
+    assert 5 < named < 35  # about half the rows name the sentiment
     labels = seq[:, [icl.label_position(i) for i in range(9)]]
-    assert len({tuple(sorted(set(r))) for r in labels}) > 1  # label pairs change between sequences
+    assert len({tuple(sorted(set(r))) for r in labels}) > 10  # label pairs change between sequences
     x, y = data.get_batch("train", 4, np.random.default_rng(1))
-    assert x.shape == y.shape == (4, icl.BLOCK_SIZE) and (x[:, 1:] == y[:, :-1]).all()
+    assert x.shape == y.shape == (4, icl.BLOCK_SIZE)
+    answers = data.answer_mask()
+    assert (y[:, ~answers] == icl.IGNORE).all() and (x[:, 1:][:, answers[:-1]] == y[:, :-1][:, answers[:-1]]).all()
+    assert answers.sum() == 9  # the labels of the nine lines the window holds
+    full = icl.ICLData(answers_only=False).get_batch("train", 4, np.random.default_rng(1))
+    assert (full[0][:, 1:] == full[1][:, :-1]).all()  # plain next-token targets
     v1 = data.get_batch("val", 4, np.random.default_rng(1))[0]
     assert not np.array_equal(v1, x)  # validation draws from its own stream
 

@@ -60,7 +60,7 @@ def test_bad_templates(bad, match):
 
 
 def test_unknown_template_name():
-    with pytest.raises(ValueError, match="unknown name, expected one of sentiment, qa, plain"):
+    with pytest.raises(ValueError, match="unknown name, expected one of sentiment, review-label, qa, plain"):
         load_template("sentimnet")
 
 
