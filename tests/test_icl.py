@@ -184,3 +184,31 @@ def test_icl_bench_fast_structure(tmp_path):
                             "--cache", str(tmp_path / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert [json.loads(x) for x in again.stdout.splitlines()][:-1] == lines[:-1]  # cached models, same figures
     assert "trained" not in again.stderr
+
+
+def test_power_law_fit_recovers_a_known_exponent():
+    from minitx.bench.scaling import fit_power_law
+
+    n = np.array([1e3, 1e4, 1e5, 1e6])
+    fit = fit_power_law(n, 7.0 * n ** -0.08)
+    assert abs(fit["alpha"] - 0.08) < 1e-9 and abs(fit["a"] - 7.0) < 1e-6 and fit["r2"] > 0.999999
+
+
+def test_scaling_bench_fast(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "minitx.bench.scaling", "--fast", "--json", "--cache",
+                           str(tmp_path / "c"), "--plot", str(tmp_path / "law.png")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    rows, fit = lines[:-1], lines[-1]["fit"]
+    assert len(rows) >= 4 and all(set(r) == {"model", "n_params", "n_non_embedding", "val_loss", "tokens"}
+                                  for r in rows)
+    assert len({r["tokens"] for r in rows}) == 1  # the same token budget for every size
+    sizes = [r["n_non_embedding"] for r in rows]
+    assert sizes == sorted(sizes) and sizes[-1] >= 4 * sizes[0]
+    assert np.isfinite(fit["alpha"]) and 0 <= fit["r2"] <= 1
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (tmp_path / "law.png").stat().st_size > 0

@@ -62,8 +62,8 @@ class Size:
 
 #: The model sizes, smallest first. The 1-layer model cannot compose a previous-token head with an
 #: induction head (that takes two layers), which is the contrast the scale axis should show.
-SIZES = (Size("gpt-1x16", 1, 2, 16), Size("gpt-2x32", 2, 2, 32), Size("gpt-2x64", 2, 4, 64),
-         Size("gpt-3x96", 3, 4, 96))
+SIZES = (Size("gpt-1x16", 1, 2, 16), Size("gpt-2x24", 2, 2, 24), Size("gpt-2x40", 2, 4, 40),
+         Size("gpt-2x64", 2, 4, 64))
 FAST_SIZES = (Size("gpt-1x8", 1, 1, 8), Size("gpt-2x16", 2, 2, 16), Size("gpt-2x32", 2, 2, 32))
 
 
@@ -162,9 +162,10 @@ def accuracy(model: GPT, encoded) -> float:
     return float(np.mean(logits[rows, answer] > logits[rows, other]))
 
 
-def eval_sets(seed: int, n: int, tokenizer, window: int) -> dict:
+def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = True) -> dict:
     """``{k: encoded prompts}``, the same prompts for every model (their own generator per k)."""
-    return {k: encode_episodes(icl.episodes(np.random.default_rng([seed, 7, k]), n, k), tokenizer, window)
+    return {k: encode_episodes(icl.episodes(np.random.default_rng([seed, 7, k, per_label]), n, k,
+                                            per_label=per_label), tokenizer, window)
             for k in SHOTS}
 
 
@@ -177,20 +178,23 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     tokenizer = icl.tokenizer()
     window = icl.BLOCK_SIZE
     sets = eval_sets(seed, budget.n_eval, tokenizer, window)
-    rows, models, infos = [], {}, {}
+    totals = eval_sets(seed, budget.n_eval, tokenizer, window, per_label=False)  # k examples in all
+    rows, total_rows, models, infos = [], [], {}, {}
     for size in sizes:
         model, info = train_or_load(size, budget, seed, cache, threads=threads, log=log)
         models[size.name], infos[size.name] = model, dict(info, n_params=model.num_parameters())
         for k in SHOTS:
             rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
                          "accuracy": accuracy(model, sets[k]), "chance": CHANCE, "n_eval": len(sets[k][0])})
+            total_rows.append({"model": size.name, "n_params": model.num_parameters(), "k_total": k,
+                               "accuracy": accuracy(model, totals[k]), "chance": CHANCE, "n_eval": len(totals[k][0])})
     largest = models[sizes[-1].name]
     ids8, _, _ = sets[MAX_K]
-    same = icl.matching_label_positions(eps8 := icl.episodes(np.random.default_rng([seed, 7, MAX_K]), budget.n_eval,
-                                                             MAX_K), ids8.shape[1])
+    eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, True]), budget.n_eval, MAX_K)  # = sets[MAX_K]
+    same = icl.matching_label_positions(eps8, ids8.shape[1])
     # where the query's word should look: earlier review words of the same sentiment (the label's predecessor)
     same_words, all_words = np.roll(same, -1, axis=1), np.zeros_like(same)
-    all_words[:, [icl.label_position(j) - 1 for j in range(MAX_K)]] = True
+    all_words[:, [icl.label_position(j) - 1 for j in range(2 * MAX_K)]] = True
     match = (attention_to_targets(largest, ids8, -1, same_words)
              - attention_to_targets(largest, ids8, -1, all_words & ~same_words))  # (n_layer, n_head)
     random_prefix = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
@@ -212,7 +216,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
                                   ("control", controls, float(np.mean(control)))):
             ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
                              "chance": CHANCE, "n_eval": len(sets[k][0])})
-    return {"rows": rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
+    return {"rows": rows, "total_rows": total_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
             "induction_heads": top, "models": infos, "seed": seed, "fast": fast,
             "budget": budget.__dict__ | {"tokens": budget.tokens},
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
@@ -223,13 +227,19 @@ def format_table(result: dict) -> str:
     rows = result["rows"]
     names = list(dict.fromkeys(r["model"] for r in rows))
     n_eval = rows[0]["n_eval"]
-    lines = [f"k-shot accuracy (chance {CHANCE}, {n_eval} prompts per cell, seed {result['seed']})",
+    lines = [f"2-way k-shot accuracy, k examples per label (chance {CHANCE}, {n_eval} prompts per cell, "
+             f"seed {result['seed']})",
              f"{'model':<10} {'params':>8} {'val loss':>8} " + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
     for name in names:
         mine = {r["k"]: r for r in rows if r["model"] == name}
         info = result["models"][name]
         lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
                      + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
+    lines.append("")
+    lines.append("the same, counting k as examples in all (Brown et al.), each of a random sentiment:")
+    for name in names:
+        mine = {r["k_total"]: r for r in result["total_rows"] if r["model"] == name}
+        lines.append(f"{name:<10} {'':>8} {'':>8} " + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
     lines.append("")
     for key, what in (("match_scores", "matching score (attention from the query's word to earlier words of its "
                                         "sentiment, minus to the other sentiment's)"),
@@ -258,7 +268,7 @@ def main(argv=None) -> int:
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
                  log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.json:
-        for r in result["rows"] + result["ablation"]:
+        for r in result["rows"] + result["total_rows"] + result["ablation"]:
             print(json.dumps(r))
         print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
                           "prefix_scores": result["prefix_scores"],

@@ -55,10 +55,11 @@ LINE_TOKENS = 6
 #: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
 LABEL_OFFSET, HEADER_TOKENS = 4, 5
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
-TRAIN_LINES = 10
-#: The models' context window: the instruction and 9 full lines (8 examples, the query and its label).
-BLOCK_SIZE = HEADER_TOKENS + 9 * LINE_TOKENS
+TRAIN_LINES = 18
+#: The most examples *per label* a prompt holds (2-way k-shot: 2k examples in all).
 MAX_SHOTS = 8
+#: The models' context window: the instruction and 17 full lines (16 examples, the query and its label).
+BLOCK_SIZE = HEADER_TOKENS + (2 * MAX_SHOTS + 1) * LINE_TOKENS
 #: The target id the cross-entropy skips (:func:`minitx.nn.loss.cross_entropy_forward`'s ``ignore_index``).
 IGNORE = -100
 
@@ -111,7 +112,7 @@ class ICLData:
     ``IGNORE`` (the loss's ignore index), as instruction tuning masks the
     prompt: the adjectives and nouns are random by construction, so
     predicting them teaches nothing, and the labels would otherwise be one
-    target in nine. The loss, and the validation loss, are then the answers'.
+    target in six. The loss, and the validation loss, are then the answers'.
     """
 
     def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345, answers_only: bool = True,
@@ -162,8 +163,20 @@ class ICLData:
         return (t >= HEADER_TOKENS) & ((t - HEADER_TOKENS) % LINE_TOKENS == LABEL_OFFSET)
 
 
-def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bool = True) -> list[dict]:
-    """``n`` evaluation prompts with ``shots`` examples each, built with :func:`minitx.prompt.build_prompt`.
+def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = True,
+             counterbalance: bool = True) -> list[dict]:
+    """``n`` evaluation prompts, built with :func:`minitx.prompt.build_prompt`, of ``shots`` examples per label.
+
+    **k-shot means k examples per label** (``per_label``, the default): the
+    few-shot classification convention ("2-way k-shot", as in Gao et al.,
+    2021, and the meta-learning benchmarks), so a 1-shot prompt shows each
+    label once, in random order, and a k-shot prompt ``2 k`` examples.
+    Why: with one example *in all*, half the queries have the other
+    sentiment, and the right answer is then a word the prompt never showed;
+    a model must reason by exclusion ("the one label I saw is taken") rather
+    than read the mapping off the examples, which is another skill. With
+    ``per_label=False`` the prompt holds ``shots`` examples in all, each of a
+    random sentiment (Brown et al.'s count); the bench reports that table too.
 
     Each is ``{"prompt": Prompt, "answer": label word, "candidates": (positive label, negative label)}``.
     With ``counterbalance`` every drawn sequence is used twice, with its two
@@ -171,14 +184,20 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, counterbalance: bo
     the examples then gives the same answer to both and scores exactly
     chance, 0.5, instead of 0.5 plus sampling noise.
     """
-    if not isinstance(shots, int) or not 0 <= shots <= MAX_SHOTS:
-        raise ValueError(f"shots: got {shots!r}, expected an integer in [0, {MAX_SHOTS}]")
-    d = _Draw(rng, n, shots + 1)
+    most = MAX_SHOTS if per_label else 2 * MAX_SHOTS
+    if not isinstance(shots, int) or isinstance(shots, bool) or not 0 <= shots <= most:
+        raise ValueError(f"shots: got {shots!r}, expected an integer in [0, {most}]")
+    n_examples = 2 * shots if per_label else shots
+    d = _Draw(rng, n, n_examples + 1)
+    if per_label:  # shots of each sentiment, shuffled: the sorted pattern 0..0 1..1 permuted per prompt
+        pattern = np.repeat([0, 1], shots)  # (2k,)
+        order = np.argsort(rng.random((n, n_examples)), axis=1)  # (n, 2k) a random permutation per prompt
+        d.sentiment[:, :n_examples] = pattern[order]
     out = []
     for i in range(n):  # building text is per prompt by nature: a loop over prompts, not over tokens
         orders = (d.labels[i], d.labels[i][::-1]) if counterbalance else (d.labels[i],)
         lines = [(review_text((POSITIVE, NEGATIVE)[d.sentiment[i, j]][d.adjective[i, j]], NOUNS[d.noun[i, j]]),
-                  int(d.sentiment[i, j])) for j in range(shots + 1)]
+                  int(d.sentiment[i, j])) for j in range(n_examples + 1)]
         for labels in orders:
             words = (LABEL_WORDS[labels[0]], LABEL_WORDS[labels[1]])
             examples = [(text, words[s]) for text, s in lines[:-1]]
