@@ -51,7 +51,7 @@ def test_training_rows_are_the_prompts_with_answers():
     assert x.shape == y.shape == (4, icl.BLOCK_SIZE)
     answers = data.answer_mask()
     assert (y[:, ~answers] == icl.IGNORE).all() and (x[:, 1:][:, answers[:-1]] == y[:, :-1][:, answers[:-1]]).all()
-    assert answers.sum() == 9  # the labels of the nine lines the window holds
+    assert answers.sum() == 17  # the labels of the 17 lines the window holds
     full = icl.ICLData(answers_only=False).get_batch("train", 4, np.random.default_rng(1))
     assert (full[0][:, 1:] == full[1][:, :-1]).all()  # plain next-token targets
     v1 = data.get_batch("val", 4, np.random.default_rng(1))[0]
@@ -63,9 +63,15 @@ def test_episodes_are_counterbalanced_and_fit_the_window():
     assert len(eps) == 10
     for a, b in zip(eps[::2], eps[1::2]):
         assert a["candidates"] == b["candidates"][::-1] and a["answer"] != b["answer"]
-        assert a["prompt"].query == b["prompt"].query and a["prompt"].shots == 8
+        assert a["prompt"].query == b["prompt"].query and a["prompt"].shots == 16
     n_tokens = len(icl.tokenizer().encode(eps[0]["prompt"].text))
-    assert n_tokens == icl.BLOCK_SIZE - 2  # the 8-shot prompt: the window minus the answer
+    assert n_tokens == icl.BLOCK_SIZE - 2  # 8 examples per label: the window minus the answer and its newline
+    for e in eps:  # k per label: each label shown 8 times
+        labels = [out for _, out in e["prompt"].examples]
+        assert sorted(labels) == sorted(list(e["candidates"]) * 8)
+    total = icl.episodes(np.random.default_rng(0), 50, 1, per_label=False)
+    assert all(e["prompt"].shots == 1 for e in total)
+    assert any(e["prompt"].examples[0][1] != e["answer"] for e in total)  # one example in all: often the other label
     with pytest.raises(ValueError, match="shots: got 9"):
         icl.episodes(np.random.default_rng(0), 1, 9)
 
