@@ -4,6 +4,7 @@
     minitx tokenizer   train a BPE tokenizer / encode text with one                    (tokenizer.py)
     minitx train       train a GPT (no arguments: the README's main job)               (train.py)
     minitx generate    continue a prompt with a trained GPT                            (train.py)
+    minitx prompt      build a prompt from parts, count its tokens against the window  (prompt.py)
     minitx train-classifier / classify     sentence classification (encoder)           (tasks.py)
     minitx train-tagger / tag              named-entity tagging (encoder)              (tasks.py)
     minitx train-translator / translate    translation (encoder-decoder, beam search)  (tasks.py)
@@ -62,10 +63,10 @@ def _unknown_flags(args, extras) -> None:
 
 def _registrars():
     # Imported here, not at the top: `minitx --help` should not pay for NumPy-heavy imports.
-    from . import bench, demo, pretrained, tasks, tokenizer, train
+    from . import bench, demo, pretrained, prompt, tasks, tokenizer, train
 
-    return [demo.add_parser, tokenizer.add_parser, train.add_parser, tasks.add_parser, pretrained.add_parser,
-            bench.add_parser]
+    return [demo.add_parser, tokenizer.add_parser, train.add_parser, prompt.add_parser, tasks.add_parser,
+            pretrained.add_parser, bench.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -203,6 +203,98 @@ def interrupted_message(exc, command: str, out) -> str:
             f"minitx {command} --out {out} --resume")
 
 
-__all__ = ["DEFAULT_CUDA_BACKEND", "MODEL_FLAGS", "TRAIN_FLAGS", "add_device_options", "add_model_options",
+# --------------------------------------------------------------------------
+# prompts: one mechanism for `minitx prompt` and `minitx generate`
+# --------------------------------------------------------------------------
+#: The flags that build a prompt from parts (any of them given means "build one").
+PROMPT_PART_FLAGS = ("prompt_file", "template", "instruction", "example", "query")
+
+
+def add_prompt_options(parser, *, prompt_help: str = "the prompt as plain text (default: none)") -> None:
+    """``--prompt`` (plain text) or a prompt built from parts (:mod:`minitx.prompt`), and ``--overflow``.
+
+    Both commands that take a prompt call this, and :func:`resolve_prompt`
+    turns the flags into the checked token ids, so ``minitx prompt`` shows
+    exactly what ``minitx generate`` would feed the model.
+    """
+    from ..prompt import OVERFLOW_POLICIES, TEMPLATES  # noqa: PLC0415 - a module without NumPy
+
+    g = parser.add_argument_group("prompt", "plain text (--prompt), or parts laid out by a template; every prompt is "
+                                            "checked against the model's context window")
+    g.add_argument("--prompt", default=None, help=prompt_help)
+    g.add_argument("--prompt-file", metavar="FILE", default=None,
+                   help="a .json prompt ({template, instruction, examples, query}) or any other file, whose text is "
+                        "the prompt as is (default: none)")
+    g.add_argument("--template", metavar="NAME|FILE", default=None,
+                   help=f"how the parts are worded and laid out: {', '.join(TEMPLATES)}, or a .json file of "
+                        "template fields (default plain, or the prompt file's)")
+    g.add_argument("--instruction", default=None, help="the instruction line (default: the template's)")
+    g.add_argument("--example", action="append", default=None, metavar="INPUT=>OUTPUT",
+                   help="a solved example, repeatable, in order; none is zero-shot (default: none)")
+    g.add_argument("--query", default=None, help="the input to answer; the prompt ends with the output indicator "
+                                                 "(default: none)")
+    g.add_argument("--overflow", choices=OVERFLOW_POLICIES, default="error",
+                   help="a prompt longer than the context window: error (default; names both token counts), "
+                        "drop-examples (oldest first) or truncate-left (keep the last tokens)")
+
+
+def resolve_prompt(args, tokenizer, window: int, *, default: str | None = None):
+    """The :class:`~minitx.prompt.Prompt` the flags describe, encoded and fitted to ``window``.
+
+    Plain ``--prompt`` text (or ``default`` when nothing is given) or parts;
+    mixing the two, or parts without a query, is a :class:`UsageError`, as
+    is a prompt that does not fit (naming both token counts) or one the
+    tokenizer cannot encode.
+    """
+    from ..prompt import build_prompt, fit_prompt, load_prompt_spec, load_template, parse_example  # noqa: PLC0415
+
+    parts = [n for n in PROMPT_PART_FLAGS if getattr(args, n, None) is not None]
+    text = None
+    if args.prompt is not None:
+        if parts:
+            raise UsageError(f"--prompt with --{parts[0].replace('_', '-')}: expected plain text (--prompt) or a "
+                             "prompt built from parts, not both")
+        text = args.prompt
+    spec = {}
+    if args.prompt_file is not None:
+        if not str(args.prompt_file).endswith(".json"):
+            others = [n for n in parts if n != "prompt_file"]
+            if others:
+                raise UsageError(f"--prompt-file {args.prompt_file} with --{others[0].replace('_', '-')}: a text "
+                                 "file is the whole prompt; expected a .json prompt file to combine with parts")
+            try:
+                with open(args.prompt_file, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--prompt-file {args.prompt_file}: cannot read it ({exc}); expected a UTF-8 "
+                                 "text file") from None
+            parts = []
+        else:
+            spec = load_prompt_spec(args.prompt_file)
+    if text is None and not parts:
+        text = default
+    try:
+        if parts:
+            template = load_template(args.template if args.template is not None else spec.get("template", "plain"))
+            examples = [parse_example(e, name=f"--example {e!r}") for e in args.example] \
+                if args.example is not None else spec.get("examples", [])
+            query = args.query if args.query is not None else spec.get("query")
+            if query is None:
+                raise UsageError("--query: missing, expected the input to answer (with --template, --example or a "
+                                 ".json --prompt-file)")
+            instruction = args.instruction if args.instruction is not None else spec.get("instruction")
+            prompt = build_prompt(template, query, examples, instruction=instruction)
+        elif text is None or text == "":
+            raise UsageError("--prompt: got an empty prompt, expected at least one character")
+        else:
+            prompt = text
+        return fit_prompt(prompt, tokenizer, window, overflow=args.overflow)
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+__all__ = ["DEFAULT_CUDA_BACKEND", "PROMPT_PART_FLAGS", "add_prompt_options", "resolve_prompt", "MODEL_FLAGS", "TRAIN_FLAGS", "add_device_options", "add_model_options",
            "add_run_options", "add_training_options", "announce", "given", "interrupted_message", "parallel_plan",
            "select_device", "train_config", "using_backend"]

@@ -74,18 +74,12 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
     if not isinstance(model, GPT) and not hasattr(model, "decode_step"):
         raise UsageError(f"{args.checkpoint}: a {model.hf_architecture} cannot generate text, expected a GPT-2, T5 "
                          "or BART folder")
-    prompt_ids = tokenizer.encode(args.prompt)
-    if not prompt_ids:
-        raise UsageError("--prompt: got an empty prompt, expected at least one token")
-    if isinstance(model, GPT):
-        room = model.config.block_size - len(prompt_ids)
-        if room < 1:
-            raise UsageError(f"--prompt: {len(prompt_ids)} tokens, expected fewer than the model's "
-                             f"n_positions={model.config.block_size}")
-    else:
-        room = model.config.max_len
-        if len(prompt_ids) > model.config.max_len:
-            raise UsageError(f"--prompt: {len(prompt_ids)} tokens, expected at most {model.config.max_len}")
+    from .options import resolve_prompt
+
+    window = model.config.block_size if isinstance(model, GPT) else model.config.max_len
+    prompt = resolve_prompt(args, tokenizer, window, default="\n")  # checked against the context window
+    prompt_ids = prompt.ids
+    room = window - len(prompt_ids) if isinstance(model, GPT) else model.config.max_len
     temperature, top_k, top_p = args.temperature, args.top_k, args.top_p
     if temperature is None:  # not given: decode as transformers would with this folder's generation_config
         gen = getattr(model, "generation_config", None) or {}
@@ -104,7 +98,7 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
                               temperature=temperature, top_k=top_k, top_p=top_p, seed=args.seed)[0]
     text = tokenizer.decode(completion_ids)
     if not args.json and isinstance(model, GPT):
-        text = args.prompt + text
+        text = prompt.text + text
     print_generation(args, prompt_ids, completion_ids, text)
     return 0
 

@@ -40,8 +40,9 @@ from pathlib import Path
 
 from .errors import UsageError
 from .pretrained import add_generate_options, generate_from_hf_folder, is_hf_folder, print_generation
-from .options import (add_device_options, add_model_options, add_run_options, add_training_options, announce,
-                      given, interrupted_message, parallel_plan, select_device, train_config, using_backend)
+from .options import (PROMPT_PART_FLAGS, add_device_options, add_model_options, add_prompt_options, add_run_options,
+                      add_training_options, announce, given, interrupted_message, parallel_plan, resolve_prompt,
+                      select_device, train_config, using_backend)
 
 #: What ``minitx train`` does with no arguments (sized for a few minutes on a 2-core CPU).
 MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=3000, eval_interval=500, eval_iters=20,
@@ -80,7 +81,7 @@ def add_parser(sub) -> None:
                                      "folder (for an encoder-decoder the prompt is the encoder's input).")
     gen.add_argument("--checkpoint", required=True, metavar="DIR",
                      help="the --out folder of minitx train (or its ckpt/ folder), or a Hugging Face model folder")
-    gen.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    add_prompt_options(gen, prompt_help="text to continue, as is (default: a newline)")
     gen.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate (default 300)")
     gen.add_argument("--temperature", type=float, default=None,
                      help="0 = greedy; <1 safer, >1 wilder (default 0.8; for a Hugging Face folder, what its "
@@ -281,6 +282,11 @@ def run_generate(args) -> int:
         raise UsageError(f"--beam: got {args.beam}, expected at least 1 beam")
     if args.beam is not None and args.stop is not None:
         raise UsageError("--stop with --beam: beam search stops at the end token, expected one or the other")
+    if args.interactive:
+        parts = [n for n in PROMPT_PART_FLAGS if getattr(args, n) is not None]
+        if parts:
+            raise UsageError(f"--{parts[0].replace('_', '-')} with --interactive: each line read is a prompt; "
+                             "expected one or the other")
     device, backend_name = select_device(args)
     with using_backend(backend_name):
         if args.interactive:
@@ -335,14 +341,10 @@ def _generate(args, device: str) -> int:
         _LOADED.clear()
         _LOADED[key] = load_model(args.checkpoint, device=device)
     model, tokenizer, _ = _LOADED[key]
-    try:
-        ids = tokenizer.encode(args.prompt)
-    except ValueError as exc:
-        raise UsageError(f"--prompt: {exc}") from None
-    if not ids:
-        raise UsageError("--prompt: got an empty prompt, expected at least one character")
+    prompt = resolve_prompt(args, tokenizer, model.config.block_size, default="\n")  # checked against the window
+    ids = prompt.ids
     if not args.json:
-        sys.stdout.write(args.prompt)
+        sys.stdout.write(prompt.text)
     if args.beam is not None:  # the most likely continuation, not a sample
         from ..beam import beam_search_gpt  # noqa: PLC0415
 
@@ -356,7 +358,7 @@ def _generate(args, device: str) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         stream = None if args.json else (lambda piece: sys.stdout.write(piece))
-        text, new_ids = generate_text(model, tokenizer, args.prompt, args.max_new_tokens,
+        text, new_ids = generate_text(model, tokenizer, prompt.text, args.max_new_tokens,
                                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                       seed=args.seed, stop=args.stop, use_kv_cache=not args.no_kv_cache,
                                       on_text=stream, return_ids=True)

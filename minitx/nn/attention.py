@@ -178,6 +178,14 @@ class MultiHeadAttention(Module):
     ``attn_weights`` is then ``None`` unless ``return_weights=True`` (which
     takes the CuPy path). Dropout on the weights or a dense ``attn_mask`` also
     take the CuPy path; :mod:`minitx.ops` lists the cases.
+
+    **Head mask** (for interpretability, e.g. ablating induction heads):
+    ``head_mask`` is ``None`` (the default: nothing changes) or an array of
+    ``n_heads`` numbers multiplying each head's output before ``proj``; 0
+    removes head ``h`` from the layer's output exactly (its contribution to
+    ``proj`` is ``y_h @ W_proj[h rows]``, which is then 0). The backward pass
+    multiplies the heads' gradients by the same mask, so the pair stays a
+    correct forward/backward. :func:`minitx.interpret.ablate_heads` sets it.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, cross: bool = False, causal: bool = False, bias: bool = True,
@@ -207,6 +215,8 @@ class MultiHeadAttention(Module):
         self.proj = Linear(inner, d_model, bias, rng=rng, dtype=dtype)
         self.attn_weights = None
         self.dscore_bias = None  # after backward: dL/d(score_bias), when forward was given one
+        self.head_mask = None  # None, or (n_heads,) multipliers of each head's output (see the class docs)
+        self._mask_used = None  # the head mask the last forward applied, for its backward
 
     def _check_inputs(self, x, memory, key_padding_mask, attn_mask, kv_cache):
         check_array("attention input x", x, ndim=3, last_dim=self.d_model)
@@ -258,7 +268,7 @@ class MultiHeadAttention(Module):
             y, self.sdpa_cache = ops.attention_forward(q, k, v, causal=self.causal,
                                                        key_padding_mask=key_padding_mask)  # (B, H, Tq, hs)
             self.attn_weights = None  # flash attention never forms (B, H, Tq, Tk)
-            return self.proj(merge_heads(y))  # (B, Tq, D)
+            return self.proj(merge_heads(self._mask_heads(y)))  # (B, Tq, D)
 
         allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
         if self.causal and Tq > 1:  # one new query (KV-cached decoding) may see every key
@@ -273,12 +283,27 @@ class MultiHeadAttention(Module):
             q, k, v, allowed, self.dropout_p, self.rng, self.training, scale=self.scale, bias=score_bias
         )  # (B, H, Tq, hs), (B, H, Tq, Tk)
         self.attn_weights = weights
-        out = self.proj(merge_heads(y))  # (B, Tq, D)
+        out = self.proj(merge_heads(self._mask_heads(y)))  # (B, Tq, D)
         return (out, weights) if return_weights else out
+
+    def _mask_heads(self, y):
+        """``y [B, H, Tq, hs]`` times the head mask (unchanged, and no copy, when there is none)."""
+        self._mask_used = None
+        if self.head_mask is None:
+            return y
+        xp = array_module(y)
+        mask = xp.asarray(self.head_mask, dtype=y.dtype)
+        if mask.shape != (self.n_heads,):
+            raise ValueError(f"head_mask: got shape {tuple(mask.shape)}, expected ({self.n_heads},), one number "
+                             "per head")
+        self._mask_used = mask
+        return y * mask[:, None, None]  # (B, H, Tq, hs) * (H, 1, 1)
 
     def backward(self, dout):
         """``dout [B, Tq, D] -> dx`` (self), or ``(dx, dmemory)`` (cross)."""
         dy = split_heads(self.proj.backward(dout), self.n_heads)  # (B, H, Tq, hs)
+        if self._mask_used is not None:
+            dy = dy * self._mask_used[:, None, None]  # y_masked = y * m  ->  dy = dy_masked * m
         if isinstance(self.sdpa_cache, ops.AttentionKernelCache):  # the forward ran flash attention
             dq, dk, dv = ops.attention_backward(dy, self.sdpa_cache)  # (B, H, T, hs) each
         elif self.score_bias_shape is not None:

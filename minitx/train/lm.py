@@ -19,16 +19,20 @@ CHECKPOINT_KIND = "minitx-gpt"
 # Tokenizers in a checkpoint: described in JSON, never pickled
 # --------------------------------------------------------------------------
 def tokenizer_to_meta(tokenizer) -> dict:
-    """A JSON-able description of a Char or BPE tokenizer (goes into checkpoint.json)."""
+    """A JSON-able description of a Char, word-level or BPE tokenizer (goes into checkpoint.json)."""
     from ..tokenizer import BPETokenizer, CharTokenizer  # noqa: PLC0415
+    from ..tokenizer.word import WordTokenizer  # noqa: PLC0415
 
+    if isinstance(tokenizer, WordTokenizer):
+        return {"type": "word", "words": list(tokenizer.words)}
     if isinstance(tokenizer, CharTokenizer):
         return {"type": "char", "chars": list(tokenizer.chars)}
     if isinstance(tokenizer, BPETokenizer):
         from ..tokenizer.formats import dumps_bpe  # noqa: PLC0415
 
         return {"type": "bpe", "model": dumps_bpe(tokenizer)}
-    raise ValueError(f"tokenizer: got {type(tokenizer).__name__}, expected a CharTokenizer or BPETokenizer")
+    raise ValueError(f"tokenizer: got {type(tokenizer).__name__}, expected a CharTokenizer, WordTokenizer or "
+                     "BPETokenizer")
 
 
 def tokenizer_from_meta(meta) -> object:
@@ -38,11 +42,16 @@ def tokenizer_from_meta(meta) -> object:
     kind = meta.get("type") if isinstance(meta, dict) else None
     if kind == "char" and isinstance(meta.get("chars"), list):
         return CharTokenizer(meta["chars"])
+    if kind == "word" and isinstance(meta.get("words"), list):
+        from ..tokenizer.word import WordTokenizer  # noqa: PLC0415
+
+        return WordTokenizer(meta["words"])
     if kind == "bpe" and isinstance(meta.get("model"), str):
         from ..tokenizer.formats import loads_bpe  # noqa: PLC0415
 
         return loads_bpe(meta["model"], source="checkpoint tokenizer")
-    raise ValueError(f"tokenizer description: got type {kind!r}, expected 'char' (with chars) or 'bpe' (with model)")
+    raise ValueError(f"tokenizer description: got type {kind!r}, expected 'char' (with chars), 'word' (with "
+                     "words) or 'bpe' (with model)")
 
 
 def gpt_meta(model: GPT, tokenizer=None, **extra) -> dict:

@@ -1,0 +1,284 @@
+"""In-context learning against scale, its mechanism (induction heads), measured.
+
+    python -m minitx.bench.icl [--seed S] [--json] [--fast] [--cache DIR]
+
+1. **Train** GPTs of four sizes (about 6k to 350k parameters, 1 to 3
+   layers) on the same generated data (:mod:`minitx.datasets.icl`: every
+   sequence hides its own label words) with the same token budget, each
+   through the one :class:`~minitx.train.trainer.Trainer`, two
+   data-parallel threads. Trained models are cached as Trainer checkpoints
+   (safetensors + JSON) in ``--cache`` (default ``.cache/icl``), keyed by
+   size, seed and budget, so the tutorials reuse them; a second run only
+   evaluates.
+2. **Evaluate** k-shot accuracy for k = 0, 1, 2, 4, 8: prompts built by
+   :func:`minitx.prompt.build_prompt` and checked by
+   :func:`minitx.prompt.fit_prompt`; the answer is the candidate label with
+   the higher next-token logit (rank classification, as Brown et al. score
+   multiple choice), so chance is 1/2. Every drawn prompt is also asked with
+   its label words swapped (counterbalanced), so a model that ignores the
+   examples scores exactly chance.
+3. **Mechanism.** A prefix-matching score per head of the largest model
+   (:func:`minitx.interpret.prefix_matching_scores`) names the induction
+   heads; zeroing their output (:func:`minitx.interpret.ablate_heads`) and
+   re-measuring few-shot accuracy shows how much of the skill they carry.
+   The same number of the *lowest*-scoring heads is ablated as a control.
+
+``--json`` prints one object a line: accuracy rows ``{"model", "n_params",
+"k", "accuracy", "chance", "n_eval"}``, then ablation rows (``"ablation"``
+names which heads were zeroed) and one ``"induction_heads"`` row.
+``--fast`` shrinks everything to seconds (the tests run it); its numbers
+check the structure, not the targets.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import icl
+from ..models.gpt import GPT, GPTConfig
+from ..prompt import fit_prompt
+from ..train.config import TrainConfig
+
+SHOTS = (0, 1, 2, 4, 8)
+MAX_K = 8
+CHANCE = 0.5  # two candidate labels
+N_ABLATE = 2  # heads zeroed: the two best matchers
+N_CONTROLS = 4  # random pairs of other heads zeroed, as the control
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+
+
+#: The model sizes, smallest first. The 1-layer model cannot compose a previous-token head with an
+#: induction head (that takes two layers), which is the contrast the scale axis should show.
+SIZES = (Size("gpt-1x16", 1, 2, 16), Size("gpt-2x24", 2, 2, 24), Size("gpt-2x40", 2, 4, 40),
+         Size("gpt-2x64", 2, 4, 64))
+FAST_SIZES = (Size("gpt-1x8", 1, 1, 8), Size("gpt-2x16", 2, 2, 16), Size("gpt-2x32", 2, 2, 32))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The token budget (``max_iters * batch_size * block_size``) every size gets, and the evaluation sizes."""
+
+    max_iters: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
+    n_eval: int = 200  # drawn prompts per cell; counterbalancing doubles it
+    n_prefix: int = 64  # repeated random sequences for the prefix-matching score
+
+    @property
+    def tokens(self) -> int:
+        return self.max_iters * self.batch_size * icl.BLOCK_SIZE
+
+
+FULL = Budget()
+FAST = Budget(max_iters=30, batch_size=8, n_eval=20, n_prefix=8)
+
+
+def model_config(size: Size) -> GPTConfig:
+    return GPTConfig(vocab_size=len(icl.VOCAB), block_size=icl.BLOCK_SIZE, n_layer=size.n_layer,
+                     n_head=size.n_head, n_embd=size.n_embd, dropout=0.0)
+
+
+def train_config(budget: Budget, seed: int) -> TrainConfig:
+    return TrainConfig(batch_size=budget.batch_size, max_iters=budget.max_iters, lr=budget.lr, min_lr=budget.lr / 10,
+                       warmup_iters=max(1, budget.max_iters // 20), weight_decay=0.1, beta2=0.99,
+                       eval_interval=budget.max_iters, eval_iters=4, seed=seed)
+
+
+def run_dir(cache: Path, size: Size, budget: Budget, seed: int) -> Path:
+    return Path(cache) / f"{size.name}-seed{seed}-iters{budget.max_iters}-batch{budget.batch_size}"
+
+
+def train_or_load(size: Size, budget: Budget, seed: int, cache, *, threads: int = 2, log=print) -> tuple[GPT, dict]:
+    """The model of ``size`` trained with ``budget`` and ``seed``: from ``cache`` if there, else trained now.
+
+    Returns ``(model in eval mode, info)``; ``info`` has ``val_loss``,
+    ``seconds`` and ``cpu_seconds`` (of the training, also when cached:
+    they are read back from the checkpoint's metadata).
+    """
+    from ..train.lm import gpt_meta, read_checkpoint  # noqa: PLC0415
+    from ..train.parallel import DataParallel  # noqa: PLC0415
+    from ..train.trainer import Trainer  # noqa: PLC0415
+
+    out = run_dir(cache, size, budget, seed)
+    config = model_config(size)
+    if (out / "ckpt").is_dir():
+        state, _, meta = read_checkpoint(out)
+        if meta.get("config") == config.to_dict() and meta.get("iter") == budget.max_iters:
+            model = GPT(config, seed=seed)
+            model.load_state_dict(state)
+            return model.eval(), dict(meta["icl_run"], cached=True)
+    data = icl.ICLData(config.block_size)
+    model = GPT(config, seed=seed)
+    wrapped = DataParallel(model, threads=threads, seed=seed) if threads > 1 else model
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer = Trainer(wrapped, data, train_config(budget, seed), None, meta=gpt_meta(model, data.tokenizer),
+                      progress=False, log=lambda *a, **k: None)
+    try:
+        history = trainer.train()
+    finally:
+        if threads > 1:
+            wrapped.close()
+    info = {"val_loss": history[-1]["val_loss"], "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(time.process_time() - c0, 1), "tokens": budget.tokens, "threads": threads}
+    trainer.out_dir = out  # write the checkpoint only now, with the run's figures in its metadata
+    trainer.meta["icl_run"] = info
+    trainer.save()
+    log(f"trained {size.name} ({model.num_parameters():,} parameters) in {info['seconds']:.0f} s: "
+        f"val loss {info['val_loss']:.4f}")
+    return model.eval(), dict(info, cached=False)
+
+
+def last_logits(model: GPT, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """``ids [N, T] -> logits [N, V]`` at the last position, in chunks of ``chunk`` prompts (memory)."""
+    return np.concatenate([model.forward(ids[i : i + chunk])[:, -1] for i in range(0, len(ids), chunk)])
+
+
+def encode_episodes(eps: list[dict], tokenizer, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prompts checked against ``window`` (overflow is an error) -> ``ids [N, T]``, answer and other label ids."""
+    ids = np.array([fit_prompt(e["prompt"], tokenizer, window).ids for e in eps])  # (N, T): equal lengths
+    answer = np.array([tokenizer.stoi[e["answer"]] for e in eps])  # (N,)
+    other = np.array([tokenizer.stoi[next(c for c in e["candidates"] if c != e["answer"])] for e in eps])
+    return ids, answer, other
+
+
+def accuracy(model: GPT, encoded) -> float:
+    """Share of prompts where the right label's logit beats the other candidate's."""
+    ids, answer, other = encoded
+    logits = last_logits(model, ids)  # (N, V)
+    rows = np.arange(len(ids))
+    return float(np.mean(logits[rows, answer] > logits[rows, other]))
+
+
+def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = True) -> dict:
+    """``{k: encoded prompts}``, the same prompts for every model (their own generator per k)."""
+    return {k: encode_episodes(icl.episodes(np.random.default_rng([seed, 7, k, per_label]), n, k,
+                                            per_label=per_label), tokenizer, window)
+            for k in SHOTS}
+
+
+def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int = 2, log=print) -> dict:
+    """Train (or load) every size, evaluate, find and ablate induction heads. Returns every figure."""
+    from ..interpret import ablate_heads, attention_to_targets, prefix_matching_scores  # noqa: PLC0415
+
+    budget, sizes = (FAST, FAST_SIZES) if fast else (FULL, SIZES)
+    t0, c0 = time.perf_counter(), time.process_time()
+    tokenizer = icl.tokenizer()
+    window = icl.BLOCK_SIZE
+    sets = eval_sets(seed, budget.n_eval, tokenizer, window)
+    totals = eval_sets(seed, budget.n_eval, tokenizer, window, per_label=False)  # k examples in all
+    rows, total_rows, models, infos = [], [], {}, {}
+    for size in sizes:
+        model, info = train_or_load(size, budget, seed, cache, threads=threads, log=log)
+        models[size.name], infos[size.name] = model, dict(info, n_params=model.num_parameters())
+        for k in SHOTS:
+            rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
+                         "accuracy": accuracy(model, sets[k]), "chance": CHANCE, "n_eval": len(sets[k][0])})
+            total_rows.append({"model": size.name, "n_params": model.num_parameters(), "k_total": k,
+                               "accuracy": accuracy(model, totals[k]), "chance": CHANCE, "n_eval": len(totals[k][0])})
+    largest = models[sizes[-1].name]
+    ids8, _, _ = sets[MAX_K]
+    eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, True]), budget.n_eval, MAX_K)  # = sets[MAX_K]
+    same = icl.matching_label_positions(eps8, ids8.shape[1])
+    # where the query's word should look: earlier review words of the same sentiment (the label's predecessor)
+    same_words, all_words = np.roll(same, -1, axis=1), np.zeros_like(same)
+    all_words[:, [icl.label_position(j) - 1 for j in range(2 * MAX_K)]] = True
+    match = (attention_to_targets(largest, ids8, -1, same_words)
+             - attention_to_targets(largest, ids8, -1, all_words & ~same_words))  # (n_layer, n_head)
+    random_prefix = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
+    order = [tuple(int(i) for i in np.unravel_index(j, match.shape)) for j in np.argsort(match, axis=None)[::-1]]
+    top = order[:N_ABLATE]
+    rng = np.random.default_rng([seed, 13])
+    others = order[N_ABLATE:]
+    controls = [[others[i] for i in rng.choice(len(others), N_ABLATE, replace=False)] for _ in range(N_CONTROLS)]
+    ablation = []
+    for k in (2, 4, 8):
+        base = accuracy(largest, sets[k])
+        with ablate_heads(largest, top):
+            hit = accuracy(largest, sets[k])
+        control = []
+        for heads in controls:
+            with ablate_heads(largest, heads):
+                control.append(accuracy(largest, sets[k]))
+        for label, heads, acc in (("none", [], base), ("induction", top, hit),
+                                  ("control", controls, float(np.mean(control)))):
+            ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
+                             "chance": CHANCE, "n_eval": len(sets[k][0])})
+    return {"rows": rows, "total_rows": total_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
+            "induction_heads": top, "models": infos, "seed": seed, "fast": fast,
+            "budget": budget.__dict__ | {"tokens": budget.tokens},
+            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
+
+
+def format_table(result: dict) -> str:
+    """The accuracy table (rows: sizes, columns: k) and the ablation lines."""
+    rows = result["rows"]
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    n_eval = rows[0]["n_eval"]
+    lines = [f"2-way k-shot accuracy, k examples per label (chance {CHANCE}, {n_eval} prompts per cell, "
+             f"seed {result['seed']})",
+             f"{'model':<10} {'params':>8} {'val loss':>8} " + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
+    for name in names:
+        mine = {r["k"]: r for r in rows if r["model"] == name}
+        info = result["models"][name]
+        lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
+                     + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
+    lines.append("")
+    lines.append("the same, counting k as examples in all (Brown et al.), each of a random sentiment:")
+    for name in names:
+        mine = {r["k_total"]: r for r in result["total_rows"] if r["model"] == name}
+        lines.append(f"{name:<10} {'':>8} {'':>8} " + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
+    lines.append("")
+    for key, what in (("match_scores", "matching score (attention from the query's word to earlier words of its "
+                                        "sentiment, minus to the other sentiment's)"),
+                      ("prefix_scores", "prefix-matching score on repeated random tokens (Olsson et al.)")):
+        lines.append(f"{what}, per head of {names[-1]} (rows: layers):")
+        lines.extend(f"  layer {i}: " + " ".join(f"{s:+.2f}" for s in row) for i, row in enumerate(result[key]))
+    lines.append(f"induction heads (layer, head), the {N_ABLATE} best matchers: {result['induction_heads']}")
+    for k in sorted({a["k"] for a in result["ablation"]}):
+        acc = {a["ablation"]: a for a in result["ablation"] if a["k"] == k}
+        lines.append(f"  k={k}: accuracy {acc['none']['accuracy']:.3f}; induction heads zeroed "
+                     f"{acc['induction']['accuracy']:.3f}; {N_ABLATE} other heads zeroed (mean of "
+                     f"{len(acc['control']['heads'])} random pairs) {acc['control']['accuracy']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m minitx.bench.icl", description=__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data and the prompts (default 0)")
+    p.add_argument("--json", action="store_true", help="one JSON object a line instead of the table")
+    p.add_argument("--fast", action="store_true", help="tiny models and budgets: seconds, for the tests")
+    p.add_argument("--cache", default=".cache/icl", help="folder of trained models (default .cache/icl)")
+    p.add_argument("--threads", type=int, default=2, help="data-parallel threads (default 2)")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads: got {args.threads}, expected a positive integer")
+    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
+                 log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
+    if args.json:
+        for r in result["rows"] + result["total_rows"] + result["ablation"]:
+            print(json.dumps(r))
+        print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
+                          "prefix_scores": result["prefix_scores"],
+                          "seconds": result["seconds"], "cpu_seconds": result["cpu_seconds"]}))
+    else:
+        print(format_table(result))
+        print(f"\n{result['seconds']:.0f} s wall clock, {result['cpu_seconds']:.0f} s CPU time "
+              f"(token budget {result['budget']['tokens']:,} per model)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
