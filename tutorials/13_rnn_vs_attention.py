@@ -254,10 +254,10 @@ if not FAST:
 # %%
 if plt():
     fig, ax = plt().subplots(figsize=(7, 4))
-    for name, style in (("rnn", "o-"), ("gru", "^-"), ("gpt", "s-")):
+    for name, style, size in (("gpt", "s-", 10), ("rnn", "o-", 6), ("gru", "^--", 6)):  # the GRU drawn over the GPT
         points = [(r["distance"], r["accuracy"]) for r in rows if r.get("model") == name and "accuracy" in r]
         n_params = next(r["n_params"] for r in rows if r.get("model") == name and "n_params" in r)
-        ax.plot(*zip(*points), style, label=f"{name} ({n_params:,} parameters)")
+        ax.plot(*zip(*points), style, markersize=size, label=f"{name} ({n_params:,} parameters)")
     ax.axhline(1 / settings.n_values, color="grey", ls=":", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("distance N back to the fact (tokens)")
