@@ -68,11 +68,11 @@ class RecallBenchSettings:
     gru: dict = field(default_factory=lambda: dict(n_embd=64, hidden_size=144))
 
     @classmethod
-    def full(cls) -> "RecallBenchSettings":
+    def full(cls) -> RecallBenchSettings:
         return cls()
 
     @classmethod
-    def fast(cls) -> "RecallBenchSettings":
+    def fast(cls) -> RecallBenchSettings:
         return cls(n_keys=4, n_values=4, seq_len=10, distances=(2, 4, 8), iters=30, batch_size=16, lr=dict(rnn=3e-3, gru=3e-3, gpt=3e-3), warmup_iters=5, n_eval=40,
                    eval_iters=2, gpt=dict(n_layer=1, n_head=2, n_embd=16), rnn=dict(n_embd=8, hidden_size=24),
                    gru=dict(n_embd=8, hidden_size=14))
@@ -185,7 +185,9 @@ def main(argv=None) -> int:
         f"seed {args.seed}")
     err(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {load0[0]:.2f} at start, BLAS threads {args.blas_threads}")
-    from threadpoolctl import threadpool_limits  # a core dependency (see minitx.train.parallel)
+    from threadpoolctl import (
+        threadpool_limits,  # a core dependency (see minitx.train.parallel)
+    )
 
     t0 = time.perf_counter()
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):

@@ -104,7 +104,6 @@ class RNNLM(Module):
         for layer in reversed(list(self.layers)):
             dx, _ = layer.backward(dx)  # (B, T, H) -> (B, T, I); the final state fed nothing, so dh_T = 0
         self.wte.backward(dx)
-        return None
 
     def loss(self, idx, targets, *, label_smoothing: float = 0.0):
         """Forward + mean cross-entropy (targets of -100 are ignored); returns ``(loss, logits)``."""
@@ -122,4 +121,4 @@ class RNNLM(Module):
         return a if array_module(a) is array_module(w) else to_device(a, device_of(w))
 
 
-__all__ = ["PRESETS", "RNNConfig", "RNNLM"]
+__all__ = ["PRESETS", "RNNLM", "RNNConfig"]
