@@ -51,7 +51,7 @@ def test_training_rows_are_the_prompts_with_answers():
     assert x.shape == y.shape == (4, icl.BLOCK_SIZE)
     answers = data.answer_mask()
     assert (y[:, ~answers] == icl.IGNORE).all() and (x[:, 1:][:, answers[:-1]] == y[:, :-1][:, answers[:-1]]).all()
-    assert answers.sum() == 17  # the labels of the 17 lines the window holds
+    assert answers.sum() == 9  # the labels of the nine lines the window holds
     full = icl.ICLData(answers_only=False).get_batch("train", 4, np.random.default_rng(1))
     assert (full[0][:, 1:] == full[1][:, :-1]).all()  # plain next-token targets
     v1 = data.get_batch("val", 4, np.random.default_rng(1))[0]
@@ -63,15 +63,16 @@ def test_episodes_are_counterbalanced_and_fit_the_window():
     assert len(eps) == 10
     for a, b in zip(eps[::2], eps[1::2]):
         assert a["candidates"] == b["candidates"][::-1] and a["answer"] != b["answer"]
-        assert a["prompt"].query == b["prompt"].query and a["prompt"].shots == 16
+        assert a["prompt"].query == b["prompt"].query and a["prompt"].shots == 8
     n_tokens = len(icl.tokenizer().encode(eps[0]["prompt"].text))
-    assert n_tokens == icl.BLOCK_SIZE - 2  # 8 examples per label: the window minus the answer and its newline
-    for e in eps:  # k per label: each label shown 8 times
-        labels = [out for _, out in e["prompt"].examples]
-        assert sorted(labels) == sorted(list(e["candidates"]) * 8)
-    total = icl.episodes(np.random.default_rng(0), 50, 1, per_label=False)
-    assert all(e["prompt"].shots == 1 for e in total)
-    assert any(e["prompt"].examples[0][1] != e["answer"] for e in total)  # one example in all: often the other label
+    assert n_tokens == icl.BLOCK_SIZE - 2  # 8 examples: the window minus the answer and its newline
+    one = icl.episodes(np.random.default_rng(0), 50, 1)
+    assert all(e["prompt"].shots == 1 for e in one)
+    assert any(e["prompt"].examples[0][1] != e["answer"] for e in one)  # one example in all: often the other label
+    for e in icl.episodes(np.random.default_rng(0), 20, 4, per_label=True):  # k per label: each label 4 times
+        assert sorted(out for _, out in e["prompt"].examples) == sorted(list(e["candidates"]) * 4)
+    with pytest.raises(ValueError, match="shots: got 5"):
+        icl.episodes(np.random.default_rng(0), 1, 5, per_label=True)
     with pytest.raises(ValueError, match="shots: got 9"):
         icl.episodes(np.random.default_rng(0), 1, 9)
 
@@ -173,7 +174,7 @@ def test_icl_bench_fast_structure(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    rows = [r for r in lines if "k" in r and "ablation" not in r]  # the k-per-label table (k_total rows: the other)
+    rows = [r for r in lines if "k" in r and "ablation" not in r]
     assert len(rows) == 3 * 5 and {r["k"] for r in rows} == {0, 1, 2, 4, 8}
     for r in rows:
         assert set(r) == {"model", "n_params", "k", "accuracy", "chance", "n_eval"}
@@ -182,6 +183,8 @@ def test_icl_bench_fast_structure(tmp_path):
             assert r["accuracy"] == 0.5
     params = [r["n_params"] for r in rows if r["k"] == 0]
     assert params == sorted(params) and params[-1] >= 10 * params[0]
+    per_label = [r for r in lines if "k_per_label" in r]
+    assert len(per_label) == 3 * 3 and {r["k_per_label"] for r in per_label} == {1, 2, 4}
     ablation = [r for r in lines if "ablation" in r]
     assert {r["ablation"] for r in ablation} == {"none", "induction", "control"}
     assert len(lines[-1]["induction_heads"]) == 2

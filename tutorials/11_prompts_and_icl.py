@@ -60,7 +60,7 @@ for k in (0, 1, 2):
 # The model never sees characters or words: it sees token ids, and at most
 # `block_size` of them at once. `fit_prompt` encodes a prompt and checks it
 # against the window. The models of this lesson use a word-level tokenizer
-# (one word, one token) and a window of 107 tokens: the instruction and 17
+# (one word, one token) and a window of 59 tokens: the instruction and nine
 # lines of the task below.
 
 # %%
@@ -74,14 +74,14 @@ print(fitted.text)
 print(f"\n{fitted.n_tokens} tokens of a {window}-token window")
 
 # %% [markdown]
-# Twenty examples do not fit. The default policy is to refuse, naming both
+# Twelve examples do not fit. The default policy is to refuse, naming both
 # counts: a silently shortened prompt is a prompt you did not write. The
 # other two policies say what they removed: `drop-examples` drops the oldest
 # examples, `truncate-left` keeps the last tokens (a sliding window: the
 # instruction goes first).
 
 # %%
-long_prompt = build_prompt(task, "film lovely", lines * 5)
+long_prompt = build_prompt(task, "film lovely", lines * 3)
 try:
     fit_prompt(long_prompt, tokenizer, window)
 except PromptTooLong as exc:
@@ -117,13 +117,13 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # Every prompt is also asked with its two label words swapped, so a model
 # that ignores the examples scores exactly 0.5.
 #
-# **What "k-shot" counts.** Here k is the number of examples *per label*,
-# the convention of few-shot classification ("2-way k-shot"): a 1-shot
-# prompt shows each label once. Counted in all (Brown et al.), a 1-shot
-# prompt shows one label only, and half the time the query has the other
-# sentiment: the right answer is then a word the prompt never showed, and
-# the model must reason by exclusion. The bench prints that table too; our
-# small models mostly fail it (they copy the one label they saw).
+# **What "k-shot" counts.** Here, as in Brown et al., k is the number of
+# examples in all. A 1-shot prompt then shows one label only, and half the
+# time the query has the other sentiment: the right answer is a word the
+# prompt never showed, and the model must reason by exclusion ("the label I
+# saw is taken"). The bench also counts k *per label* (the few-shot
+# classification convention, "2-way k-shot": a 1-shot prompt shows each
+# label once), which separates reading the mapping from that exclusion.
 #
 # The label follows the review's last word directly (the `review-label`
 # template has no output indicator): then the token before each label is a
@@ -133,7 +133,7 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # ## 4. The same prompts, four model sizes
 #
 # `python -m minitx.bench.icl` trains four GPTs (1 layer and 16 wide up to
-# 2 layers and 64 wide: about 17x in parameters) on the same data with the
+# 2 layers and 64 wide: about 16x in parameters) on the same data with the
 # same token budget, through the one `Trainer`, and caches them in
 # `.cache/icl`. If the cache is there this cell only evaluates; otherwise it
 # trains them (about ten minutes on two cores). In the test suite's fast
@@ -156,7 +156,7 @@ if plt():
     ax.axhline(bench.CHANCE, color="gray", ls="--", lw=1, label="chance")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xticks(bench.SHOTS, [str(k) for k in bench.SHOTS])
-    ax.set_xlabel("examples per label in the prompt (k)")
+    ax.set_xlabel("examples in the prompt (k)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0.3, 1.02)
     ax.set_title("in-context learning by model size")
@@ -184,7 +184,7 @@ from minitx.generate import generate_text  # noqa: E402
 
 largest, _ = bench.train_or_load((bench.FAST_SIZES if FAST else bench.SIZES)[-1], bench.FAST if FAST else bench.FULL,
                                  0, cache)
-for k in (0, 1, 2):  # k examples per label: lines alternate tiger (positive) and lemon (negative)
-    p = fit_prompt(build_prompt(task, "film lovely", lines[: 2 * k]), tokenizer, window)
+for k in (0, 1, 2, 4):  # the lines alternate tiger (positive) and lemon (negative)
+    p = fit_prompt(build_prompt(task, "film lovely", lines[:k]), tokenizer, window)
     completion = generate_text(largest, tokenizer, p.text, 1, temperature=0)
     print(f"{k}-shot ({p.shots} examples): ...{p.text.splitlines()[-1]!r} -> {completion.strip()!r}")

@@ -49,7 +49,7 @@ cache = output_dir() / "12_icl_cache" if FAST else root / ".cache" / "icl"
 #
 # `bench.run` loads the cached models of lesson 11 (or trains them: fast
 # mode trains tiny ones in seconds, whose heads have learnt nothing yet)
-# and scores every head of the largest one on 8-shot prompts (8 examples per label). At the last
+# and scores every head of the largest one on 8-shot prompts. At the last
 # position, the query's word, we add up the attention the head pays to the
 # earlier review words *of the same sentiment* and subtract what it pays to
 # those of the other sentiment. A head that ignores sentiment scores about 0;
@@ -90,7 +90,7 @@ if plt():
 # %% [markdown]
 # ## 2. What the best matchers look at
 #
-# One prompt with two examples per label; each panel is one head's attention, queries down,
+# One 4-shot prompt; each panel is one head's attention, queries down,
 # keys across. The last row is the query's word: its bright cells should sit
 # on the earlier words of the same sentiment.
 

@@ -46,6 +46,7 @@ from ..prompt import fit_prompt
 from ..train.config import TrainConfig
 
 SHOTS = (0, 1, 2, 4, 8)
+PER_LABEL_SHOTS = (1, 2, 4)  # k examples of each label (8 in all at most: the window holds 8 examples)
 MAX_K = 8
 CHANCE = 0.5  # two candidate labels
 N_ABLATE = 2  # heads zeroed: the two best matchers
@@ -71,7 +72,7 @@ FAST_SIZES = (Size("gpt-1x8", 1, 1, 8), Size("gpt-2x16", 2, 2, 16), Size("gpt-2x
 class Budget:
     """The token budget (``max_iters * batch_size * block_size``) every size gets, and the evaluation sizes."""
 
-    max_iters: int = 2000
+    max_iters: int = 3000
     batch_size: int = 32
     lr: float = 3e-3
     n_eval: int = 200  # drawn prompts per cell; counterbalancing doubles it
@@ -162,11 +163,11 @@ def accuracy(model: GPT, encoded) -> float:
     return float(np.mean(logits[rows, answer] > logits[rows, other]))
 
 
-def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = True) -> dict:
+def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = False) -> dict:
     """``{k: encoded prompts}``, the same prompts for every model (their own generator per k)."""
     return {k: encode_episodes(icl.episodes(np.random.default_rng([seed, 7, k, per_label]), n, k,
                                             per_label=per_label), tokenizer, window)
-            for k in SHOTS}
+            for k in (PER_LABEL_SHOTS if per_label else SHOTS)}
 
 
 def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int = 2, log=print) -> dict:
@@ -178,23 +179,25 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     tokenizer = icl.tokenizer()
     window = icl.BLOCK_SIZE
     sets = eval_sets(seed, budget.n_eval, tokenizer, window)
-    totals = eval_sets(seed, budget.n_eval, tokenizer, window, per_label=False)  # k examples in all
-    rows, total_rows, models, infos = [], [], {}, {}
+    per_label = eval_sets(seed, budget.n_eval, tokenizer, window, per_label=True)  # k examples of each label
+    rows, label_rows, models, infos = [], [], {}, {}
     for size in sizes:
         model, info = train_or_load(size, budget, seed, cache, threads=threads, log=log)
         models[size.name], infos[size.name] = model, dict(info, n_params=model.num_parameters())
         for k in SHOTS:
             rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
                          "accuracy": accuracy(model, sets[k]), "chance": CHANCE, "n_eval": len(sets[k][0])})
-            total_rows.append({"model": size.name, "n_params": model.num_parameters(), "k_total": k,
-                               "accuracy": accuracy(model, totals[k]), "chance": CHANCE, "n_eval": len(totals[k][0])})
+        for k in PER_LABEL_SHOTS:
+            label_rows.append({"model": size.name, "n_params": model.num_parameters(), "k_per_label": k,
+                               "accuracy": accuracy(model, per_label[k]), "chance": CHANCE,
+                               "n_eval": len(per_label[k][0])})
     largest = models[sizes[-1].name]
     ids8, _, _ = sets[MAX_K]
-    eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, True]), budget.n_eval, MAX_K)  # = sets[MAX_K]
+    eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, False]), budget.n_eval, MAX_K)  # = sets[MAX_K]
     same = icl.matching_label_positions(eps8, ids8.shape[1])
     # where the query's word should look: earlier review words of the same sentiment (the label's predecessor)
     same_words, all_words = np.roll(same, -1, axis=1), np.zeros_like(same)
-    all_words[:, [icl.label_position(j) - 1 for j in range(2 * MAX_K)]] = True
+    all_words[:, [icl.label_position(j) - 1 for j in range(MAX_K)]] = True
     match = (attention_to_targets(largest, ids8, -1, same_words)
              - attention_to_targets(largest, ids8, -1, all_words & ~same_words))  # (n_layer, n_head)
     random_prefix = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
@@ -216,7 +219,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
                                   ("control", controls, float(np.mean(control)))):
             ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
                              "chance": CHANCE, "n_eval": len(sets[k][0])})
-    return {"rows": rows, "total_rows": total_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
+    return {"rows": rows, "label_rows": label_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
             "induction_heads": top, "models": infos, "seed": seed, "fast": fast,
             "budget": budget.__dict__ | {"tokens": budget.tokens},
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
@@ -227,8 +230,7 @@ def format_table(result: dict) -> str:
     rows = result["rows"]
     names = list(dict.fromkeys(r["model"] for r in rows))
     n_eval = rows[0]["n_eval"]
-    lines = [f"2-way k-shot accuracy, k examples per label (chance {CHANCE}, {n_eval} prompts per cell, "
-             f"seed {result['seed']})",
+    lines = [f"k-shot accuracy, k examples in all (chance {CHANCE}, {n_eval} prompts per cell, seed {result['seed']})",
              f"{'model':<10} {'params':>8} {'val loss':>8} " + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
     for name in names:
         mine = {r["k"]: r for r in rows if r["model"] == name}
@@ -236,10 +238,11 @@ def format_table(result: dict) -> str:
         lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
                      + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
     lines.append("")
-    lines.append("the same, counting k as examples in all (Brown et al.), each of a random sentiment:")
+    lines.append("2-way k-shot, k examples of each label (2k in all, in random order):")
+    lines.append(f"{'model':<10} " + " ".join(f"{'k=' + str(k) + '/label':>10}" for k in PER_LABEL_SHOTS))
     for name in names:
-        mine = {r["k_total"]: r for r in result["total_rows"] if r["model"] == name}
-        lines.append(f"{name:<10} {'':>8} {'':>8} " + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
+        mine = {r["k_per_label"]: r for r in result["label_rows"] if r["model"] == name}
+        lines.append(f"{name:<10} " + " ".join(f"{mine[k]['accuracy']:>10.3f}" for k in PER_LABEL_SHOTS))
     lines.append("")
     for key, what in (("match_scores", "matching score (attention from the query's word to earlier words of its "
                                         "sentiment, minus to the other sentiment's)"),
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
                  log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.json:
-        for r in result["rows"] + result["total_rows"] + result["ablation"]:
+        for r in result["rows"] + result["label_rows"] + result["ablation"]:
             print(json.dumps(r))
         print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
                           "prefix_scores": result["prefix_scores"],

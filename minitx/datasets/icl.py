@@ -55,11 +55,11 @@ LINE_TOKENS = 6
 #: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
 LABEL_OFFSET, HEADER_TOKENS = 4, 5
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
-TRAIN_LINES = 18
-#: The most examples *per label* a prompt holds (2-way k-shot: 2k examples in all).
+TRAIN_LINES = 10
+#: The most examples a prompt holds (in all).
 MAX_SHOTS = 8
-#: The models' context window: the instruction and 17 full lines (16 examples, the query and its label).
-BLOCK_SIZE = HEADER_TOKENS + (2 * MAX_SHOTS + 1) * LINE_TOKENS
+#: The models' context window: the instruction and 9 full lines (8 examples, the query and its label).
+BLOCK_SIZE = HEADER_TOKENS + (MAX_SHOTS + 1) * LINE_TOKENS
 #: The target id the cross-entropy skips (:func:`minitx.nn.loss.cross_entropy_forward`'s ``ignore_index``).
 IGNORE = -100
 
@@ -163,20 +163,19 @@ class ICLData:
         return (t >= HEADER_TOKENS) & ((t - HEADER_TOKENS) % LINE_TOKENS == LABEL_OFFSET)
 
 
-def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = True,
+def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = False,
              counterbalance: bool = True) -> list[dict]:
-    """``n`` evaluation prompts, built with :func:`minitx.prompt.build_prompt`, of ``shots`` examples per label.
+    """``n`` evaluation prompts of ``shots`` examples, built with :func:`minitx.prompt.build_prompt`.
 
-    **k-shot means k examples per label** (``per_label``, the default): the
-    few-shot classification convention ("2-way k-shot", as in Gao et al.,
-    2021, and the meta-learning benchmarks), so a 1-shot prompt shows each
-    label once, in random order, and a k-shot prompt ``2 k`` examples.
-    Why: with one example *in all*, half the queries have the other
-    sentiment, and the right answer is then a word the prompt never showed;
-    a model must reason by exclusion ("the one label I saw is taken") rather
-    than read the mapping off the examples, which is another skill. With
-    ``per_label=False`` the prompt holds ``shots`` examples in all, each of a
-    random sentiment (Brown et al.'s count); the bench reports that table too.
+    By default ``shots`` counts the examples in all (Brown et al.), each of a
+    random sentiment. Then with one example, half the queries have the other
+    sentiment, and the right answer is a word the prompt never showed: the
+    model must reason by exclusion ("the one label I saw is taken"), not
+    read the mapping off the examples. With ``per_label`` it counts examples
+    *per label* instead, the few-shot classification convention ("2-way
+    k-shot", as in Gao et al., 2021): a 1-shot prompt shows each label once,
+    in random order, and a k-shot prompt holds ``2 k`` examples (at most
+    ``MAX_SHOTS // 2`` per label then).
 
     Each is ``{"prompt": Prompt, "answer": label word, "candidates": (positive label, negative label)}``.
     With ``counterbalance`` every drawn sequence is used twice, with its two
@@ -184,7 +183,7 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
     the examples then gives the same answer to both and scores exactly
     chance, 0.5, instead of 0.5 plus sampling noise.
     """
-    most = MAX_SHOTS if per_label else 2 * MAX_SHOTS
+    most = MAX_SHOTS // 2 if per_label else MAX_SHOTS
     if not isinstance(shots, int) or isinstance(shots, bool) or not 0 <= shots <= most:
         raise ValueError(f"shots: got {shots!r}, expected an integer in [0, {most}]")
     n_examples = 2 * shots if per_label else shots
