@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from ..backend import DEFAULT_DTYPE, array_module, device_of, kernels_enabled, to_device
+from ..backend import DEFAULT_DTYPE, array_module, kernels_enabled, to_device
 from ..nn import (
     DecoderBlock,
     Dropout,
@@ -64,8 +64,8 @@ from ..nn import (
     Parameter,
 )
 from ..nn.checks import check_positive_int
-from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 from .config import PresetConfig
+from .lm_loss import NextTokenLoss
 
 # --------------------------------------------------------------------------
 # Configuration and presets
@@ -151,7 +151,7 @@ def lm_head_backward(dlogits, cache):
 # --------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------
-class GPT(Module):
+class GPT(NextTokenLoss, Module):
     """Decoder-only transformer language model (GPT-2 architecture).
 
     ``forward(idx) -> logits`` and ``backward(dlogits)`` follow the same
@@ -236,28 +236,6 @@ class GPT(Module):
         dx = self.wpe.backward(dx)  # adds into wpe.weight.grad; dx passes through unchanged
         self.wte.backward(dx)  # gradient 2 of 2: the scatter-add of the input lookup
         return None
-
-    def loss(self, idx, targets, *, label_smoothing: float = 0.0):
-        """Forward + mean cross-entropy; returns ``(loss, logits)``.
-
-        Keeps what :meth:`backward_loss` needs, so a training step reads::
-
-            loss, _ = model.loss(x, y)
-            model.backward_loss()        # dL/dtheta added into every p.grad
-        """
-        logits = self.forward(idx)  # (B, T, V)
-        loss, self.loss_cache = cross_entropy_forward(logits, self._on_weights_device(targets),
-                                                      label_smoothing=label_smoothing)
-        return float(loss), logits
-
-    def backward_loss(self, scale: float = 1.0) -> None:
-        """Backward from the last :meth:`loss`; ``scale`` multiplies dL (gradient accumulation uses 1/k)."""
-        self.backward(cross_entropy_backward(scale, self.loss_cache))  # dlogits: (B, T, V)
-
-    def _on_weights_device(self, a):
-        """``a`` (token ids, targets) on the device of the weights; unchanged when it is there already."""
-        w = self.wte.weight.data
-        return a if array_module(a) is array_module(w) else to_device(a, device_of(w))
 
     # ---- incremental decoding ---------------------------------------------
     def new_kv_caches(self) -> list[KVCache]:

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE, array_module, device_of, to_device
+from ..backend import DEFAULT_DTYPE
 from ..nn import Embedding, Linear, Module, ModuleList
 from ..nn.checks import check_positive_int
-from ..nn.loss import cross_entropy_backward, cross_entropy_forward
 from ..nn.rnn import CELLS
 from .config import PresetConfig
+from .lm_loss import NextTokenLoss
 
 PRESETS: dict[str, dict] = {
     "rnn-test": dict(cell="rnn", n_embd=8, hidden_size=16, n_layer=1),  # unit tests: milliseconds
@@ -68,7 +68,7 @@ class RNNConfig(PresetConfig):
             raise ValueError(f"RNNConfig cell: got {self.cell!r}, expected one of {sorted(CELLS)}")
 
 
-class RNNLM(Module):
+class RNNLM(NextTokenLoss, Module):
     """Embedding -> ``n_layer`` recurrent layers -> linear head; trains through the one Trainer.
 
     ``forward(idx) -> logits``, ``backward(dlogits)``, ``loss`` and
@@ -104,21 +104,6 @@ class RNNLM(Module):
         for layer in reversed(list(self.layers)):
             dx, _ = layer.backward(dx)  # (B, T, H) -> (B, T, I); the final state fed nothing, so dh_T = 0
         self.wte.backward(dx)
-
-    def loss(self, idx, targets, *, label_smoothing: float = 0.0):
-        """Forward + mean cross-entropy (targets of -100 are ignored); returns ``(loss, logits)``."""
-        logits = self.forward(idx)  # (B, T, V)
-        loss, self.loss_cache = cross_entropy_forward(logits, self._on_weights_device(targets),
-                                                      label_smoothing=label_smoothing)
-        return float(loss), logits
-
-    def backward_loss(self, scale: float = 1.0) -> None:
-        """Backward from the last :meth:`loss`; ``scale`` multiplies dL (gradient accumulation uses 1/k)."""
-        self.backward(cross_entropy_backward(scale, self.loss_cache))  # dlogits: (B, T, V)
-
-    def _on_weights_device(self, a):
-        w = self.wte.weight.data
-        return a if array_module(a) is array_module(w) else to_device(a, device_of(w))
 
 
 __all__ = ["PRESETS", "RNNLM", "RNNConfig"]
