@@ -161,9 +161,10 @@ if plt():
 # 0.076: a straight line on a log-log plot. `python -m minitx.bench.scaling`
 # does the same at toy scale: five character-level GPTs, 2 layers, 16 to 128
 # wide, on the embedded corpus, each with the same token budget. (The budget
-# is a few hundred thousand characters, so the biggest models are the least
-# converged and the line bends at the top; Kaplan's law is for models
-# trained to convergence, or with compute to match.)
+# is half a million characters, far from convergence: the points are not
+# quite on one line, the slope steepening towards the larger models, which
+# learn more per token. Kaplan's law is for models trained to convergence,
+# or with compute to match; `benchmarks/icl.md` has the measured exponent.)
 
 # %%
 scale = scaling.run(seed=0, fast=FAST, cache=output_dir() / "12_scaling_cache" if FAST else root / ".cache" / "scaling")
