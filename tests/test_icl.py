@@ -187,7 +187,7 @@ def test_icl_bench_fast_structure(tmp_path):
     assert len(per_label) == 3 * 3 and {r["k_per_label"] for r in per_label} == {1, 2, 4}
     ablation = [r for r in lines if "ablation" in r]
     assert {r["ablation"] for r in ablation} == {"none", "induction", "control"}
-    assert len(lines[-1]["induction_heads"]) == 2
+    assert len(lines[-1]["induction_heads"]) >= 1
     assert len(list((tmp_path / "cache").iterdir())) == 3  # one checkpoint folder per size
     again = subprocess.run([sys.executable, "-m", "minitx.bench.icl", "--fast", "--json", "--seed", "3",
                             "--cache", str(tmp_path / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -169,6 +169,13 @@ if plt():
 # `benchmarks/icl.md`): at k = 0 every model is at chance, as it must be;
 # with examples the larger models climb, and with eight examples the largest
 # answers almost always right, while the one-layer model stays near chance.
+# At k = 1 the models sit at or *below* chance: with a single example, half
+# the queries have the other sentiment, the right label never appeared, and
+# these small models copy the one label they saw (right only when the
+# sentiments agree, which is what their k = 1 accuracy measures). Shown one
+# example of each label (the per-label table), the two-layer models are
+# nearly perfect at once: reading a mapping off the prompt is what they
+# learned; ruling a label out is a step further.
 # A single attention layer can look at the earlier labels, but it cannot
 # first tie each label to the review before it and then match that review
 # against the query: that takes two layers working in sequence, which is
