@@ -38,6 +38,8 @@ the per-pair ratios.
 """
 from __future__ import annotations
 
+from minitx.bench import cpu_model
+
 import argparse
 import ast
 import json
@@ -397,14 +399,7 @@ def bench_encoding(text: str, repeats: int) -> dict | None:
 # The report
 # ---------------------------------------------------------------------------
 def describe_machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = ""
     if hasattr(os, "getloadavg"):
         load = f", load average {os.getloadavg()[0]:.1f} at the start"

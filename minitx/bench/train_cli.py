@@ -51,11 +51,12 @@ the test suite except a toy-sized smoke test.
 """
 from __future__ import annotations
 
+from minitx.bench import cpu_model
+
 import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -246,14 +247,7 @@ def _version(dist: str) -> str | None:
 
 
 def machine_info(env: dict, python: str, cwd: Path) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -517,7 +511,7 @@ def _run(a, env, work: Path, emit, say) -> int:
         loop = f"{row['train_loop_s']:7.2f} {row['other_s']:7.2f}" if "train_loop_s" in row else ""
         say(f"  {label:34s} {row['wall_s']:7.2f} {row['cpu_s']:7.1f} {log_rate} {row['wall_tokens_per_s']:10,.0f} "
             f"{loop}")
-    say(f"\nratios (median of per-round ratios; above 1 means the second-named is slower)")
+    say("\nratios (median of per-round ratios; above 1 means the second-named is slower)")
     for row in ratios:
         say(_fmt_ratio(row))
     for name, reason in skipped.items():

@@ -27,11 +27,9 @@ serialised SentencePiece character map), which is refused with a message.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import unicodedata
-from pathlib import Path
 
 UNK_PENALTY = 10.0  # how far below the worst piece an unknown character scores
 # Unicode's White_Space characters, what Rust's split on whitespace uses (Python's
@@ -143,11 +141,9 @@ class UnigramTokenizer:
 
     @classmethod
     def from_huggingface(cls, path: str | os.PathLike) -> "UnigramTokenizer":
-        try:
-            spec = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a tokenizer.json ({exc})") from None
-        return cls.from_spec(spec, path)
+        from .wordpiece import read_tokenizer_json  # noqa: PLC0415
+
+        return cls.from_spec(read_tokenizer_json(path), path)
 
     @classmethod
     def from_spec(cls, spec: dict, path="tokenizer.json") -> "UnigramTokenizer":

@@ -48,6 +48,15 @@ from pathlib import Path
 
 from .unicode_classes import in_control, in_marks, in_punctuation, in_whitespace, lower
 
+
+def read_tokenizer_json(path) -> dict:
+    """A Hugging Face ``tokenizer.json`` as a dict; a file that is not one is a one-line ValueError."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a tokenizer.json ({exc}); expected the JSON that tokenizers saves") from None
+
+
 # Which characters are control, whitespace or punctuation is read from fixed
 # tables (see unicode_classes.py), not from the running Python's unicodedata:
 # Hugging Face's Rust tables are older than any current Python's, and ids must
@@ -155,11 +164,7 @@ class WordPieceTokenizer:
     @classmethod
     def from_huggingface(cls, path: str | os.PathLike) -> "WordPieceTokenizer":
         """A ``tokenizer.json`` whose model is WordPiece with BERT's normaliser and pre-tokeniser."""
-        try:
-            spec = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a tokenizer.json ({exc})") from None
-        return cls.from_spec(spec, path)
+        return cls.from_spec(read_tokenizer_json(path), path)
 
     @classmethod
     def from_spec(cls, spec: dict, path="tokenizer.json") -> "WordPieceTokenizer":
