@@ -94,6 +94,17 @@ def test_failed_training_keeps_existing_model(tmp_path, model):
     assert model.read_bytes() == before
 
 
+def test_an_existing_model_is_replaced_only_when_told(tmp_path, corpus, model, capsys):
+    before = model.read_bytes()
+    argv = ["tokenizer", "train", "--input", str(corpus), "--vocab-size", "280", "--output", str(model), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert model.read_bytes() == before
+    assert main(argv + ["--overwrite"]) == 0
+    assert BPETokenizer.load(model).vocab_size == 280
+
+
 def test_subprocess_exit_code_and_no_traceback(tmp_path, model):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     bad = tmp_path / "bad.model"

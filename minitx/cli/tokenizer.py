@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
                         "docstrings)")
     t.add_argument("--vocab-size", required=True, type=int, help="256 bytes + merges + special tokens")
     t.add_argument("--output", required=True, help="where to write the model (plus <output>.vocab)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model at --output")
     t.add_argument(
         "--pattern", default="gpt4", help=f"split pattern: {', '.join(PATTERNS)} or a regex (default: gpt4)"
     )
@@ -77,6 +78,10 @@ def run_train(args) -> int:
     out_dir = Path(args.output).resolve().parent
     if not out_dir.is_dir():
         raise UsageError(f"--output: directory {str(out_dir)!r} does not exist")
+    # Checked before training, not after: minutes of work should not end in a refusal.
+    existing = [p for p in (args.output, args.output + ".vocab") if Path(p).exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"--output: {existing[0]!r} already exists; pass --overwrite to replace it")
     from ..tokenizer import BPETokenizer  # noqa: PLC0415
 
     try:
