@@ -25,6 +25,13 @@ from minitx.pretrained.generation import generate  # noqa: E402
 VARIANTS = {
     "gpt2": [dict(), dict(seed=1, n_layer=3, n_head=4, n_embd=24, activation="gelu", n_inner=40, eps=1e-6),
              dict(seed=2, activation="relu", tie=False, min_length=12)],
+    # Llama: grouped-query (4 heads, 2 KV heads); multi-query with every bias, another theta and a tied head;
+    # full multi-head with 6 heads of width 4 and an odd MLP width
+    "llama": [dict(), dict(seed=1, layers=3, kv_heads=1, attention_bias=True, mlp_bias=True, theta=500.0, tie=True,
+                           eps=1e-5),
+              dict(seed=2, heads=6, kv_heads=6, d=24, d_ff=37, min_length=12)],
+    # BLOOM: 3 heads (slopes of a non-power-of-two count), then 4 heads in 3 layers
+    "bloom": [dict(), dict(seed=1, layers=3, heads=4, d=32, eps=1e-6)],
     "bert": [dict(), dict(seed=1, n_layer=3, n_head=4, d=24, d_ff=40, act="relu"), dict(seed=2, act="silu")],
     "bart": [dict(), dict(seed=1, enc=1, dec=3, heads=4, d=24, ffn=40, act="gelu_new", scale_embedding=True),
              dict(seed=2, forced_bos_token_id=0, min_length=5)],
@@ -33,6 +40,7 @@ VARIANTS = {
 }
 CASES = [(arch, i) for arch, vs in VARIANTS.items() for i in range(len(vs))]
 TEXTS = ["hello world", "the river bank holds water.", "a", "attention mixes tokens, 42 times!"]
+DECODERS = ("gpt2", "llama", "bloom")  # decoder-only: GPT.forward(ids), the continuation after the prompt
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def hf_forward(arch, hf, ids, mask=None, dec=None):
     with torch.no_grad():
         t = torch.tensor(ids)
         m = None if mask is None else torch.tensor(mask.astype(np.int64))
-        if arch == "gpt2":
+        if arch in DECODERS:
             return hf(t, attention_mask=m).logits.numpy()
         if arch == "bert":
             out = hf(t, attention_mask=m)
@@ -62,8 +70,8 @@ def hf_forward(arch, hf, ids, mask=None, dec=None):
 
 def mx_forward(arch, model, ids, mask=None, dec=None):
     pad = None if mask is None else ~mask.astype(bool)
-    if arch == "gpt2":
-        return model.forward(ids)
+    if arch in DECODERS:
+        return model.forward(ids, key_padding_mask=pad)
     if arch == "bert":
         return model.forward(ids, pad)
     return model.forward(ids, dec, pad)
@@ -84,7 +92,7 @@ def test_logits_match_transformers(folders, arch, i):
     ref = hf_forward(arch, hf, ids, dec=dec)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
-    if arch != "gpt2":  # padding: the attention mask hides the last tokens of row 1
+    if arch not in ("gpt2",):  # padding: the attention mask hides the last tokens of row 1
         mask = np.ones((3, 9), dtype=np.int64)
         mask[1, 6:] = 0
         np.testing.assert_allclose(mx_forward(arch, model, ids, mask, dec), hf_forward(arch, hf, ids, mask, dec),
@@ -109,7 +117,7 @@ def _hf_generate(arch, hf, ids, beams, n):
     with torch.no_grad():
         out = hf.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, num_beams=beams,
                           early_stopping=True, length_penalty=1.0)[0].tolist()
-    out = out[len(ids):] if arch == "gpt2" else out[1:]
+    out = out[len(ids):] if arch in DECODERS else out[1:]
     eos = hf.generation_config.eos_token_id
     return out[: out.index(eos) + 1] if eos in out else out
 
@@ -127,7 +135,7 @@ def test_generation_is_token_identical(folders, arch, i, beams):
         assert mine == _hf_generate(arch, hf, prompt, beams, n), (arch, i, prompt)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "bart", "t5", "bert"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart", "t5", "bert"])
 def test_tokenizer_ids_match(folders, arch):
     folder, _, tok = folders(arch, 0)
     _, mine = minitx.from_pretrained(folder)
@@ -249,7 +257,7 @@ def test_unsupported_tokenizer_and_generation_settings_are_named(folders, tmp_pa
         tok.encode("hello")
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "bert", "bart", "t5"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bloom", "bert", "bart", "t5"])
 def test_loaded_models_have_a_correct_backward(folders, arch):
     """Ready for fine-tuning: the gradient checker passes on every loaded architecture (float64)."""
     from minitx.gradcheck import gradcheck_module
@@ -258,6 +266,6 @@ def test_loaded_models_have_a_correct_backward(folders, arch):
     model, _ = minitx.from_pretrained(folder, dtype=np.float64)
     V = hf.config.vocab_size
     ids = random_ids(V, (2, 5), seed=7)
-    inputs = (ids,) if arch in ("gpt2", "bert") else (ids, random_ids(V, (2, 3), seed=8))
+    inputs = (ids,) if arch in DECODERS + ("bert",) else (ids, random_ids(V, (2, 3), seed=8))
     result = gradcheck_module(model, *inputs, max_elements=2)
     assert result.ok(1e-6), result

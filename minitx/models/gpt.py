@@ -182,6 +182,11 @@ class GPTConfig(PresetConfig):
                 raise ValueError(f"GPTConfig rope_theta: got {self.rope_theta!r}, expected a number > 1")
 
     @property
+    def has_ffn_bias(self) -> bool:
+        """Whether the feed-forward's Linear layers have biases (``ffn_bias``, else ``bias``)."""
+        return bool(self.bias if self.ffn_bias is None else self.ffn_bias)
+
+    @property
     def hidden_width(self) -> int:
         """The feed-forward's hidden width: ``d_ff``, or its default for the chosen ``ffn``."""
         if self.d_ff:
@@ -253,7 +258,7 @@ class GPT(NextTokenLoss, Module):
             DecoderBlock(c.n_embd, c.n_head, c.hidden_width, cross_attention=False, dropout=c.dropout,
                          norm_first=True, activation="silu" if swiglu else c.activation, bias=c.bias,
                          eps=c.layer_norm_eps, norm=c.norm, gated=swiglu, n_kv_heads=c.n_kv_head,
-                         rope_theta=c.rope_theta if c.positions == "rope" else None, ffn_bias=c.ffn_bias, rng=rng,
+                         rope_theta=c.rope_theta if c.positions == "rope" else None, ffn_bias=c.has_ffn_bias, rng=rng,
                          dtype=dtype)
             for _ in range(c.n_layer)
         ])
