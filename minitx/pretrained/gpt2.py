@@ -30,9 +30,9 @@ buffer, not a weight), which are ignored.
 from __future__ import annotations
 
 from ..models.gpt import GPT, GPTConfig
-from .common import activation_from_hf, activation_to_hf, field, refuse, same_tensor
+from .common import activation_from_hf, activation_to_hf, build_gpt, field, refuse, same_tensor
 from .folder import PretrainedError
-from .mapping import SAME, check_leftovers, expand, export_state, format_table, load_state, strip_prefix, used_names
+from .mapping import SAME, expand, export_state
 
 MODEL_TYPE = "gpt2"
 ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
@@ -81,15 +81,8 @@ def rows(config: GPTConfig):
 
 
 def build(hf: dict, tensors: dict, architecture: str, source: str, dtype):
-    tensors = strip_prefix(tensors, "transformer.")
-    config = config_from_hf(hf, source, tensors)
-    model = GPT(config, dtype=dtype)
-    rs = rows(config)
-    state = load_state(rs, tensors, dict(model.named_parameters()), source)
-    used = used_names(rs) | {"lm_head.weight"}  # a tied lm_head.weight duplicates wte
-    check_leftovers(tensors, used, IGNORE, source)
-    model.load_state_dict(state)
-    return model
+    return build_gpt(hf, tensors, source, dtype, prefix="transformer.", config_from_hf=config_from_hf, rows=rows,
+                     ignore=IGNORE)
 
 
 def export(model: GPT, hf_base: dict) -> tuple[dict, dict]:
