@@ -87,8 +87,14 @@ def build(hf: dict, tensors: dict, architecture: str, source: str, dtype):
 
 def export(model: GPT, hf_base: dict) -> tuple[dict, dict]:
     c = model.config
-    if c.bias is False:
+    if c.bias is False or not c.has_ffn_bias:
         raise PretrainedError("save_pretrained: a GPT with bias=False has no GPT-2 equivalent (GPT-2 has biases)")
+    got = (c.norm, c.positions, c.ffn, c.n_kv_head in (None, c.n_head), c.embed_norm)
+    if got != ("layernorm", "learned", "mlp", True, False):
+        raise PretrainedError("save_pretrained: a GPT-2 folder needs norm='layernorm', positions='learned', ffn='mlp', "
+                              f"every head its own keys and no embed_norm; got norm={c.norm!r}, "
+                              f"positions={c.positions!r}, ffn={c.ffn!r}, n_kv_head={c.n_kv_head!r}, "
+                              f"embed_norm={c.embed_norm!r}")
     hf = dict(hf_base)
     hf.update(model_type=MODEL_TYPE, architectures=["GPT2LMHeadModel"], vocab_size=c.vocab_size,
               n_positions=c.block_size, n_ctx=c.block_size, n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
