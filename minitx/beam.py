@@ -232,8 +232,9 @@ class GPTBeamDecoder:
     Prompts are **left**-padded so every row's next token sits in the last
     column. Padding is masked out of attention (``key_padding_mask``), and
     each row's positions count from its own first real token, so a padded
-    prompt is computed exactly as it would be alone. Uses the model's
-    layers directly: ``wte``, ``wpe``, ``blocks``, ``ln_f`` and the tied head.
+    prompt is computed exactly as it would be alone. The model runs through
+    :meth:`~minitx.models.gpt.GPT.hidden` (whatever its positions, norms and
+    heads), and only the last position goes through the LM head.
     """
 
     def __init__(self, model, prompts, max_new_tokens: int):
@@ -242,17 +243,15 @@ class GPTBeamDecoder:
             raise ValueError("prompts: got an empty prompt, expected at least one token per prompt")
         self.model, self.prompts, self.max_new_tokens = model, prompts, max_new_tokens
         longest = max(len(p) for p in prompts)
-        if longest + max_new_tokens > model.config.block_size:
+        # Only a learned position table has a last row; rotary and ALiBi models run on past block_size.
+        if model.config.positions == "learned" and longest + max_new_tokens > model.config.block_size:
             raise ValueError(f"prompt length {longest} + max_new_tokens {max_new_tokens}: expected at most "
                              f"block_size={model.config.block_size}")
 
     def _run(self, ids, pos):
         m = self.model
-        x = m.wte.weight.data[ids] + m.wpe.weight.data[pos]  # (N, T, D) token + own position
-        for block, cache in zip(m.blocks, self.caches):
-            x = block(x, key_padding_mask=self.padding, kv_cache=cache)  # (N, T, D)
-        h = m.ln_f(x)[:, -1]  # (N, D) only the last position predicts
-        return h @ m.head_weight.T  # (N, V) the LM head (wte when tied)
+        h = m.hidden(ids, kv_caches=self.caches, positions=pos, key_padding_mask=self.padding)[:, -1]  # (N, D)
+        return h @ m.head_weight.T  # (N, D) @ (D, V) -> (N, V): only the last position predicts
 
     def first(self, beam_size: int):
         L = max(len(p) for p in self.prompts)

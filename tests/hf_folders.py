@@ -147,3 +147,35 @@ def t5_folder(folder, *, seed=0, layers=2, dec_layers=None, heads=2, d=32, d_kv=
 
 def read_json(path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def llama_folder(folder, *, seed=0, layers=2, heads=4, kv_heads=2, d=32, d_ff=40, theta=10000.0, max_pos=64,
+                 attention_bias=False, mlp_bias=False, tie=False, eps=1e-6, **generation):
+    """A ``LlamaForCausalLM`` (grouped-query when ``kv_heads < heads``) with a byte-level BPE tokenizer."""
+    import transformers
+
+    specials = ["<unk>", "<s>", "</s>"]
+    tok = byte_bpe(300, specials, "<s> $A")  # Llama's tokenizers start every text with <s>
+    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=d, intermediate_size=d_ff,
+                                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                                   max_position_embeddings=max_pos, rms_norm_eps=eps, attention_bias=attention_bias,
+                                   mlp_bias=mlp_bias, tie_word_embeddings=tie, bos_token_id=1, eos_token_id=2,
+                                   rope_parameters={"rope_type": "default", "rope_theta": theta})
+    model = randomise(transformers.LlamaForCausalLM(cfg), seed)
+    for key, value in generation.items():
+        setattr(model.generation_config, key, value)
+    return save(model, tok, folder), model, tok
+
+
+def bloom_folder(folder, *, seed=0, layers=2, heads=3, d=24, eps=1e-5, **generation):
+    """A ``BloomForCausalLM`` (3 heads by default: ALiBi's slopes for a count that is not a power of two)."""
+    import transformers
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    tok = byte_bpe(300, specials)
+    cfg = transformers.BloomConfig(vocab_size=tok.get_vocab_size(), hidden_size=d, n_layer=layers, n_head=heads,
+                                   layer_norm_epsilon=eps, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    model = randomise(transformers.BloomForCausalLM(cfg), seed)
+    for key, value in generation.items():
+        setattr(model.generation_config, key, value)
+    return save(model, tok, folder), model, tok

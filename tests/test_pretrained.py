@@ -25,6 +25,13 @@ from minitx.pretrained.generation import generate  # noqa: E402
 VARIANTS = {
     "gpt2": [dict(), dict(seed=1, n_layer=3, n_head=4, n_embd=24, activation="gelu", n_inner=40, eps=1e-6),
              dict(seed=2, activation="relu", tie=False, min_length=12)],
+    # Llama: grouped-query (4 heads, 2 KV heads); multi-query with every bias, another theta and a tied head;
+    # full multi-head with 6 heads of width 4 and an odd MLP width
+    "llama": [dict(), dict(seed=1, layers=3, kv_heads=1, attention_bias=True, mlp_bias=True, theta=500.0, tie=True,
+                           eps=1e-5),
+              dict(seed=2, heads=6, kv_heads=6, d=24, d_ff=37, min_length=12)],
+    # BLOOM: 3 heads (slopes of a non-power-of-two count), then 4 heads in 3 layers
+    "bloom": [dict(), dict(seed=1, layers=3, heads=4, d=32, eps=1e-6)],
     "bert": [dict(), dict(seed=1, n_layer=3, n_head=4, d=24, d_ff=40, act="relu"), dict(seed=2, act="silu")],
     "bart": [dict(), dict(seed=1, enc=1, dec=3, heads=4, d=24, ffn=40, act="gelu_new", scale_embedding=True),
              dict(seed=2, forced_bos_token_id=0, min_length=5)],
@@ -33,6 +40,7 @@ VARIANTS = {
 }
 CASES = [(arch, i) for arch, vs in VARIANTS.items() for i in range(len(vs))]
 TEXTS = ["hello world", "the river bank holds water.", "a", "attention mixes tokens, 42 times!"]
+DECODERS = ("gpt2", "llama", "bloom")  # decoder-only: GPT.forward(ids), the continuation after the prompt
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def hf_forward(arch, hf, ids, mask=None, dec=None):
     with torch.no_grad():
         t = torch.tensor(ids)
         m = None if mask is None else torch.tensor(mask.astype(np.int64))
-        if arch == "gpt2":
+        if arch in DECODERS:
             return hf(t, attention_mask=m).logits.numpy()
         if arch == "bert":
             out = hf(t, attention_mask=m)
@@ -62,8 +70,8 @@ def hf_forward(arch, hf, ids, mask=None, dec=None):
 
 def mx_forward(arch, model, ids, mask=None, dec=None):
     pad = None if mask is None else ~mask.astype(bool)
-    if arch == "gpt2":
-        return model.forward(ids)
+    if arch in DECODERS:
+        return model.forward(ids, key_padding_mask=pad)
     if arch == "bert":
         return model.forward(ids, pad)
     return model.forward(ids, dec, pad)
@@ -84,7 +92,7 @@ def test_logits_match_transformers(folders, arch, i):
     ref = hf_forward(arch, hf, ids, dec=dec)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
-    if arch != "gpt2":  # padding: the attention mask hides the last tokens of row 1
+    if arch not in ("gpt2",):  # padding: the attention mask hides the last tokens of row 1
         mask = np.ones((3, 9), dtype=np.int64)
         mask[1, 6:] = 0
         np.testing.assert_allclose(mx_forward(arch, model, ids, mask, dec), hf_forward(arch, hf, ids, mask, dec),
@@ -109,13 +117,17 @@ def _hf_generate(arch, hf, ids, beams, n):
     with torch.no_grad():
         out = hf.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, num_beams=beams,
                           early_stopping=True, length_penalty=1.0)[0].tolist()
-    out = out[len(ids):] if arch == "gpt2" else out[1:]
+    out = out[len(ids):] if arch in DECODERS else out[1:]
     eos = hf.generation_config.eos_token_id
     return out[: out.index(eos) + 1] if eos in out else out
 
 
-@pytest.mark.parametrize("beams", [1, 4])
-@pytest.mark.parametrize("arch,i", [c for c in CASES if c[0] != "bert"])
+# transformers' BLOOM beam search alone takes about 10 s here: 4 beams are checked on BLOOM's first config only.
+GENERATION_CASES = [(arch, i, beams) for arch, i in CASES if arch != "bert" for beams in (1, 4)
+                    if not (arch == "bloom" and i > 0 and beams > 1)]
+
+
+@pytest.mark.parametrize("arch,i,beams", GENERATION_CASES)
 def test_generation_is_token_identical(folders, arch, i, beams):
     folder, hf, _ = folders(arch, i)
     model, tok = minitx.from_pretrained(folder)
@@ -127,7 +139,7 @@ def test_generation_is_token_identical(folders, arch, i, beams):
         assert mine == _hf_generate(arch, hf, prompt, beams, n), (arch, i, prompt)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "bart", "t5", "bert"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart", "t5", "bert"])
 def test_tokenizer_ids_match(folders, arch):
     folder, _, tok = folders(arch, 0)
     _, mine = minitx.from_pretrained(folder)
@@ -214,7 +226,7 @@ def test_bad_tensors_and_types_are_named(folders, tmp_path):
     save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(PretrainedError, match=r"tensor h\.1\.mlp\.c_fc\.weight missing"):
         minitx.from_pretrained(broken)
-    for key, value, message in (("model_type", "llama", "model_type 'llama' is not supported"),
+    for key, value, message in (("model_type", "mamba", "model_type 'mamba' is not supported"),
                                 ("architectures", ["GPT2ForTokenClassification"], "architecture 'GPT2For"),
                                 ("scale_attn_by_inverse_layer_idx", True, "scale_attn_by_inverse_layer_idx"),
                                 ("activation_function", "quick_gelu", "activation_function=.quick_gelu.")):
@@ -227,6 +239,24 @@ def test_bad_tensors_and_types_are_named(folders, tmp_path):
     bad = _copy(folder, tmp_path / "json")
     (bad / "config.json").write_text("{not json")
     with pytest.raises(PretrainedError, match="not valid JSON"):
+        minitx.from_pretrained(bad)
+
+
+@pytest.mark.parametrize("arch,key,value,message", [
+    ("llama", "rope_parameters", {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}, "rope_type='linear'"),
+    ("llama", "head_dim", 16, "head_dim=16 is not supported"),
+    ("llama", "hidden_act", "gelu", "hidden_act='gelu' is not supported for Llama"),
+    ("llama", "num_key_value_heads", 3, "n_kv_head=3 with n_head=4"),
+    ("bloom", "apply_residual_connection_post_layernorm", True, "apply_residual_connection_post_layernorm=True"),
+    ("bloom", "n_head", 5, "n_embd=24 with n_head=5"),
+])
+def test_llama_and_bloom_configs_minitx_cannot_run_are_named(folders, tmp_path, arch, key, value, message):
+    folder, _, _ = folders(arch, 0)
+    bad = _copy(folder, tmp_path / "bad")
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg[key] = value
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(PretrainedError, match=message):
         minitx.from_pretrained(bad)
 
 
@@ -249,7 +279,7 @@ def test_unsupported_tokenizer_and_generation_settings_are_named(folders, tmp_pa
         tok.encode("hello")
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "bert", "bart", "t5"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bloom", "bert", "bart", "t5"])
 def test_loaded_models_have_a_correct_backward(folders, arch):
     """Ready for fine-tuning: the gradient checker passes on every loaded architecture (float64)."""
     from minitx.gradcheck import gradcheck_module
@@ -258,6 +288,6 @@ def test_loaded_models_have_a_correct_backward(folders, arch):
     model, _ = minitx.from_pretrained(folder, dtype=np.float64)
     V = hf.config.vocab_size
     ids = random_ids(V, (2, 5), seed=7)
-    inputs = (ids,) if arch in ("gpt2", "bert") else (ids, random_ids(V, (2, 3), seed=8))
+    inputs = (ids,) if arch in DECODERS + ("bert",) else (ids, random_ids(V, (2, 3), seed=8))
     result = gradcheck_module(model, *inputs, max_elements=2)
     assert result.ok(1e-6), result

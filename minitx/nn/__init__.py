@@ -10,9 +10,10 @@ Read them in this order; each file is one concept:
     loss.py         cross-entropy fused with log-softmax
     norm.py         LayerNorm, with its three-term gradient derived; T5's scale-only RMSNorm
     dropout.py      inverted dropout with an explicit RNG
-    positions.py    sinusoidal and learned (optionally offset) positions; T5's relative bias
-    attention.py    scaled dot-product attention, multi-head attention, KV cache
-    feedforward.py  the position-wise MLP
+    positions.py    sinusoidal and learned (optionally offset) positions; T5's relative bias;
+                    rotary (RoPE) and ALiBi
+    attention.py    scaled dot-product attention, multi-head and grouped-query attention, KV cache
+    feedforward.py  the position-wise MLP, gated (SwiGLU) or not
     blocks.py       encoder and decoder blocks, pre-norm and post-norm
     rnn.py          the networks before attention: a tanh RNN and a GRU, backpropagation through time
 """
@@ -22,20 +23,22 @@ from .attention import (KVCache, MultiHeadAttention, causal_mask, scaled_dot_pro
 from .blocks import DecoderBlock, EncoderBlock
 from .dropout import Dropout
 from .embedding import Embedding
-from .feedforward import FeedForward
+from .feedforward import FeedForward, SwiGLU
 from .linear import Linear
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .module import Module, ModuleList, Parameter
 from .norm import LayerNorm, RMSNorm, layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from .rnn import GRU, RNN, gru_backward, gru_forward, rnn_backward, rnn_forward
-from .positions import (LearnedPositionalEmbedding, RelativePositionBias, SinusoidalPositionalEncoding,
-                        relative_position_buckets, sinusoidal_table)
+from .positions import (LearnedPositionalEmbedding, RelativePositionBias, RotaryEmbedding, SinusoidalPositionalEncoding,
+                        alibi_bias, alibi_slopes, relative_position_buckets, rope_angles, rope_backward, rope_forward,
+                        sinusoidal_table)
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
 __all__ = [
     "Activation", "DecoderBlock", "Dropout", "Embedding", "EncoderBlock", "FeedForward", "GELU", "KVCache",
     "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
-    "RMSNorm", "ReLU", "RelativePositionBias", "SinusoidalPositionalEncoding", "relative_position_buckets",
+    "RMSNorm", "ReLU", "RelativePositionBias", "RotaryEmbedding", "SinusoidalPositionalEncoding", "SwiGLU",
+    "alibi_bias", "alibi_slopes", "relative_position_buckets", "rope_angles", "rope_backward", "rope_forward",
     "rmsnorm_backward", "rmsnorm_forward", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
     "GRU", "RNN", "gru_backward", "gru_forward", "rnn_backward", "rnn_forward",
     "get_activation", "layernorm_backward", "layernorm_forward", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",

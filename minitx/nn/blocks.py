@@ -19,6 +19,10 @@ Options the pretrained families need (defaults are the classic blocks):
 when heads times head size is not d_model), ``attn_scale`` (T5: 1.0,
 unscaled scores), ``gated`` (T5 v1.1's gated MLP), and a ``score_bias``
 argument to ``forward`` (T5's relative positions, shared by every layer).
+For the LLaMA family (decoder blocks): ``n_kv_heads`` (grouped-query
+attention), ``rope_theta`` (rotary positions, with ``positions`` given to
+``forward``) and ``ffn_bias`` (the MLP's biases apart from attention's).
+A SwiGLU block is ``gated=True, activation="silu"``.
 
 Sublayer names (``norm_attn``, ``attn``, ``norm_cross``, ``cross_attn``,
 ``norm_ff``, ``ff``) become parameter names such as
@@ -93,12 +97,14 @@ class DecoderBlock(Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, *, cross_attention: bool = True,
                  dropout: float = 0.0, norm_first: bool = True, activation: str = "gelu", bias: bool = True,
                  eps: float = 1e-5, norm: str = "layernorm", head_size: int | None = None,
-                 attn_scale: float | None = None, gated: bool = False, rng=None, dtype=DEFAULT_DTYPE):
+                 attn_scale: float | None = None, gated: bool = False, n_kv_heads: int | None = None,
+                 rope_theta: float | None = None, ffn_bias: bool | None = None, rng=None, dtype=DEFAULT_DTYPE):
         rng = rng if rng is not None else np.random.default_rng()
         self.norm_first, self.has_cross = norm_first, cross_attention
         self.norm_attn = make_norm(norm, d_model, eps, dtype=dtype)
         self.attn = MultiHeadAttention(d_model, n_heads, causal=True, bias=bias, dropout=dropout, head_size=head_size,
-                                       scale=attn_scale, rng=rng, dtype=dtype)
+                                       scale=attn_scale, n_kv_heads=n_kv_heads, rope_theta=rope_theta, rng=rng,
+                                       dtype=dtype)
         self.drop_attn = Dropout(dropout, rng=rng)
         if cross_attention:
             self.norm_cross = make_norm(norm, d_model, eps, dtype=dtype)
@@ -106,18 +112,19 @@ class DecoderBlock(Module):
                                                  head_size=head_size, scale=attn_scale, rng=rng, dtype=dtype)
             self.drop_cross = Dropout(dropout, rng=rng)
         self.norm_ff = make_norm(norm, d_model, eps, dtype=dtype)
-        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout, bias=bias, gated=gated, rng=rng,
-                              dtype=dtype)
+        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout,
+                              bias=bias if ffn_bias is None else ffn_bias, gated=gated, rng=rng, dtype=dtype)
         self.drop_ff = Dropout(dropout, rng=rng)
 
     def forward(self, x, memory=None, *, key_padding_mask=None, memory_key_padding_mask=None, kv_cache=None,
-                score_bias=None):
+                score_bias=None, positions=None):
         """``x [B, T, D]`` (+ ``memory [B, S, D]``) ``-> [B, T, D]``.
 
         ``key_padding_mask [B, T]`` masks padded targets in self-attention,
         ``memory_key_padding_mask [B, S]`` padded sources in cross-attention
         (True = padding). ``kv_cache`` enables incremental decoding.
-        ``score_bias`` is added to the self-attention scores (T5).
+        ``score_bias`` is added to the self-attention scores (T5, ALiBi);
+        ``positions`` (``[B, T]`` ints) place the tokens for rotary attention.
         """
         if self.has_cross and memory is None:
             raise ValueError("DecoderBlock memory: got None, expected the encoder output [B, S, d_model]")
@@ -126,7 +133,7 @@ class DecoderBlock(Module):
         nf = self.norm_first
         x = residual_forward(nf, self.norm_attn, self.drop_attn, x,
                              lambda h: self.attn(h, key_padding_mask=key_padding_mask, kv_cache=kv_cache,
-                                                 score_bias=score_bias))
+                                                 score_bias=score_bias, positions=positions))
         if self.has_cross:
             x = residual_forward(nf, self.norm_cross, self.drop_cross, x,
                                  lambda h: self.cross_attn(h, memory, key_padding_mask=memory_key_padding_mask))

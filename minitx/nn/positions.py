@@ -8,15 +8,23 @@
 * Learned (GPT, BERT): a ``(max_len, d)`` table trained like any embedding.
   BART keeps two extra rows at the front (``offset=2``, a leftover of
   fairseq's padding-aware positions): position p reads row p + 2.
+* Rotary (RoPE; LLaMA): nothing is added to the tokens; every
+  query and key is *rotated*, channel pair by channel pair, by an angle
+  proportional to its position (:class:`RotaryEmbedding`), so that a
+  query-key score depends only on how far apart the two are.
+* ALiBi (BLOOM): no vectors, no parameters; each head subtracts
+  ``slope * distance`` from every score (:func:`alibi_bias`).
 * Relative (T5): no vectors are added at all. Each head learns one scalar
   per *bucket* of the distance ``key - query``, added to the attention
   scores (:class:`RelativePositionBias`). Near distances get a bucket each,
   far ones share logarithmically wider buckets, and everything beyond
   ``max_distance`` shares the last one.
 
-Both modules *add* the encoding to their input: ``forward(x, start)`` returns
-``x + P[start:start + T]``. ``start`` lets incremental decoding (KV cache)
-place new tokens after the ones already seen.
+The sinusoidal and learned modules *add* the encoding to their input:
+``forward(x, start)`` returns ``x + P[start:start + T]``. ``start`` lets
+incremental decoding (KV cache) place new tokens after the ones already
+seen; the learned table also takes a ``[B, T]`` array of positions, one per
+row (left-padded batches, where each row counts from its first real token).
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import math
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE, array_module, to_device
+from ..backend import DEFAULT_DTYPE, array_module, to_device, to_numpy
 from .checks import check_array
 from .module import Module, Parameter
 
@@ -80,7 +88,16 @@ class LearnedPositionalEmbedding(Module):
         self.d_model, self.max_len, self.offset = d_model, max_len, int(offset)
         self.weight = Parameter(to_device((rng.standard_normal((max_len + offset, d_model)) * std).astype(dtype)))
 
-    def forward(self, x, start: int = 0):
+    def forward(self, x, start=0):
+        """``x [..., T, D] -> x + P``; ``start``: the first position (int) or a ``[B, T]`` array of positions."""
+        if not isinstance(start, (int, np.integer)):  # one position per token, e.g. left-padded prompts
+            positions = array_module(self.weight.data).asarray(start)
+            check_array("LearnedPositionalEmbedding input", x, ndim=3, last_dim=self.d_model)
+            if positions.shape != x.shape[:2] or int(positions.min()) < 0 or int(positions.max()) >= self.max_len:
+                raise ValueError(f"LearnedPositionalEmbedding positions: got shape {tuple(positions.shape)}, "
+                                 f"expected {tuple(x.shape[:2])} with values below max_len={self.max_len}")
+            self.cache = positions
+            return x + self.weight.data[positions + self.offset]  # (B, T, D) + (B, T, D)
         T = _check_positions("LearnedPositionalEmbedding", x, start, self.max_len, self.d_model)
         self.cache = (start, T)
         first = start + self.offset
@@ -88,6 +105,11 @@ class LearnedPositionalEmbedding(Module):
 
     def backward(self, dout):
         """Every sequence in the batch used the same rows, so their gradients add up."""
+        if not isinstance(self.cache, tuple):  # positions per token: a lookup, whose gradient is a scatter-add
+            from .embedding import embedding_backward
+
+            self.weight.grad += embedding_backward(dout, (self.cache + self.offset, self.weight.data.shape))
+            return dout
         start, T = self.cache
         xp = array_module(dout)
         first = start + self.offset
@@ -171,3 +193,152 @@ class RelativePositionBias(Module):
         d = dbias.reshape(-1, H, *buckets.shape).sum(axis=0)  # (H, Tq, Tk) summed over the batch
         self.weight.grad += embedding_backward(d.transpose(1, 2, 0), (buckets, self.weight.data.shape))  # (n_b, H)
         return None
+
+
+# --------------------------------------------------------------------------
+# Rotary position embedding (RoPE, Su et al. 2021; LLaMA)
+# --------------------------------------------------------------------------
+def rope_angles(positions, head_size: int, theta: float = 10000.0):
+    """``positions [...] int -> (cos, sin)``, each ``[..., head_size // 2]`` (float64).
+
+    Channel pair ``i`` turns at the frequency ``theta ** (-2i / head_size)``:
+    pair 0 turns once per token (period 2 pi tokens), the last pair almost
+    not at all (period near ``2 pi theta``). Position ``p`` is the angle
+    ``p * freq_i`` in every pair. Computed in float64 and cast by the caller,
+    so long positions lose no precision to float32 products.
+    """
+    if head_size % 2:
+        raise ValueError(f"rotary head_size: got {head_size}, expected an even number (channels rotate in pairs)")
+    freq = 1.0 / theta ** (np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (hs/2,)
+    angles = np.asarray(positions, dtype=np.float64)[..., None] * freq  # (..., hs/2)
+    return np.cos(angles), np.sin(angles)
+
+
+def rope_forward(x, cos, sin):
+    """``x [..., T, hs], cos/sin [..., T, hs/2] -> [..., T, hs]``: rotate each channel pair by its angle.
+
+    The pairs are ``(x[..., i], x[..., i + hs/2])``, the "rotate-half" layout
+    of Hugging Face's Llama (the original paper pairs neighbours ``2i, 2i+1``;
+    either works if the weights were trained with it). With ``a = x[:hs/2]``,
+    ``b = x[hs/2:]``::
+
+        out_a = a cos - b sin
+        out_b = a sin + b cos
+
+    Why it encodes *relative* position: a query at ``m`` and a key at ``n``,
+    both rotated, have ``<R(m) q, R(n) k> = <q, R(n - m) k>`` (rotations
+    compose and ``R(m)^T = R(-m)``), so attention scores depend on the
+    offset ``n - m`` only. There are no parameters; ``cos`` and ``sin`` are
+    the cache.
+    """
+    h = x.shape[-1] // 2
+    a, b = x[..., :h], x[..., h:]  # (..., T, hs/2) each
+    return _concat_halves(a * cos - b * sin, a * sin + b * cos), (cos, sin)  # (..., T, hs)
+
+
+def rope_backward(dout, cache):
+    """``dout [..., T, hs] -> dx``: rotate back by the same angle.
+
+    The forward is ``out = R x`` with ``R`` a block of 2x2 rotations, so
+    ``dx = R^T dout`` and ``R^T`` is the rotation by ``-angle``
+    (``cos`` unchanged, ``sin`` negated)::
+
+        dx_a =  da cos + db sin
+        dx_b = -da sin + db cos
+    """
+    cos, sin = cache
+    h = dout.shape[-1] // 2
+    da, db = dout[..., :h], dout[..., h:]  # (..., T, hs/2) each
+    return _concat_halves(da * cos + db * sin, db * cos - da * sin)  # (..., T, hs)
+
+
+def _concat_halves(a, b):
+    xp = array_module(a)
+    return xp.concatenate([a, b], axis=-1)  # (..., hs/2) + (..., hs/2) -> (..., hs)
+
+
+class RotaryEmbedding(Module):
+    """Rotates queries and keys by their positions (no parameters).
+
+    ``forward(x, positions)``: ``x [B, H, T, hs]``, ``positions`` either an
+    int (the first position: tokens sit at ``start .. start + T - 1``, which is
+    how a KV cache offsets new tokens) or an int array ``[B, T]`` (a position
+    per row, for left-padded batches). Any position works: there is no
+    table to run past, so a model with RoPE accepts sequences longer than
+    it was trained on (whether it *predicts* well there is another matter).
+
+    One module serves queries and keys alike; the attention layer keeps the
+    caches of both calls (see :class:`~minitx.nn.MultiHeadAttention`).
+    """
+
+    def __init__(self, head_size: int, theta: float = 10000.0):
+        if head_size % 2:
+            raise ValueError(f"RotaryEmbedding head_size: got {head_size}, expected an even number")
+        if not isinstance(theta, (int, float)) or not theta > 1.0:
+            raise ValueError(f"RotaryEmbedding theta: got {theta!r}, expected a number > 1")
+        self.head_size, self.theta = int(head_size), float(theta)
+
+    def angles(self, positions, T: int, xp, dtype):
+        """``(cos, sin)`` broadcastable to ``[B, 1, T, hs/2]``, on ``xp`` in ``dtype``."""
+        if isinstance(positions, (int, np.integer)):
+            pos = np.arange(int(positions), int(positions) + T)  # (T,)
+        else:
+            pos = np.asarray(to_numpy(positions))
+            if pos.ndim != 2 or pos.shape[1] != T or pos.dtype.kind not in "iu":
+                raise ValueError(f"rotary positions: got {pos.dtype} array of shape {pos.shape}, expected integer "
+                                 f"(B, {T}), one position per token")
+            pos = pos[:, None, :]  # (B, 1, T) made on the host; broadcast over heads
+        cos, sin = rope_angles(pos, self.head_size, self.theta)
+        return xp.asarray(cos.astype(dtype)), xp.asarray(sin.astype(dtype))
+
+    def forward(self, x, positions=0):
+        cos, sin = self.angles(positions, x.shape[-2], array_module(x), x.dtype)
+        out, self.cache = rope_forward(x, cos, sin)
+        return out
+
+    def backward(self, dout):
+        return rope_backward(dout, self.cache)
+
+
+# --------------------------------------------------------------------------
+# ALiBi: attention with linear biases (Press et al. 2022; BLOOM)
+# --------------------------------------------------------------------------
+def alibi_slopes(n_heads: int):
+    """``-> [n_heads]`` float64: head ``h`` penalises distance with slope ``m_h``.
+
+    For a power of two ``n``, the slopes are the geometric sequence
+    ``2^(-8/n), 2^(-16/n), ..., 2^(-8)``: every head sees a different
+    "attention span", from nearly flat to sharply local. For other counts
+    (BLOOM's rule, from the paper's code): take the ``2^k <= n`` slopes of
+    the largest power of two below ``n``, then fill the remaining heads
+    with every *other* slope of the ``2^(k+1)`` sequence (its odd powers),
+    which interleave between the first ones. ``n = 6``: the 4-head slopes
+    ``1/4, 1/16, 1/64, 1/256`` plus the 8-head slopes ``1/2^1, 1/2^3``.
+    """
+    if not isinstance(n_heads, (int, np.integer)) or n_heads < 1:
+        raise ValueError(f"alibi_slopes n_heads: got {n_heads!r}, expected an integer >= 1")
+    k = 2 ** int(math.floor(math.log2(n_heads)))  # the largest power of two <= n_heads
+    slopes = 2.0 ** (-8.0 / k * np.arange(1, k + 1))  # (k,) 2^(-8/k), 2^(-16/k), ...
+    if k < n_heads:
+        extra = 2.0 ** (-8.0 / (2 * k) * np.arange(1, 2 * (n_heads - k), 2))  # odd powers of the 2k sequence
+        slopes = np.concatenate([slopes, extra])
+    return slopes
+
+
+def alibi_bias(n_heads: int, Tq: int, Tk: int, start: int = 0, dtype=np.float64):
+    """``-> [n_heads, Tq, Tk]``: ``-m_h * (query position - key position)``, added to the scores.
+
+    Queries sit at ``start .. start + Tq - 1`` (``start``: tokens already in
+    the KV cache), keys at ``0 .. Tk - 1``. A key ``d`` tokens back costs
+    ``m_h * d`` in head ``h``: no vectors are added to the tokens, and
+    nothing limits how far positions go, which is why ALiBi extrapolates.
+    Keys in the future get a positive bias, but the causal mask removes them.
+
+    (BLOOM adds ``m_h * key_position`` instead: the two differ by
+    ``m_h * query_position``, the same for every key of a query, and
+    softmax does not change when a row is shifted by a constant. The
+    relative form keeps the numbers small on long sequences.)
+    """
+    slopes = alibi_slopes(n_heads)  # (H,)
+    distance = (start + np.arange(Tq))[:, None] - np.arange(Tk)[None, :]  # (Tq, Tk) how far back each key is
+    return (-slopes[:, None, None] * distance).astype(dtype)  # (H, 1, 1) * (Tq, Tk) -> (H, Tq, Tk)

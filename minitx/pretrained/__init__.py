@@ -7,6 +7,8 @@ One page per architecture, each with its mapping table and what every
 tensor is:
 
     gpt2.py     GPT2LMHeadModel              -> minitx.models.GPT
+    llama.py    LlamaForCausalLM             -> GPT (RMSNorm, rotary, SwiGLU, grouped-query attention)
+    bloom.py    BloomForCausalLM             -> GPT (ALiBi, a LayerNorm on the embeddings)
     bert.py     BertModel                    -> TransformerEncoder (forward(ids) = last hidden state)
                 BertForSequenceClassification -> EncoderClassifier (with BERT's pooler)
     bart.py     BartForConditionalGeneration -> Seq2Seq (post-norm, positions offset by 2)
@@ -28,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bart, bert, gpt2, t5
+from . import bart, bert, bloom, gpt2, llama, t5
 from .folder import PretrainedError, read_config, read_json, read_tensors, write_json, write_tensors
 from .tokenizer import PretrainedTokenizer, UnsupportedTokenizer, load_tokenizer, load_tokenizer_or_placeholder
 
-PAGES = {page.MODEL_TYPE: page for page in (gpt2, bert, bart, t5)}
+PAGES = {page.MODEL_TYPE: page for page in (gpt2, llama, bloom, bert, bart, t5)}
 
 
 def _architecture(hf: dict, page, source: str) -> str:
@@ -89,8 +91,8 @@ def _page_for(model):
     model_type = (getattr(model, "hf_config", None) or {}).get("model_type")
     if model_type in PAGES:
         return PAGES[model_type]
-    if isinstance(model, GPT):
-        return gpt2
+    if isinstance(model, GPT):  # a minitx-built decoder: its positions say which family it belongs to
+        return {"learned": gpt2, "rope": llama, "alibi": bloom}[model.config.positions]
     if isinstance(model, (TransformerEncoder, EncoderClassifier)):
         return bert
     if isinstance(model, Seq2Seq):

@@ -1,4 +1,4 @@
-"""``python -m minitx.pretrained [gpt2|bert|bart|t5]``: print the mapping tables, one row per tensor."""
+"""``python -m minitx.pretrained [gpt2|llama|bloom|bert|bart|t5]``: print the mapping tables, one row per tensor."""
 import sys
 
 from . import PAGES

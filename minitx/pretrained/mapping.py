@@ -10,11 +10,17 @@ holds a table of rows ``(minitx name, Hugging Face name(s), how)``, with
 * ``ROW``: a ``(1, n)`` buffer that minitx keeps as ``(n,)`` (BART's
   ``final_logits_bias``).
 
+``how`` may also be an object with ``to_minitx(array)`` and
+``to_hf(array)`` methods, for a rearrangement that needs the config (BLOOM's
+per-head query/key/value layout: :class:`PerHeadQKV`).
+
 A row with several Hugging Face names *fuses* them: each is mapped by
 ``how``, then they are concatenated along the last axis. Hugging Face BERT,
-BART and T5 keep separate query, key and value projections; minitx runs one
-``qkv`` matmul, so ``(query, key, value)`` become the three column blocks
-of ``qkv.weight``. Saving splits them again.
+BART, T5 and Llama keep separate query, key and value projections; minitx
+runs one ``qkv`` matmul, so ``(query, key, value)`` become the three column
+blocks of ``qkv.weight``. Saving splits them again: into equal parts, or at
+the widths :func:`export_state` is given (grouped-query attention, whose
+key and value blocks are narrower than the query block).
 
 Loading checks every shape against the model built from ``config.json`` and
 refuses leftover tensors it does not understand, so a checkpoint that does
@@ -50,7 +56,43 @@ def expand(table, n_layers: dict[str, int]):
     return out
 
 
-def _to_minitx(array, how: str):
+class PerHeadQKV:
+    """BLOOM's fused ``query_key_value`` <-> minitx's ``qkv``, both ways.
+
+    BLOOM (Megatron) orders the ``3D`` output features head by head,
+    ``(n_heads, 3, head_size)``: head 0's query, key, value, then head 1's...
+    minitx's ``qkv`` columns are ``(3, n_heads, head_size)``: all queries,
+    then all keys, then all values. The weight is also ``nn.Linear``'s
+    ``(out, in)``, transposed to minitx's ``(in, out)``; a bias ``(3D,)`` is
+    reordered the same way.
+    """
+
+    DESCRIPTION = "per-head q,k,v -> q|k|v blocks (weight transposed)"
+
+    def __init__(self, n_heads: int):
+        self.n_heads = n_heads
+
+    def to_minitx(self, array):
+        H = self.n_heads
+        rest = array.shape[1:]  # (D,) for the weight, () for the bias
+        hs = array.shape[0] // (3 * H)
+        out = array.reshape(H, 3, hs, *rest).swapaxes(0, 1).reshape(3 * H * hs, *rest)  # (H, 3, hs) -> (3, H, hs)
+        return out.T if out.ndim == 2 else out  # (3D, D) -> (D, 3D)
+
+    def to_hf(self, array):
+        H = self.n_heads
+        a = array.T if array.ndim == 2 else array  # (D, 3D) -> (3D, D)
+        rest = a.shape[1:]
+        hs = a.shape[0] // (3 * H)
+        return a.reshape(3, H, hs, *rest).swapaxes(0, 1).reshape(3 * H * hs, *rest)  # (3, H, hs) -> (H, 3, hs)
+
+    def __str__(self):
+        return self.DESCRIPTION
+
+
+def _to_minitx(array, how):
+    if not isinstance(how, str):
+        return how.to_minitx(array)
     if how == SAME:
         return array
     if how == T:
@@ -60,7 +102,9 @@ def _to_minitx(array, how: str):
     raise ValueError(f"mapping: unknown transform {how!r}")
 
 
-def _to_hf(array, how: str, shape):
+def _to_hf(array, how, shape):
+    if not isinstance(how, str):
+        return how.to_hf(array)
     if how == SAME:
         return array
     if how == T:
@@ -91,13 +135,22 @@ def load_state(rows, tensors: dict, params: dict, source: str) -> dict:
     return state
 
 
-def export_state(rows, state: dict) -> dict:
-    """The inverse of :func:`load_state`: minitx arrays -> Hugging Face tensors (fused rows split)."""
+def export_state(rows, state: dict, widths: dict | None = None) -> dict:
+    """The inverse of :func:`load_state`: minitx arrays -> Hugging Face tensors (fused rows split).
+
+    ``widths``: per minitx name, the column widths of its fused parts when
+    they differ (``{"blocks.0.attn.qkv.weight": [D, D_kv, D_kv], ...}``);
+    other fused rows are split into equal parts.
+    """
+    widths = widths or {}
     out = {}
     for mx, hf, how in rows:
         value = np.asarray(state[mx])
         names = hf if isinstance(hf, tuple) else (hf,)
-        parts = np.split(value, len(names), axis=-1) if len(names) > 1 else [value]
+        if mx in widths:
+            parts = np.split(value, np.cumsum(widths[mx])[:-1], axis=-1)  # at the boundaries between the widths
+        else:
+            parts = np.split(value, len(names), axis=-1) if len(names) > 1 else [value]
         for name, part in zip(names, parts):
             shape = (1, part.shape[-1]) if how == ROW else None
             out[name] = np.ascontiguousarray(_to_hf(part, how, shape), dtype=np.float32)
@@ -144,9 +197,9 @@ def format_table(table) -> str:
     for row in table:
         mx, hf, how = row[:3]
         hf_text = " + ".join(hf) if isinstance(hf, tuple) else hf
-        lines.append(f"{mx:<42} {hf_text:<70} {how}")
+        lines.append(f"{mx:<42} {hf_text:<70} {how}")  # how: a name, or a PerHeadQKV's description
     return "\n".join(lines)
 
 
-__all__ = ["ROW", "SAME", "T", "check_leftovers", "expand", "export_state", "format_table", "load_state",
+__all__ = ["PerHeadQKV", "ROW", "SAME", "T", "check_leftovers", "expand", "export_state", "format_table", "load_state",
            "normalise_names", "strip_prefix", "used_names"]
