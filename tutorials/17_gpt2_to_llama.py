@@ -152,8 +152,8 @@ assert result.max_rel_error < 1e-6
 
 # %% [markdown]
 # The rotations, drawn: every channel pair turns at its own speed (left:
-# the cosine of each pair's angle against position; pair 0 turns once per
-# token, the last pair barely at all), and the score between a fixed query
+# the cosine of each pair's angle against position; pair 0 turns by one
+# radian per token, the last pair barely at all), and the score between a fixed query
 # and key as a function of their distance is the same curve wherever the
 # query sits (right).
 
@@ -326,8 +326,8 @@ if plt():
 # ```
 #
 # The slopes form a geometric sequence, `2^(-8/H), 2^(-16/H), ..., 2^(-8)`:
-# the first head looks far back, the last one almost only at its
-# neighbours. For a head count that is not a power of two, BLOOM takes the
+# the first head's penalty is the steepest (it attends mostly to its
+# neighbours), the last one's almost flat (it can look far back). For a head count that is not a power of two, BLOOM takes the
 # slopes of the power of two below and fills in with every other slope of
 # the one above. There is nothing to learn and nothing to differentiate:
 # the bias is a constant.
