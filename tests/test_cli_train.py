@@ -354,3 +354,28 @@ def test_interactive_answers_every_line_until_eof(trained, tmp_path):
     answers = [line for line in proc.stdout.splitlines() if line]
     assert len(answers) == 2 and answers[0].startswith("the ") and answers[1].startswith("the q")
     assert "character 'ÿ'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("preset", ["llama-test", "bloom-test"])
+def test_llama_and_bloom_presets_train_generate_and_resume(tmp_path, capsys, preset):
+    """The CLI's one decoder, configured by a preset: train, greedy --json equals model generation, resume."""
+    from minitx.generate import generate
+    from minitx.train.lm import load_model
+
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["train", "--data", str(data), "--out", str(out), "--preset", preset, "--max-iters", "2",
+                 "--eval-interval", "2", "--batch-size", "4", "--eval-iters", "1", "--sample-tokens", "0",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(out), "--prompt", "the ", "--max-new-tokens", "6",
+                 "--temperature", "0", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    model, tokenizer, _ = load_model(out / "ckpt")
+    assert model.config.positions == ("rope" if preset.startswith("llama") else "alibi")
+    ref = generate(model, [tokenizer.encode("the ")], 6, temperature=0)[0, 4:].tolist()
+    assert got["completion_ids"] == ref
+    assert main(["train", "--out", str(out), "--resume", "--max-iters", "3", "--sample-tokens", "0",
+                 "--no-progress"]) == 0
+    assert json.loads((out / "ckpt" / "checkpoint.json").read_text())["iter"] == 3

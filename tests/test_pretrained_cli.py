@@ -30,9 +30,20 @@ def t5(tmp_path_factory):
     return H.t5_folder(tmp_path_factory.mktemp("t5"))
 
 
-@pytest.mark.parametrize("beam", [None, 3])
-def test_generate_json_on_a_gpt2_folder_matches_transformers(capsys, gpt2, beam):
-    folder, hf, tok = gpt2
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory, gpt2):
+    """The decoder-only folders: GPT-2, a grouped-query Llama, a multi-query Llama with biases, a 6-head BLOOM."""
+    return {"gpt2": gpt2,
+            "llama": H.llama_folder(tmp_path_factory.mktemp("llama"), seed=4),
+            "llama-mqa": H.llama_folder(tmp_path_factory.mktemp("mqa"), seed=5, kv_heads=1, attention_bias=True,
+                                        mlp_bias=True, theta=300.0),
+            "bloom": H.bloom_folder(tmp_path_factory.mktemp("bloom"), seed=6, heads=6, d=36)}
+
+
+@pytest.mark.parametrize("arch,beam", [("gpt2", None), ("gpt2", 3), ("llama", None), ("llama-mqa", None),
+                                       ("llama", 3), ("bloom", None), ("bloom", 3)])
+def test_generate_json_on_a_decoder_folder_matches_transformers(capsys, decoders, arch, beam):
+    folder, hf, tok = decoders[arch]
     extra = ["--beam", str(beam)] if beam else []
     code, out, err = run(capsys, "generate", "--checkpoint", str(folder), "--prompt", "hello world",
                          "--max-new-tokens", "8", "--temperature", "0", "--json", *extra)

@@ -243,8 +243,9 @@ def _family(name):
     ids = rng.integers(3, 12, size=(64, 8))  # (N, T) token ids; 0-2 are special
     lengths = np.full(64, 8)
     enc = EncoderConfig.from_preset("enc-test", vocab_size=12, pad_id=0, dropout=0.1)
-    if name == "gpt":
-        cfg = GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+    if name in ("gpt", "llama", "bloom"):  # one decoder, three configurations
+        preset = {"gpt": "gpt-test", "llama": "llama-test", "bloom": "bloom-test"}[name]
+        cfg = GPTConfig.from_preset(preset, vocab_size=12, block_size=8, n_layer=1, dropout=0.1)
         return GPT(cfg, seed=1), LMDataset.from_ids(np.tile(np.arange(3, 12), 60), vocab_size=12, block_size=8)
     if name == "classifier":  # label: is the first token even
         return EncoderClassifier(enc, 2, seed=1), PaddedRows((ids, lengths), (ids[:, 0] % 2, None))
@@ -261,7 +262,7 @@ def _family(name):
     return Seq2Seq(cfg, seed=1), PaddedRows((ids, lengths), (tgt, lengths + 1))
 
 
-@pytest.mark.parametrize("family", ["gpt", "classifier", "tagger", "mlm", "seq2seq"])
+@pytest.mark.parametrize("family", ["gpt", "llama", "bloom", "classifier", "tagger", "mlm", "seq2seq"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_every_family_trains_and_resumes_bit_identically(tmp_path, family, threads):
     """Loss goes down, and a run stopped at 10 and resumed in a new trainer ends on the same bits."""
@@ -270,13 +271,14 @@ def test_every_family_trains_and_resumes_bit_identically(tmp_path, family, threa
         model = DataParallel(model, threads=threads, seed=3) if threads > 1 else model
         config = TrainConfig(batch_size=16, max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=2, lr=3e-3,
                              min_lr=3e-4, seed=3, label_smoothing=0.1 if family == "seq2seq" else 0.0)
-        evaluate = None if family == "gpt" else (lambda: {"score": 0.0})
+        evaluate = None if family in ("gpt", "llama", "bloom") else (lambda: {"score": 0.0})
         return Trainer(model, data, config, out, evaluate=evaluate, meta={"kind": f"test-{family}"},
                        progress=False, log=None)
 
     full = trainer(tmp_path / "full")
     full.train()
-    first = full.history[1]["train_loss"] if family != "gpt" else full.history[0]["train_loss"]
+    lm = family in ("gpt", "llama", "bloom")
+    first = full.history[0]["train_loss"] if lm else full.history[1]["train_loss"]
     assert full.history[-1]["train_loss"] < first, full.history
     part = trainer(tmp_path / "part")
     part.train(stop_at=10)

@@ -47,7 +47,7 @@ from .mapping import SAME, T, PerHeadQKV, check_leftovers, expand, export_state,
 
 MODEL_TYPE = "bloom"
 ARCHITECTURES = ("BloomForCausalLM",)
-PER_HEAD = "per-head q,k,v -> q|k|v blocks, transpose"  # placeholder: rows() puts a PerHeadQKV(n_head) here
+PER_HEAD = PerHeadQKV.DESCRIPTION  # a placeholder: rows() puts a PerHeadQKV(n_head) here
 DEFAULT_CONTEXT = 2048
 
 # minitx name                        Hugging Face name                                  how

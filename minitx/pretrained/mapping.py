@@ -67,6 +67,8 @@ class PerHeadQKV:
     reordered the same way.
     """
 
+    DESCRIPTION = "per-head q,k,v -> q|k|v blocks (weight transposed)"
+
     def __init__(self, n_heads: int):
         self.n_heads = n_heads
 
@@ -85,7 +87,7 @@ class PerHeadQKV:
         return a.reshape(3, H, hs, *rest).swapaxes(0, 1).reshape(3 * H * hs, *rest)  # (3, H, hs) -> (H, 3, hs)
 
     def __str__(self):
-        return "per-head q,k,v -> q|k|v blocks, transpose"
+        return self.DESCRIPTION
 
 
 def _to_minitx(array, how):
