@@ -2,7 +2,7 @@
 
     python -m minitx.bench.decoders [--seed S] [--json] [--fast] [--plot FILE] [--data FILE]
 
-The one :class:`~minitx.models.gpt.GPT`, configured five ways, each trained
+The one :class:`~minitx.models.gpt.GPT`, configured eight ways, each trained
 by the one :class:`~minitx.train.trainer.Trainer` on the same characters
 (tiny Shakespeare when it is found beside the repository, else minitx's
 embedded corpus, and the run says which) with the same
@@ -11,6 +11,7 @@ batches, and the same token budget.
 
 ======================  ==========================================================
 ``gpt2``                LayerNorm, learned positions (a ``block_size`` table), GELU MLP
+``gpt2+rmsnorm``        GPT-2 with one change: RMSNorm (likewise ``gpt2+rope``, ``gpt2+swiglu``)
 ``llama-kv4``           RMSNorm, RoPE, SwiGLU, no biases, 4 key/value heads (MHA)
 ``llama-kv2``           the same with grouped-query attention, 2 KV heads (LLaMA-style)
 ``llama-kv1``           the same with one KV head (multi-query)
@@ -21,8 +22,9 @@ Every variant's ``d_ff`` is chosen so that its parameter count matches the
 GPT-2-style model's (the count is printed, with the difference): a SwiGLU
 holds three ``D x d_ff`` matrices where the MLP holds two, fewer KV heads
 free attention weights, and no position table frees ``block_size x D``.
-The token embedding is tied to the LM head in all five (at this size an
-untied head would be a tenth of the model).
+The token embedding is tied to the LM head in all of them, as in GPT-2 and
+minitx's small ``llama-*`` presets. The peak learning rate is the same for
+all (3e-3, not tuned per model).
 
 Three measurements, printed as tables (``--json``: one object a line, the
 field ``"kind"`` says which):
@@ -69,13 +71,17 @@ from ..models.gpt import BLOOM, GPT, LLAMA, GPTConfig
 #: Model name -> the GPTConfig fields that make it what it is (the rest is the shared size).
 #: ``LLAMA`` and ``BLOOM`` are the recipes the ``llama-*`` and ``bloom-*`` presets use.
 FAMILIES: dict[str, dict] = {
-    "gpt2": dict(),
+    "gpt2": {},
+    "gpt2+rmsnorm": dict(norm="rmsnorm"),  # one change at a time: what each buys on its own
+    "gpt2+rope": dict(positions="rope"),
+    "gpt2+swiglu": dict(ffn="swiglu"),
     "llama-kv4": dict(LLAMA, n_kv_head=4),
     "llama-kv2": dict(LLAMA, n_kv_head=2),
     "llama-kv1": dict(LLAMA, n_kv_head=1),
     "bloom": dict(BLOOM),
 }
 REFERENCE = "gpt2"  # every other model's parameter count is matched to this one's
+KV_CACHE_MODELS = ("llama-kv4", "llama-kv2", "llama-kv1")  # the same model at 4, 2 and 1 KV heads
 MATCH_TOLERANCE = 0.03  # the widest relative parameter difference allowed
 
 
@@ -308,7 +314,7 @@ def run(settings: DecoderBenchSettings, seed: int = 0, *, data=None, progress: b
                      "train_seconds": round(seconds, 1), "tokens_per_s": round(s.tokens / seconds, 1),
                      "curve": [[r["iter"], round(r["val_loss"], 4)] for r in history]})
         rows.extend(extrapolation_rows(name, model, eval_ids, s))
-        if config.positions != "learned" and config.norm == "rmsnorm":  # the LLaMA variants: GQA 4, 2, 1
+        if name in KV_CACHE_MODELS:
             rows.append(kv_cache_row(name, model, prompt))
         say(f"  trained in {seconds:.0f} s: val loss {history[-1]['val_loss']:.4f}")
     return {"rows": rows, "data": what, "seconds": round(time.perf_counter() - t_start, 1)}
@@ -320,33 +326,35 @@ def run(settings: DecoderBenchSettings, seed: int = 0, *, data=None, progress: b
 def format_tables(rows) -> str:
     models = [r for r in rows if r["kind"] == "model"]
     lines = ["validation loss, same parameter count and training tokens (nats/char):",
-             f"{'model':<10}{'norm':>10}{'positions':>10}{'ffn':>8}{'kv':>4}{'d_ff':>6}{'params':>10}{'vs gpt2':>9}"
-             f"{'val loss':>10}{'tokens/s':>10}"]
+             f"{'model':<13}{'norm':>10}{'positions':>10}{'ffn':>8}{'kv':>4}{'d_ff':>6}{'params':>10}{'diff':>7}"
+             f"{'val loss':>10}{'vs gpt2':>9}{'tokens/s':>10}"]
+    ref = next((r["val_loss"] for r in models if r["model"] == REFERENCE), None)
     for r in models:
-        lines.append(f"{r['model']:<10}{r['norm']:>10}{r['positions']:>10}{r['ffn']:>8}{r['n_kv_head']:>4}"
-                     f"{r['d_ff']:>6}{r['n_params']:>10,}{r['params_vs_reference']:>+9.1%}{r['val_loss']:>10.4f}"
-                     f"{r['tokens_per_s']:>10,.0f}")
+        delta = f"{r['val_loss'] - ref:>+9.4f}" if ref is not None else f"{'':>9}"
+        lines.append(f"{r['model']:<13}{r['norm']:>10}{r['positions']:>10}{r['ffn']:>8}{r['n_kv_head']:>4}"
+                     f"{r['d_ff']:>6}{r['n_params']:>10,}{r['params_vs_reference']:>+7.1%}{r['val_loss']:>10.4f}"
+                     f"{delta}{r['tokens_per_s']:>10,.0f}")
     ext = [r for r in rows if r["kind"] == "extrapolation"]
     if ext:
         contexts = list(dict.fromkeys(r["context"] for r in ext))
         T = ext[0]["trained_context"]
         lines += ["", f"length extrapolation (trained on {T}-token windows): mean loss over windows of each length, "
                       f"the same validation characters; past@L: positions >= {T} only:",
-                  f"{'model':<10}{'positions':>10}" + "".join(f"{'@' + str(c):>9}" for c in contexts)
+                  f"{'model':<13}{'positions':>10}" + "".join(f"{'@' + str(c):>9}" for c in contexts)
                   + "".join(f"{'past@' + str(c):>11}" for c in contexts if c > T)]
-        errors = {}
+        errors = {}  # message -> the models that gave it
         for name in dict.fromkeys(r["model"] for r in ext):
             mine = {r["context"]: r for r in ext if r["model"] == name}
             cells = "".join(f"{mine[c]['loss']:>9.4f}" if mine[c]["loss"] is not None else f"{'refused':>9}"
                             for c in contexts)
             past = "".join(f"{mine[c]['loss_past_trained']:>11.4f}" if mine[c]["loss"] is not None
                            else f"{'refused':>11}" for c in contexts if c > T)
-            lines.append(f"{name:<10}{mine[contexts[0]]['positions']:>10}{cells}{past}")
+            lines.append(f"{name:<13}{mine[contexts[0]]['positions']:>10}{cells}{past}")
             for c in contexts:
-                if mine[c].get("error"):
-                    errors.setdefault(name, mine[c]["error"])
-        for name, message in errors.items():
-            lines.append(f"  {name} past its table: ValueError: {message}")
+                if mine[c].get("error") and c == 2 * T:
+                    errors.setdefault(mine[c]["error"], []).append(name)
+        for message, names in errors.items():
+            lines.append(f"  {', '.join(names)} at {2 * T} tokens: ValueError: {message}")
     kv = [r for r in rows if r["kind"] == "kv_cache"]
     if kv:
         lines += ["", "KV cache after greedy decoding to a full context (batch 1, "
