@@ -389,16 +389,18 @@ def plot(rows, path) -> Path | None:
     ax1.set_title("same parameters, same batches")
     if len(models[0]["curve"]) > 2:  # the untrained start (ln V) would flatten the rest of the curves
         ax1.set_ylim(top=1.05 * max(r["curve"][1][1] for r in models))
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=7)
     ax1.grid(alpha=0.3)
     if ext:
         T = ext[0]["trained_context"]
         longest = max(r["context"] for r in ext)
+        width = max(1, longest // 32)  # mean over bins of positions, so the curves are readable
         for name in dict.fromkeys(r["model"] for r in ext):
             usable = [r for r in ext if r["model"] == name and r["loss"] is not None]
             r = max(usable, key=lambda r: r["context"])
+            if r["positions"] == "learned" and name != REFERENCE:
+                continue  # every learned-position model stops at its table: one of them says so
             loss = np.array(r["by_position"])
-            width = max(1, r["context"] // 32)  # mean over bins of positions, so the curve is readable
             binned = loss[: len(loss) // width * width].reshape(-1, width).mean(axis=1)
             line, = ax2.plot((np.arange(len(binned)) + 0.5) * width, binned, label=f"{name} ({r['positions']})")
             if r["context"] < longest:
@@ -406,11 +408,11 @@ def plot(rows, path) -> Path | None:
                 ax2.annotate("no position past its table", (r["context"], binned[-1]), fontsize=7,
                              xytext=(4, 6), textcoords="offset points", color=line.get_color())
         ax2.axvline(T, color="grey", linestyle="--", linewidth=1)
-        ax2.text(T, ax2.get_ylim()[1], f" trained context {T}", fontsize=7, va="top", color="grey")
+        ax2.text(T, ax2.get_ylim()[0], f" trained context {T}", fontsize=7, va="bottom", color="grey")
         ax2.set_xlabel("position in the window")
         ax2.set_ylabel("loss at that position (nats/char)")
         ax2.set_title(f"windows of {longest} tokens ({longest // T}x the trained context)")
-        ax2.legend(fontsize=8)
+        ax2.legend(fontsize=7, loc="upper left")
         ax2.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
