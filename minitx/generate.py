@@ -33,7 +33,10 @@ last ``block_size`` tokens, with a warning. When generation fills the window,
 the oldest token must drop out; with learned absolute positions every cached
 key then sits at the wrong position, so the cache is rebuilt from the last
 ``block_size`` tokens at each further step (exactly what the uncached loop
-computes, hence identical tokens; as slow as recomputing, too).
+computes, hence identical tokens; as slow as recomputing, too). Rotary and
+ALiBi models have no position table and could attend further, but their
+``block_size`` is the context they were trained on and the size of their
+caches, so they slide the same window in the same way.
 """
 from __future__ import annotations
 

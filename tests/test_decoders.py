@@ -381,3 +381,26 @@ def test_generate_and_beam_for_every_variant():
         hyps = beam_search_gpt(model, [[1, 2, 3], [4]], beam_size=3, max_new_tokens=5)
         alone = beam_search_gpt(model, [[4]], beam_size=3, max_new_tokens=5)
         assert [h.tokens for h in hyps[1]] == [h.tokens for h in alone[0]], name  # batching changes nothing
+
+
+def test_save_pretrained_of_minitx_built_variants(tmp_path):
+    """A minitx-built LLaMA or BLOOM is saved by its family's page, and transformers computes the same logits."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import minitx
+
+    ids = np.random.default_rng(5).integers(0, 13, (2, 7))
+    for name, cls in (("llama", transformers.LlamaForCausalLM), ("llama-mqa", transformers.LlamaForCausalLM),
+                      ("bloom", transformers.BloomForCausalLM)):
+        model = GPT(small(name), seed=4)
+        for p in model.parameters():  # move norms and biases away from 1 and 0, so a mix-up shows
+            p.data[...] += np.random.default_rng(1).standard_normal(p.data.shape).astype(np.float32) * 0.1
+        minitx.save_pretrained(model, None, tmp_path / name)
+        hf = cls.from_pretrained(tmp_path / name).eval()
+        with torch.no_grad():
+            ref = hf(torch.tensor(ids)).logits.numpy()
+        np.testing.assert_allclose(model.forward(ids), ref, atol=1e-4, err_msg=name)
+    with pytest.raises(ValueError, match="a BLOOM folder needs"):
+        minitx.save_pretrained(GPT(small("mix")), None, tmp_path / "mix")
+    with pytest.raises(ValueError, match="a GPT-2 folder needs"):
+        minitx.save_pretrained(GPT(small("gpt", norm="rmsnorm")), None, tmp_path / "rms")

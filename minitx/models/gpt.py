@@ -25,6 +25,15 @@ Three choices follow GPT-2 (and nanoGPT, minGPT):
   N(0, 0.02^2), biases 0, LayerNorms (1, 0).
 * **Pre-norm blocks + final LayerNorm.** See :mod:`minitx.nn.blocks`.
 
+The same decoder is a LLaMA or a BLOOM when its config says so (see
+``docs/decoders.md``): ``norm="rmsnorm"`` (every LayerNorm above becomes an
+RMSNorm), ``positions="rope"`` (no ``wpe``: queries and keys are rotated
+inside attention) or ``"alibi"`` (no ``wpe``: a distance penalty on the
+scores, computed once per forward and shared by every block),
+``ffn="swiglu"``, ``n_kv_head`` (grouped-query attention) and
+``embed_norm`` (a norm ``ln_emb`` after ``wte``). The presets ``llama-*``
+and ``bloom-*`` set them.
+
 Parameter names (what checkpoints and weight importers key on)::
 
     wte.weight                      (V, D)  token embedding = LM head
@@ -33,6 +42,13 @@ Parameter names (what checkpoints and weight importers key on)::
     blocks.{l}.attn.proj.weight/bias, blocks.{l}.norm_ff.weight/bias,
     blocks.{l}.ff.fc.weight/bias (D, 4D), blocks.{l}.ff.proj.weight/bias (4D, D)
     ln_f.weight/bias                (D,)
+    lm_head                         (V, D)  only with tie_embeddings=False
+    ln_emb.weight/bias              (D,)    only with embed_norm=True (BLOOM)
+
+With ``positions`` "rope" or "alibi" there is no ``wpe``; with ``n_kv_head``
+``qkv`` is ``(D, D + 2 n_kv_head hs)``; with ``ffn="swiglu"`` the MLP has
+``ff.fc`` (through SiLU), ``ff.fc_gate`` (the linear factor) and ``ff.proj``;
+RMSNorms have a weight and no bias; ``bias=False`` drops every Linear bias.
 
 Example::
 
@@ -229,7 +245,7 @@ def lm_head_backward(dlogits, cache):
 # The model
 # --------------------------------------------------------------------------
 class GPT(NextTokenLoss, Module):
-    """Decoder-only transformer language model (GPT-2 architecture).
+    """Decoder-only transformer language model: GPT-2's architecture, or a LLaMA or BLOOM by its config.
 
     ``forward(idx) -> logits`` and ``backward(dlogits)`` follow the same
     contract as every minitx layer; :meth:`loss` adds the cross-entropy on

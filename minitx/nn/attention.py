@@ -131,7 +131,9 @@ class KVCache:
     Without it, generating token t+1 recomputes keys and values for all t
     previous tokens; with it, each step computes them for the one new token
     and appends. Buffers are allocated once at ``max_len`` so appending is a
-    copy into place, not a reallocation.
+    copy into place, not a reallocation. With grouped-query attention the
+    keys and values have ``n_kv_heads`` heads, and so does the cache; with
+    rotary attention the keys are stored already rotated.
     """
 
     def __init__(self, max_len: int):
@@ -243,6 +245,9 @@ class MultiHeadAttention(Module):
             raise ValueError(f"d_model={d_model} with n_heads={n_heads}: expected d_model divisible by n_heads")
         if head_size is not None:
             check_positive_int("head_size", head_size)
+        if cross and rope_theta is not None:
+            raise ValueError("MultiHeadAttention: rope_theta with cross=True; expected rotary positions on "
+                             "self-attention only (queries and keys from one sequence)")
         if cross and causal:
             raise ValueError("MultiHeadAttention: causal=True with cross=True; expected causal masks on self-attention only")
         rng = rng if rng is not None else np.random.default_rng()

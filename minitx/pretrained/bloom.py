@@ -41,9 +41,9 @@ otherwise: it sizes the KV cache and the generation window, nothing else.
 from __future__ import annotations
 
 from ..models.gpt import GPT, GPTConfig
-from .common import field, refuse, same_tensor
+from .common import build_gpt, field, refuse, same_tensor
 from .folder import PretrainedError
-from .mapping import SAME, T, PerHeadQKV, check_leftovers, expand, export_state, load_state, strip_prefix, used_names
+from .mapping import SAME, PerHeadQKV, T, expand, export_state
 
 MODEL_TYPE = "bloom"
 ARCHITECTURES = ("BloomForCausalLM",)
@@ -96,14 +96,8 @@ def rows(config: GPTConfig):
 
 
 def build(hf: dict, tensors: dict, architecture: str, source: str, dtype):
-    tensors = strip_prefix(tensors, "transformer.")
-    config = config_from_hf(hf, source, tensors)
-    model = GPT(config, dtype=dtype)
-    rs = rows(config)
-    state = load_state(rs, tensors, dict(model.named_parameters()), source)
-    check_leftovers(tensors, used_names(rs) | {"lm_head.weight"}, (), source)  # the tied head duplicates wte
-    model.load_state_dict(state)
-    return model
+    return build_gpt(hf, tensors, source, dtype, prefix="transformer.", config_from_hf=config_from_hf, rows=rows,
+                     ignore=())
 
 
 def export(model: GPT, hf_base: dict) -> tuple[dict, dict]:

@@ -1,9 +1,10 @@
-"""What the architecture pages share: config fields, activations, the page registry."""
+"""What the architecture pages share: config fields, activations, the decoder-only build step."""
 from __future__ import annotations
 
 import numpy as np
 
 from .folder import PretrainedError
+from .mapping import check_leftovers, load_state, strip_prefix, used_names
 
 #: Hugging Face activation names -> minitx's. ``gelu`` is the exact (erf) GELU in
 #: transformers, ``gelu_new`` / ``gelu_pytorch_tanh`` the tanh approximation GPT-2 used.
@@ -62,5 +63,26 @@ def same_tensor(tensors: dict, a: str, b: str) -> bool:
                                                                                                      tensors[b])
 
 
-__all__ = ["ACTIVATIONS_FROM_HF", "ACTIVATIONS_TO_HF", "activation_from_hf", "activation_to_hf", "field", "refuse",
-           "same_tensor", "single_id"]
+def build_gpt(hf: dict, tensors: dict, source: str, dtype, *, prefix: str, config_from_hf, rows, ignore=()):
+    """The build step of every decoder-only page (GPT-2, Llama, BLOOM): one :class:`~minitx.models.GPT`.
+
+    Strip the body's ``prefix`` (``transformer.``, ``model.``), read the
+    config (``config_from_hf(hf, source, tensors)``), map every tensor of
+    ``rows(config)`` with its shape checked, and refuse tensors nobody
+    mapped (``lm_head.weight`` is allowed when the head is tied: it then
+    duplicates the token embedding).
+    """
+    from ..models.gpt import GPT
+
+    tensors = strip_prefix(tensors, prefix)
+    config = config_from_hf(hf, source, tensors)
+    model = GPT(config, dtype=dtype)
+    rs = rows(config)
+    state = load_state(rs, tensors, dict(model.named_parameters()), source)
+    check_leftovers(tensors, used_names(rs) | {"lm_head.weight"}, ignore, source)
+    model.load_state_dict(state)
+    return model
+
+
+__all__ = ["ACTIVATIONS_FROM_HF", "ACTIVATIONS_TO_HF", "activation_from_hf", "activation_to_hf", "build_gpt", "field",
+           "refuse", "same_tensor", "single_id"]

@@ -30,9 +30,9 @@ buffer, not a weight), which are ignored.
 from __future__ import annotations
 
 from ..models.gpt import GPT, GPTConfig
-from .common import activation_from_hf, activation_to_hf, field, refuse, same_tensor
+from .common import activation_from_hf, activation_to_hf, build_gpt, field, refuse, same_tensor
 from .folder import PretrainedError
-from .mapping import SAME, check_leftovers, expand, export_state, format_table, load_state, strip_prefix, used_names
+from .mapping import SAME, expand, export_state
 
 MODEL_TYPE = "gpt2"
 ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
@@ -81,21 +81,20 @@ def rows(config: GPTConfig):
 
 
 def build(hf: dict, tensors: dict, architecture: str, source: str, dtype):
-    tensors = strip_prefix(tensors, "transformer.")
-    config = config_from_hf(hf, source, tensors)
-    model = GPT(config, dtype=dtype)
-    rs = rows(config)
-    state = load_state(rs, tensors, dict(model.named_parameters()), source)
-    used = used_names(rs) | {"lm_head.weight"}  # a tied lm_head.weight duplicates wte
-    check_leftovers(tensors, used, IGNORE, source)
-    model.load_state_dict(state)
-    return model
+    return build_gpt(hf, tensors, source, dtype, prefix="transformer.", config_from_hf=config_from_hf, rows=rows,
+                     ignore=IGNORE)
 
 
 def export(model: GPT, hf_base: dict) -> tuple[dict, dict]:
     c = model.config
-    if c.bias is False:
+    if c.bias is False or not c.has_ffn_bias:
         raise PretrainedError("save_pretrained: a GPT with bias=False has no GPT-2 equivalent (GPT-2 has biases)")
+    got = (c.norm, c.positions, c.ffn, c.n_kv_head in (None, c.n_head), c.embed_norm)
+    if got != ("layernorm", "learned", "mlp", True, False):
+        raise PretrainedError("save_pretrained: a GPT-2 folder needs norm='layernorm', positions='learned', ffn='mlp', "
+                              f"every head its own keys and no embed_norm; got norm={c.norm!r}, "
+                              f"positions={c.positions!r}, ffn={c.ffn!r}, n_kv_head={c.n_kv_head!r}, "
+                              f"embed_norm={c.embed_norm!r}")
     hf = dict(hf_base)
     hf.update(model_type=MODEL_TYPE, architectures=["GPT2LMHeadModel"], vocab_size=c.vocab_size,
               n_positions=c.block_size, n_ctx=c.block_size, n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,

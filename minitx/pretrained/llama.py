@@ -43,9 +43,9 @@ What each tensor is (``D = hidden_size``, ``F = intermediate_size``,
 from __future__ import annotations
 
 from ..models.gpt import GPT, GPTConfig
-from .common import activation_from_hf, field, same_tensor
+from .common import activation_from_hf, build_gpt, field, same_tensor
 from .folder import PretrainedError
-from .mapping import SAME, T, check_leftovers, expand, export_state, load_state, strip_prefix, used_names
+from .mapping import SAME, T, expand, export_state
 
 MODEL_TYPE = "llama"
 ARCHITECTURES = ("LlamaForCausalLM",)
@@ -136,15 +136,8 @@ def rows(config: GPTConfig):
 
 
 def build(hf: dict, tensors: dict, architecture: str, source: str, dtype):
-    tensors = strip_prefix(tensors, "model.")
-    config = config_from_hf(hf, source, tensors)
-    model = GPT(config, dtype=dtype)
-    rs = rows(config)
-    state = load_state(rs, tensors, dict(model.named_parameters()), source)
-    used = used_names(rs) | {"lm_head.weight"}  # a tied lm_head.weight duplicates embed_tokens
-    check_leftovers(tensors, used, IGNORE, source)
-    model.load_state_dict(state)
-    return model
+    return build_gpt(hf, tensors, source, dtype, prefix="model.", config_from_hf=config_from_hf, rows=rows,
+                     ignore=IGNORE)
 
 
 def export(model: GPT, hf_base: dict) -> tuple[dict, dict]:
