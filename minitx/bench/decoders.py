@@ -381,10 +381,11 @@ def plot(rows, path) -> Path | None:
     models = [r for r in rows if r["kind"] == "model"]
     ext = [r for r in rows if r["kind"] == "extrapolation"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    color = {r["model"]: f"C{i}" for i, r in enumerate(models)}  # one colour per model in both panels
     per_iter = models[0]["tokens"] / max(models[0]["curve"][-1][0], 1)
     for r in models:
         it, loss = np.array(r["curve"]).T
-        ax1.plot(it * per_iter, loss, marker=".", label=f"{r['model']} ({r['n_params']:,})")
+        ax1.plot(it * per_iter, loss, marker=".", color=color[r["model"]], label=f"{r['model']} ({r['n_params']:,})")
     ax1.set_xlabel("training tokens")
     ax1.set_ylabel("validation loss (nats/char)")
     ax1.set_title("same parameters, same batches")
@@ -403,7 +404,8 @@ def plot(rows, path) -> Path | None:
                 continue  # every learned-position model stops at its table: one of them says so
             loss = np.array(r["by_position"])
             binned = loss[: len(loss) // width * width].reshape(-1, width).mean(axis=1)
-            line, = ax2.plot((np.arange(len(binned)) + 0.5) * width, binned, label=f"{name} ({r['positions']})")
+            line, = ax2.plot((np.arange(len(binned)) + 0.5) * width, binned, color=color.get(name),
+                             label=f"{name} ({r['positions']})")
             if r["context"] < longest:
                 ax2.plot([r["context"]], [binned[-1]], "x", color=line.get_color(), markersize=9)
                 ax2.annotate("no position past its table", (r["context"], binned[-1]), fontsize=7,
