@@ -29,3 +29,27 @@ def shakespeare_path():
         if candidate.is_file():
             return candidate.resolve()
     return None
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, or ``None`` when matplotlib (an extra) is missing."""
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig, path):
+    """Lay out ``fig``, write it to ``path`` (its folder created), close it; returns the ``Path``."""
+    from pathlib import Path  # noqa: PLC0415
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path

@@ -371,12 +371,10 @@ def format_tables(rows) -> str:
 
 def plot(rows, path) -> Path | None:
     """Loss curves and loss by position at the longest context; None without matplotlib."""
-    try:
-        import matplotlib  # noqa: PLC0415
+    from . import pyplot, save_figure  # noqa: PLC0415
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     models = [r for r in rows if r["kind"] == "model"]
     ext = [r for r in rows if r["kind"] == "extrapolation"]
@@ -417,12 +415,7 @@ def plot(rows, path) -> Path | None:
         ax2.set_title(f"windows of {longest} tokens ({longest // T}x the trained context)")
         ax2.legend(fontsize=7, loc="upper left")
         ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> int:
