@@ -37,9 +37,9 @@ field ``"kind"`` says which):
   characters of the validation split, cut into non-overlapping windows of
   1x, 2x and 4x the trained context (the same characters at every length);
   ``"loss_past_trained"`` averages only the positions at or past the trained
-  context, the ones the model never saw in training. The learned-position
-  model has no row for positions past its table: its ``forward`` refuses,
-  and the row carries that error instead of a number.
+  context, the ones the model never saw in training. A learned-position
+  model cannot run past its table: its rows there carry the ``ValueError``
+  its ``forward`` raises (``"error"``) instead of a number.
 * ``"kv_cache"``: each LLaMA variant decodes greedily from a prompt until its
   context is full; the bytes its KV caches hold (``KVCache.nbytes``, summed
   over the layers) divided by the tokens cached, beside the formula
@@ -173,9 +173,8 @@ def matched_config(settings: DecoderBenchSettings, vocab_size: int, name: str, t
 def loss_by_position(model, ids, length: int, batch_rows: int = 16):
     """Mean next-token loss at each position of windows of ``length`` tokens: ``-> [length]`` (float64).
 
-    ``ids`` is cut into ``len(ids) // length`` non-overlapping windows
-    (``ids`` must hold one more token than a multiple of ``length``: the
-    last window's final target). Raises whatever ``model.forward`` raises for
+    ``ids`` (1-D) is cut into ``(len(ids) - 1) // length`` non-overlapping
+    windows; the one extra token is the last window's final target. Raises whatever ``model.forward`` raises for
     a window it cannot take (a learned-position model past its table).
     """
     from ..backend import to_numpy  # noqa: PLC0415
@@ -194,7 +193,7 @@ def loss_by_position(model, ids, length: int, batch_rows: int = 16):
     return total / n
 
 
-def extrapolation_rows(name: str, model, ids, settings: DecoderBenchSettings, bar=None) -> list[dict]:
+def extrapolation_rows(name: str, model, ids, settings: DecoderBenchSettings) -> list[dict]:
     """Loss at every evaluated context (``settings.factors x block_size``) on the same tokens."""
     T = settings.block_size
     rows = []
@@ -211,8 +210,6 @@ def extrapolation_rows(name: str, model, ids, settings: DecoderBenchSettings, ba
                        loss_past_trained=round(float(by_pos[T:].mean()), 4) if L > T else None,
                        by_position=[round(float(v), 4) for v in by_pos])
         rows.append(row)
-        if bar is not None:
-            bar.update(1)
     return rows
 
 
@@ -267,7 +264,7 @@ def train_config(settings: DecoderBenchSettings, seed: int):
 
 
 def run(settings: DecoderBenchSettings, seed: int = 0, *, data=None, progress: bool = False, log=None) -> dict:
-    """Train and measure every model of ``settings.models``; returns ``{"rows", "data", "seconds"}``."""
+    """Train and measure every model of ``settings.models``; returns ``{"rows", "data", "seconds", "cpu_seconds"}``."""
     from ..tokenizer import CharTokenizer  # noqa: PLC0415
     from ..train.data import LMDataset  # noqa: PLC0415
     from ..train.parallel import DataParallel  # noqa: PLC0415
@@ -296,6 +293,9 @@ def run(settings: DecoderBenchSettings, seed: int = 0, *, data=None, progress: b
             matched_config(s, tokenizer.vocab_size, name, target)
         model = GPT(config, seed=seed)
         n = model.num_parameters()
+        if abs(n - target) > MATCH_TOLERANCE * target:  # a size no d_ff can reach: not a fair comparison
+            raise ValueError(f"{name}: {n:,} parameters against {REFERENCE}'s {target:,}, expected within "
+                             f"{MATCH_TOLERANCE:.0%}; change the settings' sizes")
         say(f"{name}: {n:,} parameters ({(n - target) / target:+.1%} vs {REFERENCE}), d_ff {config.hidden_width}")
         wrapped = DataParallel(model, threads=s.threads, seed=seed) if s.threads > 1 else model
         t0 = time.perf_counter()
