@@ -12,3 +12,44 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+#: The tiny-Shakespeare file, relative to the repository root (the project's shared data folder).
+#: minitx never *needs* it: a benchmark that finds it reports it, one that does not says so and falls
+#: back to the embedded corpus.
+SHARED_DATA = "../shared/data/tinyshakespeare.txt"
+
+
+def shakespeare_path():
+    """The tiny-Shakespeare file (a ``Path``) beside the repository or the working folder, else ``None``."""
+    from pathlib import Path  # noqa: PLC0415
+
+    repo = Path(__file__).resolve().parents[2]
+    for candidate in (repo / SHARED_DATA, Path.cwd() / SHARED_DATA):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, or ``None`` when matplotlib (an extra) is missing."""
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig, path):
+    """Lay out ``fig``, write it to ``path`` (its folder created), close it; returns the ``Path``."""
+    from pathlib import Path  # noqa: PLC0415
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path

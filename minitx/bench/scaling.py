@@ -130,12 +130,10 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/scaling", threads: i
 
 def plot(result: dict, path) -> Path | None:
     """Log-log scatter of val loss against N with the fitted line; None without matplotlib."""
-    try:
-        import matplotlib  # noqa: PLC0415
+    from . import pyplot, save_figure  # noqa: PLC0415
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     n = np.array([r["n_non_embedding"] for r in result["rows"]], dtype=float)
     loss = np.array([r["val_loss"] for r in result["rows"]])
@@ -153,12 +151,7 @@ def plot(result: dict, path) -> Path | None:
     ax.set_title(f"same data, {result['rows'][0]['tokens']:,} training tokens each")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,7 @@ the test suite except a toy-sized smoke test.
 """
 from __future__ import annotations
 
-from minitx.bench import cpu_model
+from minitx.bench import cpu_model, shakespeare_path
 
 import argparse
 import datetime
@@ -73,8 +73,6 @@ MINITX_FLAGS = {
     "d_model": {"names": ("--d-model", "--n-embd"), "optional": False},
     "overwrite": {"names": ("--overwrite",), "optional": True},
 }
-#: The tiny-Shakespeare file, relative to the repository root (the project's shared data folder).
-SHARED_DATA = Path("..") / "shared" / "data" / "tinyshakespeare.txt"
 #: A number followed by ``tokens/s``: the last one a program prints is its training-loop throughput.
 RATE = re.compile(r"([0-9][0-9,]*(?:\.[0-9]+)?)\s*tokens/s")
 #: Targets of issue 10, by ratio name.
@@ -179,10 +177,9 @@ def default_data(explicit: str | None, workdir: Path) -> tuple[str, str]:
     if explicit is not None:
         path = str(Path(explicit).resolve())
         return path, path
-    repo = Path(__file__).resolve().parents[2]
-    for candidate in (repo / SHARED_DATA, Path.cwd() / SHARED_DATA):
-        if candidate.is_file():
-            return str(candidate.resolve()), f"tiny Shakespeare ({candidate.resolve()})"
+    found = shakespeare_path()
+    if found is not None:
+        return str(found), f"tiny Shakespeare ({found})"
     from minitx.corpus import default_corpus  # noqa: PLC0415 - only when there is no data file
 
     path = workdir / "minitx-default-corpus.txt"
