@@ -45,7 +45,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from functools import lru_cache, reduce
 from operator import iconcat
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import regex
@@ -522,6 +522,13 @@ class ChunkCache(dict):
         return holder
 
 
+#: About how many characters :meth:`FastEncoder.blocks` splits at a time (16-64 Ki measured alike).
+BLOCK_CHARS = 1 << 16
+#: A space after a character that is not whitespace (``str.isspace``, a superset of the patterns'
+#: ``\s``): cutting the text before that space is exact (:func:`safe_cut_before`).
+_EXACT_CUT = re.compile(r"\S ")
+
+
 class FastEncoder:
     """Text -> ids for one tokenizer's tables, with a cache of chunk -> ids.
 
@@ -537,7 +544,7 @@ class FastEncoder:
     that is not valid UTF-8 can never equal one. The rest of the cache holds
     at most ``max_entries`` chunks across calls (it is reset when full), so
     memory stays bounded on endless new text. ``batch_from``: see
-    :data:`BATCH_FROM`.
+    :data:`BATCH_FROM`; ``block_chars``: :meth:`blocks`.
     """
 
     def __init__(
@@ -548,12 +555,14 @@ class FastEncoder:
         whole_tokens: Mapping[bytes, int] | None,
         max_entries: int = 1 << 18,
         batch_from: int = BATCH_FROM,
+        block_chars: int = BLOCK_CHARS,
     ):
         self.split = Splitter(pattern).split
         self.byte_ids = list(byte_ids)
         self.ranks = ranks
         self.max_entries = max_entries
         self.batch_from = batch_from
+        self.block_chars = block_chars
         self._seed: dict[str, tuple[int, ...]] = {}
         for token, i in (whole_tokens or {}).items():
             try:
@@ -578,9 +587,11 @@ class FastEncoder:
         if self.cached_chunks > self.max_entries:
             self.reset()
         cache = self.cache
+        get = cache.__getitem__
         with _collector_paused():
-            chunks = self.split(text)
-            found = list(map(cache.__getitem__, chunks))  # ids per chunk; holders for new chunks
+            found: list = []  # ids per chunk; holders for new chunks
+            for block in self.blocks(text):
+                found += map(get, self.split(block))  # the block's chunk strings are freed right after
             pending, cache.pending = cache.pending, []
             if pending:
                 keys = [holder[0] for holder in pending]
@@ -593,10 +604,27 @@ class FastEncoder:
                 for holder, ids in zip(pending, results):
                     holder[:] = ids
             out = reduce(iconcat, found, [])  # out += ids, chunk by chunk, at C speed
-            # Drop the two big lists while the collector still sleeps: the collection that follows
-            # then need not walk their 2 x (number of chunks) references.
-            del found, chunks
+            # Drop the big list while the collector still sleeps: the collection that follows
+            # then need not walk its (number of chunks) references.
+            del found
         return out
+
+    def blocks(self, text: str) -> Iterator[str]:
+        """``text`` in pieces of about ``block_chars`` characters, each cut where a cut is exact.
+
+        A cut goes at the first space after ``block_chars`` characters that
+        follows a non-whitespace character (:data:`_EXACT_CUT`; why such a cut
+        cannot change the chunks: :func:`safe_cut_before`). Splitting and
+        looking up one block at a time keeps its chunk strings in the CPU's
+        cache between the two (all of 10 MiB's 2.3M chunk strings take about
+        120 MB): measured 5% faster on 10 MiB.
+        """
+        lo, n = 0, len(text)
+        while lo < n:
+            cut = _EXACT_CUT.search(text, lo + self.block_chars) if lo + self.block_chars < n else None
+            hi = n if cut is None else cut.end() - 1  # the space starts the next block
+            yield text[lo:hi]
+            lo = hi
 
     def encode_chunks(self, chunks: Sequence[str]) -> list[list[int]]:
         """The BPE ids of each of ``chunks`` (no cache, no whole-token lookup)."""
