@@ -434,6 +434,30 @@ def test_fast_split_equals_regex(pattern, text):
 
 
 @pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.one_of(adversarial_text, st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)),
+    block_chars=st.integers(1, 12),
+)
+def test_blocks_cut_where_the_chunks_do_not_change(pattern, text, block_chars):
+    """The encoder's blocks, made tiny so that nearly every exact cut is used: the chunks and ids are unchanged."""
+    tok = merges_across_chunks(pattern)
+    whole = whole_tokens(tok) if tok.whole_token_shortcut else None
+    enc = fast.FastEncoder(tok.pattern, tok.byte_ids, tok.ranks, whole, batch_from=1, block_chars=block_chars)
+    blocks = list(enc.blocks(text))
+    assert "".join(blocks) == text and all(blocks)
+    assert [chunk for block in blocks for chunk in split_text(block, pattern)] == split_text(text, pattern)
+    assert enc.encode_ordinary(text) == tok.encode_reference(text, allowed_special="none")
+
+
+def test_blocks_are_cut_before_a_space_after_non_whitespace():
+    text = "ab cd  ef\n gh\t ij kl"
+    tiny = fast.FastEncoder(GPT4_SPLIT_PATTERN, range(256), {}, None, block_chars=1)
+    assert list(tiny.blocks(text)) == ["ab", " cd", "  ef\n gh\t ij", " kl"]
+    assert list(trained()._fast.blocks(text)) == [text]  # shorter than one block
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
 def test_fast_split_on_every_bmp_character(pattern):
     """Every BMP character in several contexts (alone, after a space, a letter, a digit, an
     apostrophe, before a newline, doubled): the re classes equal regex's \\p{L}, \\p{N}, \\s."""
