@@ -21,17 +21,24 @@ token for token against tiktoken and Hugging Face). What changes, and why:
    (``Counter``) and trains on distinct chunks with their counts
    (:func:`train_incremental`: pair counts updated by difference, a heap with
    lazy invalidation for the best pair). Encoding looks every chunk up in a
-   cache; the chunks of a text that are not in it are collected first
-   (a set difference, in C) and encoded together.
+   cache at C speed (``map``); the chunks it has not seen leave a holder and
+   are encoded together afterwards. The text is split and looked up in blocks
+   of about 64 Ki characters, cut before a space that follows a
+   non-whitespace character (an exact cut, :func:`safe_cut_before`), so that
+   each block's chunk strings are still in the CPU cache when they are looked
+   up and freed.
 3. **New chunks in one batch, with NumPy.** On text that does not repeat,
    running BPE on the new chunks is the other large cost (about 10 us per
    chunk in Python, 40k chunks in 10 MiB). :func:`batch_bpe` runs the merge
    loop for all of them at once: one array holds every chunk's ids, each
    round finds every chunk's best pair with ``np.minimum.reduceat``, merges it
    and looks up only the two new neighbouring pairs in a NumPy hash table
-   (:class:`PairTable`). Chunks that are a whole token skip BPE (tiktoken's
-   rule); a few long chunks, and the last few of a batch, finish in Python
-   (:func:`merge_loop`), where NumPy's per-call overhead would dominate.
+   (:class:`PairTable`: chained buckets stored as sorted arrays, so a lookup
+   takes as many vectorised rounds as the longest bucket holds keys: 6 for
+   cl100k). Chunks that are a whole token skip BPE (tiktoken's rule); long chunks,
+   and the last few of a batch, finish in Python (:func:`merge_loop`, a heap
+   of pairs by rank and position), where NumPy's per-call overhead would
+   dominate.
 
 Measured figures and the profile are in ``benchmarks/tokenizer.md``.
 """
