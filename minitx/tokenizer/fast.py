@@ -559,10 +559,10 @@ _EXACT_CUT = re.compile(r"\S ")
 class FastEncoder:
     """Text -> ids for one tokenizer's tables, with a cache of chunk -> ids.
 
-    ``encode_ordinary(text)``: split (:class:`Splitter`), look every chunk up
-    in a :class:`ChunkCache` (one pass at C speed), encode the chunks it had
-    not seen together (:func:`batch_bpe`, or :func:`merge_loop` for a
-    handful), and flatten.
+    ``encode_ordinary(text)``: block by block (:meth:`blocks`), split
+    (:class:`Splitter`) and look every chunk up in a :class:`ChunkCache` (one
+    pass at C speed); then encode the chunks it had not seen together
+    (:func:`batch_bpe`, or :func:`merge_loop` for a handful), and flatten.
 
     With ``whole_tokens`` (tiktoken's rule: a chunk that is a whole token is
     that token) the cache starts out holding every token whose bytes are
