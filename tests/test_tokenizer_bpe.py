@@ -304,12 +304,11 @@ def test_fast_chunk_bpe_equals_reference(piece):
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.sampled_from([b"a", b"ab", b" ", b"e", b"\xe7\x9a\x84", b"--"]), min_size=30, max_size=200))
 def test_fast_chunk_bpe_equals_reference_on_long_chunks(parts):
-    """Long chunks (past BATCH_MAX_LEN, so they take merge_loop) with many equal ranks: int sentinel, leftmost ties."""
+    """Long chunks (past BATCH_MAX_LEN, so they take merge_loop) with many equal ranks: leftmost ties, stale heap entries."""
     tok = trained()
     piece = b"".join(parts)
     expected = bpe_chunk(piece, tok.byte_ids, tok.ranks)
     assert fast.merge_loop([tok.byte_ids[b] for b in piece], tok.ranks) == expected
-    assert fast._NO_MERGE[0] == fast.NO_RANK and isinstance(fast._NO_MERGE[0], int)
 
 
 _tables = {}
@@ -348,6 +347,11 @@ def test_pair_table_equals_dict():
             assert (r, n) == tok.ranks[(a, b)]
         else:
             assert r == fast.NO_RANK
+    data = rng.integers(0, 256, size=3000).astype(np.uint8)  # the first round's pairs of byte tokens
+    byte_ids = np.array(tok.byte_ids, dtype=np.int64)
+    direct = table.lookup_bytes(data, byte_ids)
+    hashed = table.lookup(byte_ids[data[:-1]], byte_ids[data[1:]])
+    assert all(np.array_equal(x, y) for x, y in zip(direct, hashed))
 
 
 @settings(max_examples=40, deadline=None)
@@ -431,6 +435,30 @@ def test_fast_split_equals_regex(pattern, text):
         ids = tok.encode_ordinary(text)
         assert ids == tok.encode_reference(text, allowed_special="none")
         assert tok.encode_ordinary(text) == ids  # again, all from the cache
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.one_of(adversarial_text, st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)),
+    block_chars=st.integers(1, 12),
+)
+def test_blocks_cut_where_the_chunks_do_not_change(pattern, text, block_chars):
+    """The encoder's blocks, made tiny so that nearly every exact cut is used: the chunks and ids are unchanged."""
+    tok = merges_across_chunks(pattern)
+    whole = whole_tokens(tok) if tok.whole_token_shortcut else None
+    enc = fast.FastEncoder(tok.pattern, tok.byte_ids, tok.ranks, whole, batch_from=1, block_chars=block_chars)
+    blocks = list(enc.blocks(text))
+    assert "".join(blocks) == text and all(blocks)
+    assert [chunk for block in blocks for chunk in split_text(block, pattern)] == split_text(text, pattern)
+    assert enc.encode_ordinary(text) == tok.encode_reference(text, allowed_special="none")
+
+
+def test_blocks_are_cut_before_a_space_after_non_whitespace():
+    text = "ab cd  ef\n gh\t ij kl"
+    tiny = fast.FastEncoder(GPT4_SPLIT_PATTERN, range(256), {}, None, block_chars=1)
+    assert list(tiny.blocks(text)) == ["ab", " cd", "  ef\n gh\t ij", " kl"]
+    assert list(trained()._fast.blocks(text)) == [text]  # shorter than one block
 
 
 @pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])

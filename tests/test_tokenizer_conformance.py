@@ -221,6 +221,17 @@ def test_cl100k_batch_bpe_equals_reference(cl100k, pieces, min_chunks):
     assert got == [bpe_chunk(p, tok.byte_ids, tok.ranks) for p in pieces]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["=", "**", " ", "--", "的", "一是", " the", "ing", "ab", "\n", "0"]), max_size=300))
+def test_cl100k_merge_loop_equals_reference_on_long_chunks(cl100k, parts):
+    """The heap merge on chunks up to a thousand bytes (runs of one symbol, Chinese): equal to bpe_chunk."""
+    from minitx.tokenizer import bpe_chunk, fast  # noqa: PLC0415
+
+    _, tok = cl100k
+    piece = "".join(parts).encode("utf-8")
+    assert fast.merge_loop([tok.byte_ids[b] for b in piece], tok.ranks) == bpe_chunk(piece, tok.byte_ids, tok.ranks)
+
+
 _table_cache = {}
 
 

@@ -21,17 +21,24 @@ token for token against tiktoken and Hugging Face). What changes, and why:
    (``Counter``) and trains on distinct chunks with their counts
    (:func:`train_incremental`: pair counts updated by difference, a heap with
    lazy invalidation for the best pair). Encoding looks every chunk up in a
-   cache; the chunks of a text that are not in it are collected first
-   (a set difference, in C) and encoded together.
+   cache at C speed (``map``); the chunks it has not seen leave a holder and
+   are encoded together afterwards. The text is split and looked up in blocks
+   of about 64 Ki characters, cut before a space that follows a
+   non-whitespace character (an exact cut, :func:`safe_cut_before`), so that
+   each block's chunk strings are still in the CPU cache when they are looked
+   up and freed.
 3. **New chunks in one batch, with NumPy.** On text that does not repeat,
    running BPE on the new chunks is the other large cost (about 10 us per
    chunk in Python, 40k chunks in 10 MiB). :func:`batch_bpe` runs the merge
    loop for all of them at once: one array holds every chunk's ids, each
    round finds every chunk's best pair with ``np.minimum.reduceat``, merges it
    and looks up only the two new neighbouring pairs in a NumPy hash table
-   (:class:`PairTable`). Chunks that are a whole token skip BPE (tiktoken's
-   rule); a few long chunks, and the last few of a batch, finish in Python
-   (:func:`merge_loop`), where NumPy's per-call overhead would dominate.
+   (:class:`PairTable`: chained buckets stored as sorted arrays, so a lookup
+   takes as many vectorised rounds as the longest bucket holds keys: 6 for
+   cl100k). Chunks that are a whole token skip BPE (tiktoken's rule); long chunks,
+   and the last few of a batch, finish in Python (:func:`merge_loop`, a heap
+   of pairs by rank and position), where NumPy's per-call overhead would
+   dominate.
 
 Measured figures and the profile are in ``benchmarks/tokenizer.md``.
 """
@@ -43,9 +50,9 @@ import re
 import sys
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from functools import lru_cache
-from itertools import chain
-from typing import Iterable, Mapping, Sequence
+from functools import lru_cache, reduce
+from operator import iconcat
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import regex
@@ -285,77 +292,92 @@ def train_incremental(
 # ---------------------------------------------------------------------------
 #: Rank of "no merge" in the arrays (ranks are below 2**31).
 NO_RANK = 2**31 - 1
-#: What :func:`merge_loop` finds for a pair that is no merge: an int rank, so that ``min`` compares
-#: ints only (a float ``inf`` among them made it about 30% slower on long chunks).
-_NO_MERGE = (NO_RANK, -1)
 
 
 def merge_loop(ids: list[int], ranks: Mapping[tuple[int, int], tuple[int, int]]) -> list[int]:
-    """BPE on one chunk's ids (in place): the reference rule, with fewer dictionary lookups.
+    """BPE on one chunk's ids: the reference rule, with a heap instead of a scan per merge.
 
-    ``rank[i]`` holds the rank of the pair ``(ids[i], ids[i + 1])``; after a
-    merge only the two pairs around it change. ``min`` and ``list.index``
-    (leftmost) then find the best pair at C speed.
+    The reference looks at every pair after every merge, which is quadratic in
+    the chunk's length (long chunks: Chinese text without spaces, runs of
+    ``=`` or ``*``). Here every pair waits in a heap as ``(rank, position,
+    pair, new id)``, so the smallest entry is the lowest rank, leftmost (the
+    reference's tie rule). The ids stay where they are; ``right[i]`` and
+    ``left[i]`` link each position still present to its neighbours (``n``,
+    ``-1``: none). An entry is used only if its pair is still at its
+    position: a merge next to it makes it stale, and stale entries are
+    skipped when they come up, not searched for. Each merge pushes the two
+    new pairs around the new id. Measured against the scan it replaces
+    (``min`` over a list of ranks per merge), on byte slices of the benchmark
+    text: as fast at 8 bytes, 2.5x faster at 256, 9x at 1,500 (2 ms, not 18).
     """
     get = ranks.get
-    found = [get(pair, _NO_MERGE) for pair in zip(ids, ids[1:])]
-    rank = [f[0] for f in found]
-    while rank:
-        best = min(rank)
-        if best == NO_RANK:
-            break
-        i = rank.index(best)
-        ids[i : i + 2] = (found[i][1],)
-        del rank[i], found[i]
-        if i > 0:
-            found[i - 1] = f = get((ids[i - 1], ids[i]), _NO_MERGE)
-            rank[i - 1] = f[0]
-        if i < len(rank):
-            found[i] = f = get((ids[i], ids[i + 1]), _NO_MERGE)
-            rank[i] = f[0]
-    return ids
+    n = len(ids)
+    ids = list(ids)
+    right = list(range(1, n + 1))
+    left = list(range(-1, n - 1))
+    heap = []
+    for i, pair in enumerate(zip(ids, ids[1:])):
+        found = get(pair)
+        if found is not None:
+            heap.append((found[0], i, pair, found[1]))
+    heapq.heapify(heap)
+    heappop, heappush = heapq.heappop, heapq.heappush
+    while heap:
+        _, i, pair, new = heappop(heap)
+        j = right[i]
+        if j == n or ids[i] != pair[0] or ids[j] != pair[1]:
+            continue  # stale: this pair is no longer at position i
+        ids[i] = new
+        ids[j] = None  # position j is gone
+        k = right[i] = right[j]
+        if k < n:
+            left[k] = i
+            found = get((new, ids[k]))
+            if found is not None:
+                heappush(heap, (found[0], i, (new, ids[k]), found[1]))
+        h = left[i]
+        if h >= 0:
+            found = get((ids[h], new))
+            if found is not None:
+                heappush(heap, (found[0], h, (ids[h], new), found[1]))
+    return [x for x in ids if x is not None]
 
 
 class PairTable:
     """``(left id, right id) -> (rank, new id)`` for whole arrays of pairs at once.
 
-    An open-addressing hash table in three NumPy arrays (keys, ranks, new ids),
-    linear probing, at most half full. A key is ``left << 32 | right``; its
-    home slot is the top bits of ``key * 0x9E3779B97F4A7C15`` (Fibonacci
-    hashing). A lookup of ``n`` pairs costs a few vectorised probes, where
-    ``np.searchsorted`` over the sorted keys needed about 18 dependent steps
-    per pair.
+    A hash table with chaining, stored as sorted arrays. A key is
+    ``left << 32 | right``; its bucket is the top ``bits`` bits of
+    ``key * 0x9E3779B97F4A7C15`` (Fibonacci hashing), with two buckets or more
+    per key. The keys are sorted by bucket, so bucket ``h`` holds
+    ``keys[start[h]:start[h + 1]]``, with their ranks and new ids beside them
+    in ``rank`` and ``new``. A lookup of ``n`` pairs walks all their buckets in
+    step, one vectorised round per key that the longest bucket holds (at most
+    6 for cl100k's 233k pairs; most pairs are settled in the first round).
+    Open addressing with linear probing, used before, needed 20-29 rounds per
+    lookup at half load: one long probe chain kept the whole array going round.
+
+    Every chunk starts as byte tokens, so :meth:`lookup_bytes` answers the
+    pairs of two byte tokens from a direct 256 x 256 table instead.
     """
 
     _MULT = np.uint64(0x9E3779B97F4A7C15)
-    EMPTY = -1
 
     def __init__(self, ranks: Mapping[tuple[int, int], tuple[int, int]]):
         m = len(ranks)
-        self.bits = max(4, int(2 * m).bit_length())
-        size = 1 << self.bits
-        self.mask = size - 1
+        self.bits = max(4, int(m).bit_length() + 1)  # 2**bits >= 2m buckets
         pairs = np.array(list(ranks.keys()), dtype=np.int64).reshape(-1, 2)  # (m, 2)
         values = np.array(list(ranks.values()), dtype=np.int64).reshape(-1, 2)  # (m, 2): rank, new id
         keys = pairs[:, 0] << 32 | pairs[:, 1]  # (m,)
-        self.keys = np.full(size, self.EMPTY, dtype=np.int64)
-        self.rank = np.full(size, NO_RANK, dtype=np.int64)
-        self.new = np.zeros(size, dtype=np.int64)
-        todo = np.arange(m)
-        slot = self._home(keys)
-        while todo.size:
-            # Each round: keys whose slot is free claim it, one key per slot; the rest move on one slot.
-            free = np.flatnonzero(self.keys[slot] == self.EMPTY)
-            _, first = np.unique(slot[free], return_index=True)
-            win = free[first]
-            self.keys[slot[win]] = keys[todo[win]]
-            self.rank[slot[win]] = values[todo[win], 0]
-            self.new[slot[win]] = values[todo[win], 1]
-            left = np.ones(todo.size, dtype=bool)
-            left[win] = False
-            todo, slot = todo[left], (slot[left] + 1) & self.mask
+        bucket = self._bucket(keys)
+        order = np.argsort(bucket, kind="stable")
+        self.keys = keys[order]
+        self.rank = values[order, 0]
+        self.new = values[order, 1]
+        self.start = np.searchsorted(bucket[order], np.arange((1 << self.bits) + 1))  # (buckets + 1,)
+        self._byte_pairs: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _home(self, keys: np.ndarray) -> np.ndarray:
+    def _bucket(self, keys: np.ndarray) -> np.ndarray:
         return ((keys.view(np.uint64) * self._MULT) >> np.uint64(64 - self.bits)).astype(np.intp)
 
     def lookup(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -363,17 +385,27 @@ class PairTable:
         keys = left << 32 | right  # (n,)
         rank = np.full(keys.size, NO_RANK, dtype=np.int64)
         new = np.zeros(keys.size, dtype=np.int64)
-        todo = np.arange(keys.size)
-        slot = self._home(keys)
+        bucket = self._bucket(keys)
+        pos, end = self.start[bucket], self.start[bucket + 1]  # (n,) each pair's bucket
+        todo = np.flatnonzero(pos < end)  # pairs whose bucket is empty are no merge
+        pos, end, keys = pos[todo], end[todo], keys[todo]
         while todo.size:
-            seen = self.keys[slot]
-            hit = seen == keys
-            if hit.any():
-                rank[todo[hit]] = self.rank[slot[hit]]
-                new[todo[hit]] = self.new[slot[hit]]
-            go_on = ~hit & (seen != self.EMPTY)  # an empty slot ends the probe: not a merge
-            todo, keys, slot = todo[go_on], keys[go_on], (slot[go_on] + 1) & self.mask
+            hit = self.keys[pos] == keys
+            rank[todo[hit]] = self.rank[pos[hit]]
+            new[todo[hit]] = self.new[pos[hit]]
+            pos += 1
+            go_on = ~hit & (pos < end)  # not found yet, and the bucket has more keys
+            todo, pos, end, keys = todo[go_on], pos[go_on], end[go_on], keys[go_on]
         return rank, new
+
+    def lookup_bytes(self, data: np.ndarray, byte_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lookup` of the pairs ``(byte_ids[data[i]], byte_ids[data[i + 1]])`` of a byte array."""
+        known = self._byte_pairs.get(byte_ids.tobytes())
+        if known is None:  # once per byte order: all 65,536 pairs of byte tokens
+            known = self._byte_pairs[byte_ids.tobytes()] = self.lookup(np.repeat(byte_ids, 256), np.tile(byte_ids, 256))
+        rank, new = known
+        pair = data[:-1].astype(np.intp) << 8 | data[1:]  # (n - 1,) first byte * 256 + second
+        return rank[pair], new[pair]
 
 
 #: Chunks longer than this go straight to :func:`merge_loop`: each round of
@@ -395,20 +427,21 @@ def batch_bpe(
 ) -> list[list[int]]:
     """BPE of every piece (bytes of one chunk), all at once; equal to :func:`merge_loop` on each.
 
-    The state is four arrays over every position of every unfinished chunk,
+    The state is three arrays over every position of every unfinished chunk,
     chunks stored one after the other: ``ids``, and for the pair that starts
     at each position its ``rank`` and ``new`` id (``NO_RANK`` at a chunk's last
     position). One round:
 
     1. the best pair of every chunk: ``np.minimum.reduceat`` over
        ``rank * n + position`` per chunk (lowest rank, then leftmost);
-    2. chunks whose best is ``NO_RANK`` are done: their ids are taken out;
+    2. chunks whose best is ``NO_RANK`` are done: their ids are set aside;
     3. every other chunk merges its best pair (the left id becomes the new
        id, the right one is deleted), and only the pairs to the left and right
-       of the new id are looked up again.
+       of the new id are looked up again, all in one :meth:`PairTable.lookup`.
 
-    Pieces longer than ``max_len`` bytes, and the last chunks once fewer than
-    ``min_chunks`` remain, go through :func:`merge_loop` instead.
+    The finished chunks become lists once, at the end. Pieces longer than
+    ``max_len`` bytes, and the last chunks once fewer than ``min_chunks``
+    remain, go through :func:`merge_loop` instead.
     """
     out: list[list[int] | None] = [None] * len(pieces)
     batch = [j for j, p in enumerate(pieces) if 0 < len(p) <= max_len]
@@ -419,41 +452,43 @@ def batch_bpe(
         return out  # type: ignore[return-value]
     chunk = np.array(batch)  # (m,) index into pieces of each unfinished chunk
     lens = np.fromiter((len(pieces[j]) for j in batch), dtype=np.int64, count=len(batch))  # (m,)
-    ids = byte_ids[np.frombuffer(b"".join(pieces[j] for j in batch), dtype=np.uint8)]  # (n,)
+    data = np.frombuffer(b"".join(pieces[j] for j in batch), dtype=np.uint8)  # (n,)
+    ids = byte_ids[data]  # (n,)
     starts = np.cumsum(lens) - lens  # (m,) where each chunk begins
     rank = np.full(ids.size, NO_RANK, dtype=np.int64)  # (n,)
     new = np.zeros(ids.size, dtype=np.int64)  # (n,)
-    rank[:-1], new[:-1] = table.lookup(ids[:-1], ids[1:])
+    rank[:-1], new[:-1] = table.lookup_bytes(data, byte_ids)
     rank[starts + lens - 1] = NO_RANK  # a pair across two chunks is no pair
+    done_ids, done_chunk, done_lens = [], [], []  # what each round sets aside
     while lens.size >= max(min_chunks, 1):
         n = ids.size
         best = np.minimum.reduceat(rank * n + np.arange(n), starts)  # (m,)
         best_rank = best // n
-        done = best_rank == NO_RANK
-        if done.any():
-            finished = ids[np.repeat(done, lens)].tolist()
-            cut = 0
-            for j, length in zip(chunk[done].tolist(), lens[done].tolist()):
-                out[j] = finished[cut : cut + length]
-                cut += length
-        go = ~done
+        go = best_rank != NO_RANK  # (m,) chunks that merge this round
+        keep = np.repeat(go, lens)  # (n,) drop finished chunks ...
+        if not go.all():
+            done_ids.append(ids[~keep])
+            done_chunk.append(chunk[~go])
+            done_lens.append(lens[~go])
         where = (best - best_rank * n)[go]  # (k,) position of each merging chunk's best pair
         offset = where - starts[go]  # (k,) its place inside the chunk
         ids[where] = new[where]
-        keep = np.repeat(go, lens)  # (n,) drop finished chunks ...
         keep[where + 1] = False  # ... and the right half of each merged pair
         ids, rank, new = ids[keep], rank[keep], new[keep]
         chunk, lens = chunk[go], lens[go] - 1
         starts = np.cumsum(lens) - lens
         at = starts + offset  # (k,) the new id's position now
-        left = at[offset > 0] - 1  # pairs (left neighbour, new id)
-        if left.size:
-            rank[left], new[left] = table.lookup(ids[left], ids[left + 1])
         last = offset == lens - 1  # the new id ends its chunk: no pair starts there
-        right = at[~last]  # pairs (new id, right neighbour)
-        if right.size:
-            rank[right], new[right] = table.lookup(ids[right], ids[right + 1])
         rank[at[last]] = NO_RANK
+        sites = np.concatenate([at[offset > 0] - 1, at[~last]])  # pairs (left, new id) and (new id, right)
+        if sites.size:
+            rank[sites], new[sites] = table.lookup(ids[sites], ids[sites + 1])
+    if done_ids:
+        finished = np.concatenate(done_ids).tolist()
+        lengths = np.concatenate(done_lens)
+        ends = np.cumsum(lengths)
+        for j, start, end in zip(np.concatenate(done_chunk).tolist(), (ends - lengths).tolist(), ends.tolist()):
+            out[j] = finished[start:end]
     if lens.size:  # the last few: continue from their current ids in Python
         rest = ids.tolist()
         for j, start, length in zip(chunk.tolist(), starts.tolist(), lens.tolist()):
@@ -514,13 +549,20 @@ class ChunkCache(dict):
         return holder
 
 
+#: About how many characters :meth:`FastEncoder.blocks` splits at a time (16-64 Ki measured alike).
+BLOCK_CHARS = 1 << 16
+#: A space after a character that is not whitespace (``str.isspace``, a superset of the patterns'
+#: ``\s``): cutting the text before that space is exact (:func:`safe_cut_before`).
+_EXACT_CUT = re.compile(r"\S ")
+
+
 class FastEncoder:
     """Text -> ids for one tokenizer's tables, with a cache of chunk -> ids.
 
-    ``encode_ordinary(text)``: split (:class:`Splitter`), look every chunk up
-    in a :class:`ChunkCache` (one pass at C speed), encode the chunks it had
-    not seen together (:func:`batch_bpe`, or :func:`merge_loop` for a
-    handful), and flatten.
+    ``encode_ordinary(text)``: block by block (:meth:`blocks`), split
+    (:class:`Splitter`) and look every chunk up in a :class:`ChunkCache` (one
+    pass at C speed); then encode the chunks it had not seen together
+    (:func:`batch_bpe`, or :func:`merge_loop` for a handful), and flatten.
 
     With ``whole_tokens`` (tiktoken's rule: a chunk that is a whole token is
     that token) the cache starts out holding every token whose bytes are
@@ -529,7 +571,7 @@ class FastEncoder:
     that is not valid UTF-8 can never equal one. The rest of the cache holds
     at most ``max_entries`` chunks across calls (it is reset when full), so
     memory stays bounded on endless new text. ``batch_from``: see
-    :data:`BATCH_FROM`.
+    :data:`BATCH_FROM`; ``block_chars``: :meth:`blocks`.
     """
 
     def __init__(
@@ -540,12 +582,14 @@ class FastEncoder:
         whole_tokens: Mapping[bytes, int] | None,
         max_entries: int = 1 << 18,
         batch_from: int = BATCH_FROM,
+        block_chars: int = BLOCK_CHARS,
     ):
         self.split = Splitter(pattern).split
         self.byte_ids = list(byte_ids)
         self.ranks = ranks
         self.max_entries = max_entries
         self.batch_from = batch_from
+        self.block_chars = block_chars
         self._seed: dict[str, tuple[int, ...]] = {}
         for token, i in (whole_tokens or {}).items():
             try:
@@ -570,9 +614,11 @@ class FastEncoder:
         if self.cached_chunks > self.max_entries:
             self.reset()
         cache = self.cache
+        get = cache.__getitem__
         with _collector_paused():
-            chunks = self.split(text)
-            found = list(map(cache.__getitem__, chunks))  # ids per chunk; holders for new chunks
+            found: list = []  # ids per chunk; holders for new chunks
+            for block in self.blocks(text):
+                found += map(get, self.split(block))  # the block's chunk strings are freed right after
             pending, cache.pending = cache.pending, []
             if pending:
                 keys = [holder[0] for holder in pending]
@@ -584,11 +630,28 @@ class FastEncoder:
                     raise
                 for holder, ids in zip(pending, results):
                     holder[:] = ids
-            out = list(chain.from_iterable(found))
-            # Drop the two big lists while the collector still sleeps: the collection that follows
-            # then need not walk their 2 x (number of chunks) references.
-            del found, chunks
+            out = reduce(iconcat, found, [])  # out += ids, chunk by chunk, at C speed
+            # Drop the big list while the collector still sleeps: the collection that follows
+            # then need not walk its (number of chunks) references.
+            del found
         return out
+
+    def blocks(self, text: str) -> Iterator[str]:
+        """``text`` in pieces of about ``block_chars`` characters, each cut where a cut is exact.
+
+        A cut goes at the first space after ``block_chars`` characters that
+        follows a non-whitespace character (:data:`_EXACT_CUT`; why such a cut
+        cannot change the chunks: :func:`safe_cut_before`). Splitting and
+        looking up one block at a time keeps its chunk strings in the CPU's
+        cache between the two (all of 10 MiB's 2.3M chunk strings take about
+        120 MB): measured 5% faster on 10 MiB.
+        """
+        lo, n = 0, len(text)
+        while lo < n:
+            cut = _EXACT_CUT.search(text, lo + self.block_chars) if lo + self.block_chars < n else None
+            hi = n if cut is None else cut.end() - 1  # the space starts the next block
+            yield text[lo:hi]
+            lo = hi
 
     def encode_chunks(self, chunks: Sequence[str]) -> list[list[int]]:
         """The BPE ids of each of ``chunks`` (no cache, no whole-token lookup)."""
