@@ -19,32 +19,41 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_training_rows_are_the_prompts_with_answers():
     """A row decodes to the review-label template's text, every label agrees with its review's sentiment,
-    and each sequence uses two label words of its own (or, in the named rows, positive/negative)."""
+    each sequence uses two label words of its own (or, in the named rows, positive/negative), and its
+    instruction names exactly those two, in an order that says nothing about which is which."""
     data = icl.ICLData()
-    seq = data.sequences(np.random.default_rng(0), 40)
+    seq = data.sequences(np.random.default_rng(0), 400)
     tok = data.tokenizer
-    named = 0
+    named, positive_first, with_positive = 0, 0, 0
     for row in seq:
         text = tok.decode(row)
         lines = text.split("\n")
-        assert lines[0] == "Classify each review."
+        head, tail = "Classify each review as ", "."
+        assert lines[0].startswith(head) and lines[0].endswith(tail)
+        first, second = lines[0][len(head):-len(tail)].split(" or ")
         pairs = []
         for line in lines[1:-1]:
             review, label = line[len("Review: "):].rsplit(" ", 1)
             pairs.append((review, label))
-        assert text.startswith(build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1]).text)  # the prompt API's layout
+        prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], labels=(first, second))
+        assert text.startswith(prompt.text)  # the prompt API's layout
         mapping = {}
         for review, label in pairs:
             positive = review.split()[1] in icl.POSITIVE
             assert positive or review.split()[1] in icl.NEGATIVE
             assert mapping.setdefault(positive, label) == label  # one label per sentiment in a sequence
         assert len(set(mapping.values())) == len(mapping)  # the two labels differ
-        if set(mapping.values()) <= {"positive", "negative"}:
+        assert set(mapping.values()) <= {first, second} and first != second  # the instruction names both
+        if {first, second} == {"positive", "negative"}:
             named += 1
             assert mapping.get(True, "positive") == "positive"
         else:
-            assert set(mapping.values()) <= set(icl.LABEL_WORDS)
-    assert 5 < named < 35  # about half the rows name the sentiment
+            assert {first, second} <= set(icl.LABEL_WORDS)
+        if True in mapping:
+            with_positive += 1
+            positive_first += mapping[True] == first
+    assert 150 < named < 250  # about half the rows name the sentiment
+    assert abs(positive_first / with_positive - 0.5) < 0.1  # the first-named word is positive's half the time
     labels = seq[:, [icl.label_position(i) for i in range(9)]]
     assert len({tuple(sorted(set(r))) for r in labels}) > 10  # label pairs change between sequences
     x, y = data.get_batch("train", 4, np.random.default_rng(1))
@@ -75,6 +84,50 @@ def test_episodes_are_counterbalanced_and_fit_the_window():
         icl.episodes(np.random.default_rng(0), 1, 5, per_label=True)
     with pytest.raises(ValueError, match="shots: got 9"):
         icl.episodes(np.random.default_rng(0), 1, 9)
+
+
+@pytest.mark.parametrize("shots", [0, 1, 8])
+def test_neither_the_zero_shot_prompt_nor_the_naming_order_can_beat_chance(shots):
+    """Why k = 0 sits at chance, and why the instruction's order is no clue: proved on the prompts.
+
+    The twins share the instruction (the same words named in the same order), and at k = 0 their whole text;
+    their answers differ. So any function of a zero-shot prompt (a model) is right on exactly one twin of
+    each pair, and any rule "answer the first-named word" (or the second) is right on exactly half the prompts.
+    """
+    eps = icl.episodes(np.random.default_rng(shots), 100, shots)
+    for a, b in zip(eps[::2], eps[1::2]):
+        assert a["prompt"].instruction == b["prompt"].instruction and a["prompt"].labels == b["prompt"].labels
+        assert set(a["prompt"].labels) == set(a["candidates"]) and a["answer"] != b["answer"]
+        if shots == 0:
+            assert a["prompt"].text == b["prompt"].text
+    first_named = np.array([e["answer"] == e["prompt"].labels[0] for e in eps])
+    assert first_named.mean() == 0.5 and (first_named[::2] != first_named[1::2]).all()
+    positive_first = np.mean([e["candidates"][0] == e["prompt"].labels[0] for e in eps[::2]])
+    assert 0.35 < positive_first < 0.65  # the order is drawn: positive's word named first about half the time
+
+
+def _by_elimination(prompt) -> str:
+    """The answer an ideal reader gives: each example ties its label to its sentiment, the instruction's
+    other word goes to the other sentiment."""
+    def positive(review):
+        return review.split()[1] in icl.POSITIVE
+
+    seen = {positive(review): label for review, label in prompt.examples}
+    for sentiment, label in list(seen.items()):
+        seen.setdefault(not sentiment, next(w for w in prompt.labels if w != label))
+    return seen[positive(prompt.query)]
+
+
+@pytest.mark.parametrize("shots", [1, 2, 8])
+def test_one_example_and_the_instruction_settle_every_answer(shots):
+    """The task is solvable from k = 1: one example plus the two named words determine the answer
+    (which the version without named labels could not: there a 1-shot query of the other sentiment
+    asked for an unseen word). Copying the one seen label is right only when the sentiments agree."""
+    eps = icl.episodes(np.random.default_rng(10 + shots), 200, shots)
+    assert all(_by_elimination(e["prompt"]) == e["answer"] for e in eps)
+    if shots == 1:
+        copied = np.mean([e["prompt"].examples[0][1] == e["answer"] for e in eps])
+        assert 0.4 < copied < 0.6
 
 
 # --------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
     python -m minitx.bench.icl [--seed S] [--json] [--fast] [--cache DIR]
 
-1. **Train** GPTs of four sizes (about 6k to 350k parameters, 1 to 3
+1. **Train** GPTs of four sizes (about 6k to 110k parameters, 1 and 2
    layers) on the same generated data (:mod:`minitx.datasets.icl`: every
-   sequence hides its own label words) with the same token budget, each
+   sequence hides its own label words; its instruction names the two, in a
+   random order, without saying which is which) with the same token budget, each
    through the one :class:`~minitx.train.trainer.Trainer`, two
    data-parallel threads. Trained models are cached as Trainer checkpoints
    (safetensors + JSON) in ``--cache`` (default ``.cache/icl``), keyed by
@@ -15,8 +16,9 @@
    :func:`minitx.prompt.fit_prompt`; the answer is the candidate label with
    the higher next-token logit (rank classification, as Brown et al. score
    multiple choice), so chance is 1/2. Every drawn prompt is also asked with
-   its label words swapped (counterbalanced), so a model that ignores the
-   examples scores exactly chance.
+   its label words swapped in the examples and the answer, the instruction
+   unchanged (counterbalanced), so a model that ignores the examples scores
+   exactly chance, and so does one that answers by the instruction's order.
 3. **Mechanism.** A prefix-matching score per head of the largest model
    (:func:`minitx.interpret.prefix_matching_scores`) names the induction
    heads; zeroing their output (:func:`minitx.interpret.ablate_heads`) and
