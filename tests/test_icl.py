@@ -227,8 +227,11 @@ def test_icl_bench_fast_structure(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    rows = [r for r in lines if "k" in r and "ablation" not in r]
+    rows = [r for r in lines if "k" in r and "ablation" not in r and "instruction" not in r]
     assert len(rows) == 3 * 5 and {r["k"] for r in rows} == {0, 1, 2, 4, 8}
+    unnamed = [r for r in lines if "instruction" in r]  # the same prompts, the labels not named
+    assert len(unnamed) == 3 * 5 and all(r["instruction"] == icl.UNNAMED and r["n_eval"] == 40 for r in unnamed)
+    assert [r["accuracy"] for r in unnamed if r["k"] == 0] == [0.5] * 3
     for r in rows:
         assert set(r) == {"model", "n_params", "k", "accuracy", "chance", "n_eval"}
         assert r["chance"] == 0.5 and r["n_eval"] == 40 and 0 <= r["accuracy"] <= 1

@@ -152,7 +152,7 @@ class ICLData:
         # the instruction, with 0 where the two label words go (at NAMED_AT)
         self._header = np.array([ids[w] if w else 0 for w in ("Classify", "each", "review", "as", "", "or", "", ".",
                                                               "\n")])
-        self._unnamed = np.array([ids[w] for w in UNNAMED.replace(".", " .").split() + ["\n"]])
+        self._unnamed = np.array(self.tokenizer.encode(UNNAMED + "\n"))  # (HEADER_TOKENS,) as long as the other
         # one line, with 0 where the adjective, the noun and the label go
         self._line = np.array([ids["Review"], ids[":"], 0, 0, 0, ids["\n"]])
 
@@ -190,7 +190,7 @@ class ICLData:
 
 
 def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = False,
-             counterbalance: bool = True) -> list[dict]:
+             counterbalance: bool = True, name_labels: bool = True) -> list[dict]:
     """``n`` evaluation prompts of ``shots`` examples, built with :func:`minitx.prompt.build_prompt`.
 
     By default ``shots`` counts the examples in all (Brown et al.), each of a
@@ -212,7 +212,10 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
     scores exactly chance, 0.5, at k = 0 instead of 0.5 plus sampling noise;
     and in each pair the answer is the first-named word once and the
     second-named once, so a model that answers by the order of the
-    instruction scores exactly 0.5 at every k.
+    instruction scores exactly 0.5 at every k. With ``name_labels=False``
+    the instruction is :data:`UNNAMED` instead (the same draws otherwise):
+    then a 1-shot query of the other sentiment asks for a word the prompt
+    never showed.
     """
     most = MAX_SHOTS // 2 if per_label else MAX_SHOTS
     if not isinstance(shots, int) or isinstance(shots, bool) or not 0 <= shots <= most:
@@ -234,8 +237,9 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
             words = (LABEL_WORDS[labels[0]], LABEL_WORDS[labels[1]])
             examples = [(text, words[s]) for text, s in lines[:-1]]
             query, s = lines[-1]
-            out.append({"prompt": build_prompt(TEMPLATE, query, examples, labels=named), "answer": words[s],
-                        "candidates": words})
+            prompt = (build_prompt(TEMPLATE, query, examples, labels=named) if name_labels
+                      else build_prompt(TEMPLATE, query, examples, instruction=UNNAMED))
+            out.append({"prompt": prompt, "answer": words[s], "candidates": words})
     return out
 
 
@@ -254,4 +258,4 @@ def matching_label_positions(eps: list[dict], length: int) -> np.ndarray:
 
 
 __all__ = ["BLOCK_SIZE", "matching_label_positions", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NAMED_AT",
-           "NEGATIVE", "NOUNS", "POSITIVE", "TEMPLATE", "VOCAB", "episodes", "label_position", "tokenizer"]
+           "NEGATIVE", "NOUNS", "POSITIVE", "TEMPLATE", "UNNAMED", "VOCAB", "episodes", "label_position", "tokenizer"]
