@@ -20,22 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_training_rows_are_the_prompts_with_answers():
     """A row decodes to the review-label template's text, every label agrees with its review's sentiment,
     each sequence uses two label words of its own (or, in the named rows, positive/negative), and its
-    instruction names exactly those two, in an order that says nothing about which is which."""
+    instruction names exactly those two, in an order that says nothing about which is which (or, in
+    about half the rows, names none: "one of two")."""
     data = icl.ICLData()
     seq = data.sequences(np.random.default_rng(0), 400)
     tok = data.tokenizer
-    named, positive_first, with_positive = 0, 0, 0
+    named, naming, positive_first, with_positive = 0, 0, 0, 0
     for row in seq:
         text = tok.decode(row)
         lines = text.split("\n")
         head, tail = "Classify each review as ", "."
         assert lines[0].startswith(head) and lines[0].endswith(tail)
-        first, second = lines[0][len(head):-len(tail)].split(" or ")
         pairs = []
         for line in lines[1:-1]:
             review, label = line[len("Review: "):].rsplit(" ", 1)
             pairs.append((review, label))
-        prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], labels=(first, second))
+        if lines[0] == icl.UNNAMED:
+            prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], instruction=icl.UNNAMED)
+        else:
+            naming += 1
+            first, second = lines[0][len(head):-len(tail)].split(" or ")
+            prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], labels=(first, second))
         assert text.startswith(prompt.text)  # the prompt API's layout
         mapping = {}
         for review, label in pairs:
@@ -43,16 +48,17 @@ def test_training_rows_are_the_prompts_with_answers():
             assert positive or review.split()[1] in icl.NEGATIVE
             assert mapping.setdefault(positive, label) == label  # one label per sentiment in a sequence
         assert len(set(mapping.values())) == len(mapping)  # the two labels differ
-        assert set(mapping.values()) <= {first, second} and first != second  # the instruction names both
-        if {first, second} == {"positive", "negative"}:
+        if lines[0] != icl.UNNAMED:
+            assert set(mapping.values()) <= {first, second} and first != second  # the instruction names both
+            if True in mapping:
+                with_positive += 1
+                positive_first += mapping[True] == first
+        if set(mapping.values()) <= {"positive", "negative"}:
             named += 1
             assert mapping.get(True, "positive") == "positive"
         else:
-            assert {first, second} <= set(icl.LABEL_WORDS)
-        if True in mapping:
-            with_positive += 1
-            positive_first += mapping[True] == first
-    assert 150 < named < 250  # about half the rows name the sentiment
+            assert set(mapping.values()) <= set(icl.LABEL_WORDS)
+    assert 150 < named < 250 and 150 < naming < 250  # about half the rows say positive/negative, half name them
     assert abs(positive_first / with_positive - 0.5) < 0.1  # the first-named word is positive's half the time
     labels = seq[:, [icl.label_position(i) for i in range(9)]]
     assert len({tuple(sorted(set(r))) for r in labels}) > 10  # label pairs change between sequences

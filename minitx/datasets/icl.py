@@ -28,6 +28,15 @@ asks for a word the prompt never showed, one of 39, which the earlier
 version of this task measured the models failing at (they copied the one
 label they saw; ``benchmarks/icl.md``).
 
+About half the rows (``naming_share``) name their words; the others say
+:data:`UNNAMED`, "Classify each review as one of two.", as long and naming
+nothing. Trained on named instructions only, the models never learnt to
+read the examples (every size at chance at every k, measured): one of the
+two named words, picked at random, already brings the loss to ln 2, and no
+small step from there rewards looking at the examples. Where nothing is
+named, copying a label from an example pays at once, and the copying, once
+learnt, serves the named prompts too.
+
 Every line has the same length (:data:`LINE_TOKENS` words), so a batch is one
 NumPy array assembled without Python loops over rows, and the label of line
 ``i`` always sits at the same position. Training rows are sequences of
@@ -124,6 +133,10 @@ class ICLData:
     stands for which sentiment. Without them the model never learns the
     sentiment of 48 adjectives (the only signal would go through a matching
     circuit that cannot form before it does) and stays at chance.
+
+    ``naming_share`` of the rows (half by default) name their two label
+    words in the instruction, in a random order; the others say
+    :data:`UNNAMED` (see the module docs for why both are needed).
 
     ``answers_only`` (the default) sets every target but the labels to
     ``IGNORE`` (the loss's ignore index), as instruction tuning masks the
