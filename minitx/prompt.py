@@ -9,7 +9,7 @@ model.
 
 A prompt has four parts (the course's names)::
 
-    Classify each review.                         instruction
+    Classify each review as apple or river.       instruction
     Review: great plot lovely. Sentiment: apple   example 1 (input, output)
     Review: dull cast boring. Sentiment: river    example 2
     Review: superb film warm. Sentiment:          query input + output indicator
@@ -29,6 +29,21 @@ example and the query from named fields. Changing the wording of a prompt
     Translate to French.
     English: cat French: chat
     English: cheese French:
+
+**Naming the answers.** An instruction may name the candidate answers, as
+people write "Classify each review as positive or negative.": the field
+``{labels}`` in an instruction is filled with the ``labels`` given to
+:func:`build_prompt`, joined by the template's ``label_join``::
+
+    >>> t = PromptTemplate(instruction="Classify each review as {labels}.", input_label="Review:",
+    ...                    output_indicator="Sentiment:")
+    >>> print(build_prompt(t, "a warm film", labels=("good", "bad")).text)
+    Classify each review as good or bad.
+    Review: a warm film Sentiment:
+
+Then even a zero-shot prompt says what the answer can be, and one example
+is enough to tell which candidate is which: the other one belongs to the
+other class. (:mod:`minitx.datasets.icl` trains its models on such prompts.)
 
 **The window check.** :func:`fit_prompt` encodes the prompt and compares its
 token count with the window. The ``overflow`` policy says what happens when
@@ -62,6 +77,9 @@ class PromptTemplate:
     over the fields ``{input_label}``, ``{input}``, ``{output_indicator}``
     and (examples only) ``{output}``. ``separator`` joins the instruction,
     the examples and the query. An empty ``instruction`` is left out.
+    ``instruction`` is itself a format string whose one optional field,
+    ``{labels}``, names the candidate answers, joined by ``label_join``
+    (write ``{{`` and ``}}`` for literal braces).
     """
 
     instruction: str = ""
@@ -70,6 +88,7 @@ class PromptTemplate:
     example_format: str = "{input_label} {input} {output_indicator} {output}"
     query_format: str = "{input_label} {input} {output_indicator}"
     separator: str = "\n"
+    label_join: str = " or "
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -78,15 +97,37 @@ class PromptTemplate:
                 raise ValueError(f"PromptTemplate {f.name}: got {type(getattr(self, f.name)).__name__}, expected str")
         for fmt_name, allowed, needed in (("example_format", {"input_label", "input", "output_indicator", "output"},
                                            {"input", "output"}),
-                                          ("query_format", {"input_label", "input", "output_indicator"}, {"input"})):
-            fmt = getattr(self, fmt_name)
-            try:
-                names = {n for _, n, _, _ in string.Formatter().parse(fmt) if n is not None}
-            except ValueError as exc:
-                raise ValueError(f"PromptTemplate {fmt_name}: {fmt!r} is not a format string ({exc})") from None
+                                          ("query_format", {"input_label", "input", "output_indicator"}, {"input"}),
+                                          ("instruction", {"labels"}, set())):
+            names = format_fields(getattr(self, fmt_name), f"PromptTemplate {fmt_name}")
             if not names <= allowed or not needed <= names:
-                raise ValueError(f"PromptTemplate {fmt_name}: got fields {sorted(names)} in {fmt!r}, expected "
-                                 f"{sorted(needed)} and optionally {sorted(allowed - needed)}")
+                raise ValueError(f"PromptTemplate {fmt_name}: got fields {sorted(names)} in "
+                                 f"{getattr(self, fmt_name)!r}, expected {sorted(needed)} and optionally "
+                                 f"{sorted(allowed - needed)}")
+
+    def format_instruction(self, instruction: str, labels=None) -> str:
+        """``instruction`` (this template's, or one given in its place) with ``{labels}`` filled in.
+
+        ``labels`` must be given exactly when the instruction names
+        ``{labels}``: an instruction that names no candidates, given some,
+        would drop them without a trace.
+        """
+        names = format_fields(instruction, "instruction")
+        if not names <= {"labels"}:
+            raise ValueError(f"instruction: got fields {sorted(names)} in {instruction!r}, expected only {{labels}} "
+                             "(write {{ and }} for literal braces)")
+        if labels is None:
+            if names:
+                raise ValueError(f"labels: missing, expected the candidate answers that the instruction "
+                                 f"{instruction!r} names")
+            return instruction.format()
+        if (not isinstance(labels, (tuple, list)) or len(labels) < 2
+                or not all(isinstance(w, str) and w for w in labels) or len(set(labels)) != len(labels)):
+            raise ValueError(f"labels: got {labels!r}, expected two or more distinct non-empty strings")
+        if not names:
+            raise ValueError(f"labels: got {list(labels)}, but the instruction {instruction!r} has no {{labels}} "
+                             "field to name them in")
+        return instruction.format(labels=self.label_join.join(labels))
 
     def format_example(self, input: str, output: str) -> str:
         return self.example_format.format(input_label=self.input_label, input=input,
@@ -111,15 +152,24 @@ class PromptTemplate:
         return cls(**d)
 
 
-#: Built-in templates, by name. ``sentiment`` is the in-context-learning task of
+def format_fields(fmt: str, name: str) -> set:
+    """The field names of the :meth:`str.format` string ``fmt`` (``name`` says whose it is in an error)."""
+    try:
+        return {n for _, n, _, _ in string.Formatter().parse(fmt) if n is not None}
+    except ValueError as exc:
+        raise ValueError(f"{name}: {fmt!r} is not a format string ({exc})") from None
+
+
+#: Built-in templates, by name. ``review-label`` is the in-context-learning task of
 #: :mod:`minitx.datasets.icl` (its models are trained on exactly this layout).
 TEMPLATES: dict[str, PromptTemplate] = {
     "sentiment": PromptTemplate(instruction="Classify each review.", input_label="Review:",
                                 output_indicator="Sentiment:", name="sentiment"),
-    # the in-context-learning task's layout: the label right after the review's last word (see minitx.datasets.icl)
-    "review-label": PromptTemplate(instruction="Classify each review.", input_label="Review:", output_indicator="",
-                                   example_format="{input_label} {input} {output}", query_format="{input_label} {input}",
-                                   name="review-label"),
+    # the in-context-learning task's layout: the instruction names the two label words, and each label follows
+    # its review's last word directly (see minitx.datasets.icl)
+    "review-label": PromptTemplate(instruction="Classify each review as {labels}.", input_label="Review:",
+                                   output_indicator="", example_format="{input_label} {input} {output}",
+                                   query_format="{input_label} {input}", name="review-label"),
     "qa": PromptTemplate(instruction="Answer each question.", input_label="Q:", output_indicator="A:", name="qa"),
     "plain": PromptTemplate(name="plain"),
 }
@@ -154,6 +204,8 @@ def load_template(spec) -> PromptTemplate:
 class Prompt:
     """A built prompt: its text and the parts it was built from (``examples`` as ``(input, output)`` pairs).
 
+    ``instruction`` is the text the prompt starts with (``{labels}`` filled
+    in from ``labels``, the candidate answers it names, or ``None``).
     After :func:`fit_prompt`: ``ids`` (what the model sees), ``window``, and
     what the overflow policy removed (``dropped_examples``, ``truncated_tokens``).
     """
@@ -163,6 +215,7 @@ class Prompt:
     query: str | None
     examples: list = field(default_factory=list)
     instruction: str = ""
+    labels: tuple | None = None
     ids: list | None = None
     window: int | None = None
     dropped_examples: int = 0
@@ -184,10 +237,13 @@ def _check_text(name: str, value) -> str:
     return value
 
 
-def build_prompt(template, query: str, examples=(), *, instruction: str | None = None) -> Prompt:
+def build_prompt(template, query: str, examples=(), *, instruction: str | None = None,
+                 labels=None) -> Prompt:
     """Lay out ``instruction``, ``examples`` (``(input, output)`` pairs) and ``query`` with ``template``.
 
-    ``instruction`` overrides the template's (``""`` leaves it out). The
+    ``instruction`` overrides the template's (``""`` leaves it out); either
+    may name the candidate answers with ``{labels}``, filled from ``labels``
+    (a sequence of two or more words, in the order to name them). The
     text ends with the output indicator and no trailing space, so the
     model's first token is the answer (a word-level or BPE tokenizer puts
     the space before the word into that token, or between tokens).
@@ -195,6 +251,8 @@ def build_prompt(template, query: str, examples=(), *, instruction: str | None =
     template = load_template(template)
     _check_text("query", query)
     instruction = template.instruction if instruction is None else _check_text("instruction", instruction)
+    text = template.format_instruction(instruction, labels)  # checks labels
+    labels = None if labels is None else tuple(labels)
     pairs = []
     for i, ex in enumerate(examples):
         if isinstance(ex, dict) and set(ex) == {"input", "output"}:
@@ -202,14 +260,19 @@ def build_prompt(template, query: str, examples=(), *, instruction: str | None =
         if not (isinstance(ex, (tuple, list)) and len(ex) == 2 and all(isinstance(s, str) for s in ex)):
             raise ValueError(f"examples[{i}]: got {ex!r}, expected an (input, output) pair of strings")
         pairs.append((ex[0], ex[1]))
+    return _laid_out(template, text, pairs, query, labels)
+
+
+def _laid_out(template: PromptTemplate, instruction: str, pairs: list, query: str, labels) -> Prompt:
+    """The :class:`Prompt` of an instruction already filled in, its examples and its query."""
     parts = ([instruction] if instruction else []) + [template.format_example(a, b) for a, b in pairs]
     parts.append(template.format_query(query))
-    return Prompt(template.separator.join(parts), template, query, pairs, instruction)
+    return Prompt(template.separator.join(parts), template, query, list(pairs), instruction, labels)
 
 
 def build_prompt_text(prompt: Prompt, examples) -> str:
     """``prompt``'s text with ``examples`` in place of its own (how drop-examples rebuilds it)."""
-    return build_prompt(prompt.template, prompt.query, examples, instruction=prompt.instruction).text
+    return _laid_out(prompt.template, prompt.instruction, list(examples), prompt.query, prompt.labels).text
 
 
 def fit_prompt(prompt, tokenizer, window: int, *, overflow: str = "error", reserve: int = 0) -> Prompt:
@@ -259,14 +322,13 @@ def fit_prompt(prompt, tokenizer, window: int, *, overflow: str = "error", reser
     if len(ids) > limit:
         raise PromptTooLong(f"prompt: {first} tokens, and still {len(ids)} with all {len(prompt.examples)} examples "
                             f"dropped, but {where}; expected a shorter instruction or query")
-    fitted = build_prompt(prompt.template, prompt.query, kept, instruction=prompt.instruction)
-    fitted = _fitted(fitted, ids, window)
+    fitted = _fitted(_laid_out(prompt.template, prompt.instruction, kept, prompt.query, prompt.labels), ids, window)
     fitted.dropped_examples = len(prompt.examples) - len(kept)
     return fitted
 
 
 def _fitted(prompt: Prompt, ids: list, window: int) -> Prompt:
-    out = Prompt(prompt.text, prompt.template, prompt.query, list(prompt.examples), prompt.instruction)
+    out = Prompt(prompt.text, prompt.template, prompt.query, list(prompt.examples), prompt.instruction, prompt.labels)
     out.ids, out.window = ids, window
     return out
 
@@ -283,10 +345,11 @@ def parse_example(spec: str, *, name: str = "example") -> tuple[str, str]:
 
 
 def load_prompt_spec(path) -> dict:
-    """A prompt described as JSON: ``{"template", "instruction", "examples", "query"}`` (all optional).
+    """A prompt described as JSON: ``{"template", "instruction", "labels", "examples", "query"}`` (all optional).
 
     ``examples`` is a list of ``[input, output]`` pairs or ``{"input", "output"}`` objects;
-    ``template`` a built-in name or an object of template fields.
+    ``template`` a built-in name or an object of template fields; ``labels``
+    the list of candidate answers an instruction's ``{labels}`` names.
     """
     path = Path(path)
     try:
@@ -295,15 +358,16 @@ def load_prompt_spec(path) -> dict:
         raise ValueError(f"prompt file {str(path)!r}: no such file, expected a .json prompt or a text file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"prompt file {str(path)!r}: not valid JSON ({exc}); expected an object with template, "
-                         "instruction, examples, query") from None
-    allowed = {"template", "instruction", "examples", "query"}
+                         "instruction, labels, examples, query") from None
+    allowed = {"template", "instruction", "labels", "examples", "query"}
     if not isinstance(data, dict) or not set(data) <= allowed:
         extra = sorted(set(data) - allowed) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"prompt file {str(path)!r}: got {extra}, expected an object with only {sorted(allowed)}")
-    if "examples" in data and not isinstance(data["examples"], list):
-        raise ValueError(f"prompt file {str(path)!r}: examples is {type(data['examples']).__name__}, expected a list")
+    for key in ("examples", "labels"):
+        if key in data and not isinstance(data[key], list):
+            raise ValueError(f"prompt file {str(path)!r}: {key} is {type(data[key]).__name__}, expected a list")
     return data
 
 
 __all__ = ["OVERFLOW_POLICIES", "Prompt", "PromptTemplate", "PromptTooLong", "TEMPLATES", "build_prompt",
-           "fit_prompt", "load_prompt_spec", "load_template", "parse_example"]
+           "fit_prompt", "format_fields", "load_prompt_spec", "load_template", "parse_example"]

@@ -207,7 +207,7 @@ def interrupted_message(exc, command: str, out) -> str:
 # prompts: one mechanism for `minitx prompt` and `minitx generate`
 # --------------------------------------------------------------------------
 #: The flags that build a prompt from parts (any of them given means "build one").
-PROMPT_PART_FLAGS = ("prompt_file", "template", "instruction", "example", "query")
+PROMPT_PART_FLAGS = ("prompt_file", "template", "instruction", "label", "example", "query")
 
 
 def add_prompt_options(parser, *, prompt_help: str = "the prompt as plain text (default: none)") -> None:
@@ -228,7 +228,11 @@ def add_prompt_options(parser, *, prompt_help: str = "the prompt as plain text (
     g.add_argument("--template", metavar="NAME|FILE", default=None,
                    help=f"how the parts are worded and laid out: {', '.join(TEMPLATES)}, or a .json file of "
                         "template fields (default plain, or the prompt file's)")
-    g.add_argument("--instruction", default=None, help="the instruction line (default: the template's)")
+    g.add_argument("--instruction", default=None, help="the instruction line (default: the template's); "
+                                                       "{labels} in it names the --label words")
+    g.add_argument("--label", action="append", default=None, metavar="WORD",
+                   help="a candidate answer, repeatable, in the order the instruction's {labels} names them "
+                        "(review-label's instruction needs two; default: none)")
     g.add_argument("--example", action="append", default=None, metavar="INPUT=>OUTPUT",
                    help="a solved example, repeatable, in order; none is zero-shot (default: none)")
     g.add_argument("--query", default=None, help="the input to answer; the prompt ends with the output indicator "
@@ -283,7 +287,8 @@ def resolve_prompt(args, tokenizer, window: int, *, default: str | None = None):
                 raise UsageError("--query: missing, expected the input to answer (with --template, --example or a "
                                  ".json --prompt-file)")
             instruction = args.instruction if args.instruction is not None else spec.get("instruction")
-            prompt = build_prompt(template, query, examples, instruction=instruction)
+            labels = args.label if args.label is not None else spec.get("labels")
+            prompt = build_prompt(template, query, examples, instruction=instruction, labels=labels)
         elif text is None or text == "":
             raise UsageError("--prompt: got an empty prompt, expected at least one character")
         else:
