@@ -22,13 +22,15 @@ adapter alone, which loads onto the base with :func:`load_adapter`.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datasets.vocab import LabelSet
 from ..tasks.classify import TextClassifier
-from ..train.checkpoint import BEST_DIR, CKPT_DIR, check_kind, holds_checkpoint, load_checkpoint, resolve_checkpoint
+from ..train.checkpoint import (BEST_DIR, CKPT_DIR, META_FILE, check_kind, holds_checkpoint, load_checkpoint,
+                                resolve_checkpoint)
 from .adapter import is_adapter, load_adapter, read_adapter
 from .lora import apply_lora
 from .recipes import classifier_on
@@ -93,8 +95,11 @@ def base_kind(path) -> str:
     if not holds_checkpoint(directory):
         raise ValueError(f"--checkpoint {str(path)!r} holds no model; expected a minitx run folder (ckpt/), a "
                          "Hugging Face folder (config.json) or an adapter (adapter.json)")
-    meta = load_checkpoint(directory)[2]
-    kind = meta.get("kind")
+    try:  # the JSON alone says what the folder holds; the weights are read once, by the loader
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = load_checkpoint(directory)[2]  # raises the checkpoint reader's one-line error
+    kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == FINETUNE_KIND:
         return "finetune"
     if kind == "minitx-gpt":
@@ -158,7 +163,8 @@ def finetune_meta(*, task: str, method: str, base: Loaded, model, labels: LabelS
     """The JSON a fine-tuned checkpoint carries (see :func:`load_finetuned`)."""
     meta = {"kind": FINETUNE_KIND, "finetune_format": FINETUNE_FORMAT, "task": task, "method": method,
             "base": os.path.abspath(base.path), "base_kind": base.kind,
-            "lora": getattr(model, "lora_settings", None)}
+            "lora": getattr(model, "lora_settings", None),
+            "trainable": [n for n, p in model.named_parameters() if p.requires_grad]}
     if labels is not None:
         meta.update(labels=labels.to_dict(), new_head=new_head, pooling=model.pooling)
     return meta
@@ -183,6 +189,9 @@ def load_finetuned(path) -> Loaded:
     if lora:
         apply_lora(model, lora["modules"], rank=lora["rank"], alpha=lora["alpha"], seed=lora["seed"])
     model.load_state_dict(state)
+    trainable = set(meta.get("trainable", []))
+    for name, p in model.named_parameters():  # frozen as it was trained, should it train on
+        p.requires_grad = name in trainable
     return Loaded(model.eval(), base.tokenizer, base.kind, str(path), classifier=clf, meta=meta)
 
 
@@ -211,12 +220,20 @@ def load_for_use(path, adapter=None) -> Loaded | None:
     """
     if adapter is not None:
         return load_with_adapter(path, adapter)
-    kind = base_kind(path)
-    if kind == "finetune":
-        return load_finetuned(path)
-    if kind == "adapter":
+    if is_adapter(path):
         return load_with_adapter(read_adapter(path)[0]["base"], path)
+    if is_finetuned(path):
+        return load_finetuned(path)
     return None
+
+
+def is_finetuned(path) -> bool:
+    """Whether ``path`` is a ``minitx finetune`` run or checkpoint folder (reads its JSON only; never raises)."""
+    directory = resolve_checkpoint(path, prefer=(BEST_DIR, CKPT_DIR))
+    try:
+        return json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8")).get("kind") == FINETUNE_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _open_base(path, who: str) -> Loaded:
@@ -227,4 +244,4 @@ def _open_base(path, who: str) -> Loaded:
 
 
 __all__ = ["FINETUNE_KIND", "Loaded", "PretrainedTextClassifier", "TASKS", "base_kind", "classifier_task",
-           "finetune_meta", "load_base", "load_finetuned", "load_for_use", "load_with_adapter"]
+           "finetune_meta", "is_finetuned", "load_base", "load_finetuned", "load_for_use", "load_with_adapter"]
