@@ -32,6 +32,7 @@ replaces it).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from .options import (add_lora_options, add_run_options, add_training_options, a
 #: Training defaults: short runs at a small learning rate (the model already knows a lot).
 DEFAULTS = dict(max_iters=200, eval_interval=50, eval_iters=10, batch_size=16, warmup_iters=10, min_lr="lr/10",
                 weight_decay=0.0, seed=1337)
+if os.environ.get("MINITX_MAIN_JOB_FAST") == "1":  # the README test: the same steps, seconds instead of minutes
+    DEFAULTS.update(max_iters=4, eval_interval=2, eval_iters=2, warmup_iters=1)
 #: The peak learning rate by method: the whole model moves gently; a head or adapters start from nothing.
 LR = {"full": 1e-4, "head": 1e-3, "lora": 1e-3}
 #: The context window of ``--task lm`` unless ``--block-size`` says otherwise (at most the model's).
@@ -149,8 +152,6 @@ def _prepare(args, model, **opts):
 
 
 def _plan_lm(args) -> dict:
-    import os  # noqa: PLC0415
-
     from ..corpus import load_text  # noqa: PLC0415
     from ..finetune.models import finetune_meta, load_base  # noqa: PLC0415
     from ..models.gpt import GPT  # noqa: PLC0415
