@@ -330,6 +330,7 @@ def _interactive(args, device: str) -> int:
 
 
 _LOADED: dict = {}  # (folder, device) -> what load_model returned: the interactive loop loads once
+_FINETUNED: dict = {}  # (folder, adapter, device) -> load_finetuned_or_none's answer (None: a plain model)
 
 
 def _generate(args, device: str) -> int:
@@ -337,21 +338,23 @@ def _generate(args, device: str) -> int:
     from ..train.lm import load_model  # noqa: PLC0415
 
     key = (str(args.checkpoint), args.adapter, device)
-    fine = _LOADED[key][0] if args.interactive and key in _LOADED else load_finetuned_or_none(args)
+    if not args.interactive or key not in _FINETUNED:
+        _FINETUNED.clear()
+        _FINETUNED[key] = load_finetuned_or_none(args)
+    fine = _FINETUNED[key]
     if fine is not None:  # a minitx finetune run, an adapter, or --adapter on the base
         from ..models.gpt import GPT  # noqa: PLC0415
 
         if not isinstance(fine.model, GPT):
             raise UsageError(f"--checkpoint {args.checkpoint}: a fine-tuned {type(fine.model).__name__} cannot "
                              "generate text, expected a GPT fine-tuned with --task lm")
-        _LOADED.clear()
-        _LOADED[key] = (fine,)
         if fine.kind == "hf":
             return generate_from_hf_folder(args, device, loaded=(fine.model, fine.tokenizer))
         model, tokenizer = fine.model.to(device), fine.tokenizer
     elif is_hf_folder(args.checkpoint):  # a Hugging Face folder: minitx.pretrained runs it
         return generate_from_hf_folder(args, device)
     else:
+        key = (str(args.checkpoint), device)
         if not args.interactive or key not in _LOADED:
             _LOADED.clear()
             _LOADED[key] = load_model(args.checkpoint, device=device)

@@ -80,6 +80,10 @@ class PretrainedTextClassifier(TextClassifier):
         pad_id = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else self.model.config.pad_id
         return encode_batch(self.tokenizer, list(texts), self.max_length, pad_id)[0]  # (B, T)
 
+    def checkpoint_meta(self) -> dict:
+        raise ValueError("PretrainedTextClassifier: its tokenizer lives in the base folder, not in a task "
+                         "checkpoint; expected minitx finetune's checkpoints (finetune_meta) to save it")
+
 
 def base_kind(path) -> str:
     """``"hf"``, ``"minitx-gpt"``, ``"minitx-classify"``, ``"finetune"`` or ``"adapter"`` for a folder; ValueError otherwise."""
