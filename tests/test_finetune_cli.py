@@ -207,3 +207,15 @@ def test_lora_on_the_real_minilm_then_classify_and_embed(capsys, tmp_path):
     assert emb.shape == (1, 384) and abs(np.linalg.norm(emb) - 1) < 1e-5
     with pytest.raises(ValueError, match="trained on a EncoderClassifier"):  # a bare encoder is not its model
         load_adapter(load_base(folder).model, out / "adapter")
+
+
+def test_resume_continues_the_run_and_refuses_another_method(capsys, gpt_base, tmp_path):
+    argv = ["finetune", "--checkpoint", gpt_base / "base", "--task", "lm", "--data", gpt_base / "new.txt", "--out",
+            tmp_path / "run", "--rank", "2", *FAST]
+    assert run(capsys, *argv, "--method", "lora", "--max-iters", "2")[0] == 0
+    code, stdout, err = run(capsys, *argv, "--method", "lora", "--max-iters", "4", "--resume")
+    assert code == 0, err
+    iters = [json.loads(line)["iter"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert iters == [0, 2, 4]  # iteration 2 is not evaluated twice
+    code, _, err = run(capsys, *argv, "--method", "full", "--max-iters", "6", "--resume")
+    assert code == 2 and "differs from this run's" in err

@@ -28,7 +28,8 @@ the base with ``--adapter``.
 Bad input is one line and exit 2, before anything is written: a pattern that
 matches no module, ``--rank 0``, a base of the wrong kind for the task or
 the method, an output folder that already holds a run (``--overwrite``
-replaces it).
+replaces it, ``--resume`` continues it: the same flags, and the Trainer
+checks that the base, method and data are the checkpoint's).
 """
 from __future__ import annotations
 
@@ -78,8 +79,6 @@ def add_parser(sub) -> None:
 def _check_args(args) -> None:
     from ..finetune.lora import check_lora_settings  # noqa: PLC0415
 
-    if args.resume:
-        raise UsageError("--resume: not supported by finetune, expected a fresh run (or --overwrite)")
     if args.method == "head" and args.task != "classify":
         raise UsageError(f"--method head with --task {args.task}: a new head is a classification head, expected "
                          "--task classify (or --method full / lora)")
@@ -101,13 +100,19 @@ def run_finetune(args) -> int:
 
     _check_args(args)
     threads, comm = parallel_plan(args, "cpu")
-    check_run_folder(args.out, resume=False, overwrite=args.overwrite)  # before anything is read or written
+    check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # before anything is read or written
     adapter_dir = Path(args.out) / "adapter"
-    if args.method == "lora" and (adapter_dir / "adapter.json").is_file() and not args.overwrite:
+    if (args.method == "lora" and (adapter_dir / "adapter.json").is_file() and not args.overwrite
+            and not args.resume):
         raise UsageError(f"--out {args.out!r} already holds an adapter ({adapter_dir}); expected --overwrite to "
                          "replace it (or another --out)")
     defaults = {**DEFAULTS, "lr": LR[args.method]}
-    config = train_config(args, defaults)
+    saved = None
+    if args.resume:  # the run's own settings, unless a flag says otherwise; the Trainer checks the rest
+        from ..train.checkpoint import CKPT_DIR, load_checkpoint  # noqa: PLC0415
+
+        saved = load_checkpoint(Path(args.out) / CKPT_DIR)[2].get("train", {})
+    config = train_config(args, defaults, saved)
     say = announce(comm)
     if args.task == "lm":
         job = _plan_lm(args)
@@ -120,8 +125,7 @@ def run_finetune(args) -> int:
     try:
         history = job["train"](config, threads, comm)
     except _Interrupted as exc:
-        say(interrupted_message(exc.inner, "finetune", args.out).replace("--resume", "(finetune does not resume; "
-                                                                         "start again)"), file=sys.stderr)
+        say(interrupted_message(exc.inner, "finetune ...", args.out) + " (and the same flags)", file=sys.stderr)
         return 130
     if comm.rank != 0:
         return 0
@@ -220,7 +224,8 @@ def _plan_classify(args, seed: int) -> dict:
         job = _Job(model, meta)
         try:
             return train_task(job, data, config, evaluate=lambda: clf.evaluate(val_rows), metric="accuracy",
-                              out_dir=args.out, threads=threads, comm=comm, progress=not args.no_progress)
+                              out_dir=args.out, resume=args.resume, threads=threads, comm=comm,
+                              progress=not args.no_progress)
         except TrainingInterrupted as exc:
             raise _Interrupted(exc) from None
 
@@ -247,6 +252,8 @@ def _run_trainer(model, data, config, args, threads, comm, *, meta) -> list[dict
     wrapped = DataParallel(model, threads=threads, comm=comm, seed=config.seed) if parallel else model
     trainer = Trainer(wrapped, data, config, args.out, meta=meta, progress=not args.no_progress)
     try:
+        if args.resume:
+            trainer.resume(Path(args.out) / "ckpt")
         return trainer.train()
     except TrainingInterrupted as exc:
         raise _Interrupted(exc) from None
