@@ -1,4 +1,4 @@
-"""``minitx finetune``: all three methods on minitx and Hugging Face bases; what it writes, others read; bad input exits 2."""
+"""``minitx finetune``: all three methods on minitx and Hugging Face bases, what it writes and who reads it, bad input."""
 import json
 import os
 
@@ -62,7 +62,8 @@ def test_lm_on_a_minitx_gpt_then_generate(capsys, gpt_base, tmp_path, method):
     # generate reads the run folder, the adapter folder alone, and the base with --adapter: the same greedy text
     sources = [["--checkpoint", out]]
     if method == "lora":
-        sources += [["--checkpoint", out / "adapter"], ["--checkpoint", gpt_base / "base", "--adapter", out / "adapter"]]
+        sources += [["--checkpoint", out / "adapter"],
+                    ["--checkpoint", gpt_base / "base", "--adapter", out / "adapter"]]
     texts = set()
     for src in sources:
         code, stdout, err = run(capsys, "generate", *src, "--prompt", "the ", "--max-new-tokens", "8",

@@ -86,7 +86,10 @@ class PretrainedTextClassifier(TextClassifier):
 
 
 def base_kind(path) -> str:
-    """``"hf"``, ``"minitx-gpt"``, ``"minitx-classify"``, ``"finetune"`` or ``"adapter"`` for a folder; ValueError otherwise."""
+    """What a folder holds: ``"hf"``, ``"minitx-gpt"``, ``"minitx-classify"``, ``"finetune"`` or ``"adapter"``.
+
+    Anything else (nothing there, another kind of checkpoint) is a one-line ValueError.
+    """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"--checkpoint {str(path)!r} does not exist; expected a minitx run folder or a Hugging Face "
@@ -136,7 +139,7 @@ def load_base(path) -> Loaded:
 
 
 def classifier_task(base: Loaded, labels: LabelSet, *, pooling: str = "mean", seed: int = 0):
-    """The :class:`TextClassifier` to fine-tune on ``labels`` from ``base`` (a new head unless the base has these labels).
+    """The :class:`TextClassifier` to fine-tune on ``labels`` from ``base``: a new head unless it has these labels.
 
     A minitx classifier whose label set is ``labels`` keeps its head; any
     other encoder gets :func:`classifier_on` (a head drawn from ``seed``).
