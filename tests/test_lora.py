@@ -216,6 +216,10 @@ def test_apply_lora_names_freezes_and_errors():
         apply_lora(gpt(), "blocks.*.atn")
     with pytest.raises(ValueError, match="rank"):
         apply_lora(gpt(), "*", rank=0)
+    wrapped = DataParallel(gpt(), threads=2)
+    with pytest.raises(ValueError, match="before wrapping it in a DataParallel"):
+        apply_lora(wrapped, "*")
+    wrapped.close()
     plain = gpt()
     with pytest.raises(ValueError, match="no LoRA layers"):
         merge_lora(plain)
