@@ -307,28 +307,65 @@ def corpus_val_loss(model: GPT, corpus, n_batches: int, batch_size: int = 8, see
         model.train(was)
 
 
-def answer(model: GPT, tokenizer, prompt_ids: list[int], max_new_tokens: int) -> str:
-    """Greedy completion of ``prompt_ids`` up to the first END (the task's answer, END not included)."""
+def greedy_answer(model: GPT, tokenizer, prompt_ids: list[int], max_new_tokens: int) -> str:
+    """Greedy completion of ``prompt_ids``, up to the first END (generation stops there)."""
     from ..generate import generate_text  # noqa: PLC0415
 
     return generate_text(model, tokenizer, tokenizer.decode(prompt_ids), max_new_tokens, temperature=0.0,
                          stop=inst.END)
 
 
+def greedy_exact_match(model: GPT, prompts: list[list[int]], responses: list[list[int]], chunk: int = 32):
+    """``[N]`` bools: would greedy decoding after each prompt write exactly its response (END included)?
+
+    Greedy decoding writes the response exactly if and only if, with the
+    response's own earlier tokens as context, every next token's argmax is
+    the response's token: the first token must be the argmax after the
+    prompt; once it is, greedy's context equals the teacher-forced one, and
+    so on by induction. One batched forward pass per ``chunk`` rows
+    (right-padded: a causal model never sees the padding) therefore decides
+    what token-by-token generation would, exactly, and much faster.
+    """
+    out = []
+    for s in range(0, len(prompts), chunk):
+        rows = [p + r for p, r in zip(prompts[s : s + chunk], responses[s : s + chunk])]
+        ids = np.zeros((len(rows), max(len(r) for r in rows) - 1), dtype=np.int64)  # (n, T) the last is never input
+        for i, r in enumerate(rows):
+            ids[i, : len(r) - 1] = r[:-1]
+        was = model.training
+        model.eval()
+        try:
+            pred = np.asarray(model.forward(ids)).argmax(axis=-1)  # (n, T) greedy's choice at every position
+        finally:
+            model.train(was)
+        for i, (p, r) in enumerate(zip(prompts[s : s + chunk], responses[s : s + chunk])):
+            out.append(bool((pred[i, len(p) - 1 : len(p) - 1 + len(r)] == r).all()))
+    return np.array(out)
+
+
 def task_scores(model: GPT, tokenizer, tests: dict, train_sets: dict, *, shots: int, seed: int) -> dict:
-    """``{task: (score, mean shots kept)}`` on held-out instructions, prompting with ``shots`` examples."""
+    """``{task: (score, mean shots kept)}`` on held-out instructions, prompting with ``shots`` examples.
+
+    Exact-match tasks are decided by :func:`greedy_exact_match` (what greedy
+    generation would write, exactly); the python task is generated
+    greedily and its expression run (execution match).
+    """
     window = model.config.block_size
     out = {}
     for t, (task, examples) in enumerate(tests.items()):
-        reserve = max(len(tokenizer.encode(" " + e.output + inst.END)) for e in train_sets[task])  # room to answer
+        reserve = max(len(tokenizer.encode(inst.response_text(e))) for e in train_sets[task])  # room to answer
         rng = np.random.default_rng([seed, 31, t])
-        scores, kept = [], []
+        prompts, kept = [], []
         for ex in examples:
             shown = [train_sets[task][i] for i in rng.choice(len(train_sets[task]), shots, replace=False)]
             prompt = fit_prompt(inst.prompt_for(ex, shown), tokenizer, window, overflow="drop-examples",
                                 reserve=reserve)
-            scores.append(inst.score(ex, answer(model, tokenizer, prompt.ids, reserve)))
+            prompts.append(prompt.ids)
             kept.append(len(prompt.examples))
+        if task == "python":
+            scores = [inst.score(ex, greedy_answer(model, tokenizer, p, reserve)) for ex, p in zip(examples, prompts)]
+        else:
+            scores = greedy_exact_match(model, prompts, [tokenizer.encode(inst.response_text(e)) for e in examples])
         out[task] = (float(np.mean(scores)), float(np.mean(kept)))
     return out
 

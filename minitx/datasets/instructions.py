@@ -28,8 +28,8 @@ python         an expression over the table's columns            execution match
                                                                  example's table
 =============  ===============================================  ===================
 
-*Exact match* compares the completion (up to the first newline, spaces at
-both ends stripped) with the reference string. *Execution match* runs the
+*Exact match* compares the completion (up to the first newline) with the
+reference string (after the one space the layout puts before every answer). *Execution match* runs the
 completion with :func:`minitx.datasets.expressions.evaluate` (an ``ast``
 whitelist, never ``eval``) on the example's own generated table and
 compares the value with the reference expression's, so
@@ -192,17 +192,27 @@ def prompt_for(ex: Instruction, examples=()):
     return build_prompt(TEMPLATES[ex.task], ex.input, [(e.input, e.output) for e in examples])
 
 
+def response_text(ex: Instruction) -> str:
+    """What the model should write after the prompt: a space, the output, END."""
+    return " " + ex.output + END
+
+
 def completion_answer(completion: str) -> str:
-    """What a completion answers: up to the first :data:`END`, spaces stripped."""
-    return completion.split(END, 1)[0].strip()
+    """What a completion answers: everything before the first :data:`END`."""
+    return completion.split(END, 1)[0]
 
 
 def score(ex: Instruction, completion: str) -> float:
-    """1.0 when ``completion`` answers ``ex`` (the task's metric, see the module docs), else 0.0."""
+    """1.0 when ``completion`` answers ``ex`` (the task's metric, see the module docs), else 0.0.
+
+    Exact match is strict: the completion up to END must be ``" " + output``
+    (the space the prompt's layout puts after the output indicator), so it
+    says the same as checking every generated token.
+    """
     answer = completion_answer(completion)
     if ex.task == "python":
         return float(execution_match(answer, ex.output, ex.table))
-    return float(answer == ex.output)
+    return float(answer == " " + ex.output)
 
 
 def tuning_sequence(ex: Instruction, tokenizer) -> tuple[list[int], list[int]]:
@@ -216,7 +226,7 @@ def tuning_sequence(ex: Instruction, tokenizer) -> tuple[list[int], list[int]]:
         targets  -100 ... -100 (prompt)      p o s i t i v e ⏎
     """
     prompt = tokenizer.encode(prompt_for(ex).text)
-    response = tokenizer.encode(" " + ex.output + END)
+    response = tokenizer.encode(response_text(ex))
     ids = prompt + response
     targets = [-100] * len(prompt) + response  # aligned with ids; shifted by one below
     return ids[:-1], targets[1:]
@@ -242,4 +252,4 @@ def tuning_arrays(examples, tokenizer, window: int, *, pad_id: int = 0):
 
 
 __all__ = ["END", "GENERATORS", "Instruction", "METRICS", "TASKS", "TEMPLATES", "completion_answer",
-           "make_instructions", "prompt_for", "score", "tuning_arrays", "tuning_sequence"]
+           "make_instructions", "prompt_for", "response_text", "score", "tuning_arrays", "tuning_sequence"]
