@@ -195,7 +195,8 @@ def gradcheck_module(module, *inputs, forward_kwargs: dict | None = None, check_
         for (i, x), dx in zip(float_inputs, dinputs):
             arrays[f"input{i}"], analytic[f"input{i}"] = x, dx
     for name, p in module.named_parameters():
-        arrays[name], analytic[name] = p.data, p.grad.copy()
+        if p.requires_grad:  # a frozen parameter has no gradient to check
+            arrays[name], analytic[name] = p.data, p.grad.copy()
 
     def loss():
         return float((run() * G).sum())

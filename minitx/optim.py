@@ -19,6 +19,13 @@ and the two helpers that make transformer training stable:
 * :func:`clip_grad_norm`: rescales all gradients together when their global
   L2 norm exceeds ``max_norm`` (one bad batch cannot throw the model far).
 
+Frozen weights
+--------------
+A parameter with ``requires_grad=False`` (see
+:meth:`minitx.nn.module.Module.freeze`) is not handed to the optimizer at
+all: no moments, no decay, no step; :func:`clip_grad_norm` skips it too.
+That is all fine-tuning a part of a model needs from this module.
+
 Which weights decay
 -------------------
 Weight decay pulls weights towards zero. It helps the matrices (linear and
@@ -114,7 +121,12 @@ def _check_int(owner: str, name: str, value, *, low: int) -> int:
 # parameter groups: the weight-decay rule, in one visible place
 # ---------------------------------------------------------------------------
 def _named_list(owner: str, named_parameters) -> list:
-    """Accept ``model.named_parameters()`` (or a Module) and check it."""
+    """Accept ``model.named_parameters()`` (or a Module), check it, and keep the trainable parameters.
+
+    A frozen parameter (``requires_grad=False``) is left out here, once: it
+    gets no moment buffers, no weight decay and no update, and the
+    optimizer's checkpoint names only what it trains.
+    """
     if hasattr(named_parameters, "named_parameters"):  # a Module was passed
         named_parameters = named_parameters.named_parameters()
     items = list(named_parameters)
@@ -136,7 +148,11 @@ def _named_list(owner: str, named_parameters) -> list:
                              "expected a floating-point dtype")
         seen_names.add(name)
         seen_ids.add(id(p))
-    return items
+    trainable = [(name, p) for name, p in items if getattr(p, "requires_grad", True)]
+    if not trainable:
+        raise ValueError(f"{owner}: every one of the {len(items)} parameters is frozen, expected at least one "
+                         "trainable parameter (see Module.unfreeze)")
+    return trainable
 
 
 def split_decay_groups(named_parameters: Iterable, weight_decay: float) -> list[dict]:
@@ -478,11 +494,13 @@ def clip_grad_norm(params: Iterable, max_norm: float) -> float:
     gradient is not finite (gradients are then left as they are).
 
     ``params``: Parameters, or ``(name, Parameter)`` pairs, or a Module.
+    Frozen parameters are left out: their ``grad`` is not a gradient.
     """
     max_norm = _check_number("clip_grad_norm", "max_norm", max_norm, low=0.0, low_open=True)
     if hasattr(params, "parameters"):
         params = params.parameters()
-    grads = [(p[1] if isinstance(p, tuple) else p).grad for p in params]
+    params = [p[1] if isinstance(p, tuple) else p for p in params]
+    grads = [p.grad for p in params if getattr(p, "requires_grad", True)]
     # Each parameter's norm in its own dtype and device; the sum of squares of
     # those few numbers in Python (float64), so no large array is upcast.
     total_sq = 0.0

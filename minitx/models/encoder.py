@@ -375,16 +375,23 @@ class EncoderClassifier(_EncoderWithLoss):
 
     ``pooler=True`` adds BERT's pooler between pooling and head:
     ``tanh(Linear(D, D)(pooled))`` (``BertForSequenceClassification``).
+
+    ``encoder``: an existing :class:`TransformerEncoder` to put the head on
+    (a pretrained body, :func:`minitx.finetune.classifier_on`) instead of a
+    freshly drawn one; ``config`` must then be its config.
     """
 
     def __init__(self, config: EncoderConfig, n_classes: int, *, pooling: str = "first", pooler: bool = False,
-                 seed: int = 0, rng=None, dtype=DEFAULT_DTYPE):
+                 seed: int = 0, rng=None, dtype=DEFAULT_DTYPE, encoder: TransformerEncoder | None = None):
         check_positive_int("EncoderClassifier n_classes", n_classes)
         if pooling not in POOLINGS:
             raise ValueError(f"EncoderClassifier pooling: got {pooling!r}, expected one of {POOLINGS}")
         self.config, self.n_classes, self.pooling = config, n_classes, pooling
         self.rng = rng if rng is not None else np.random.default_rng(seed)
-        self.encoder = TransformerEncoder(config, rng=self.rng, dtype=dtype)
+        if encoder is not None and encoder.config is not config:
+            raise ValueError("EncoderClassifier encoder: its config is not the config passed, expected "
+                             "EncoderClassifier(encoder.config, ..., encoder=encoder)")
+        self.encoder = encoder if encoder is not None else TransformerEncoder(config, rng=self.rng, dtype=dtype)
         self.has_pooler = pooler
         if pooler:
             self.pooler = Linear(config.d_model, config.d_model, rng=self.rng, dtype=dtype)

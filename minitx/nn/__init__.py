@@ -4,6 +4,7 @@ Read them in this order; each file is one concept:
 
     module.py       Parameter (value + gradient) and Module (the bookkeeping)
     linear.py       y = x W + b
+    lora.py         LoRA: a frozen Linear plus a trainable low-rank correction, mergeable
     embedding.py    a lookup table, and its scatter-add gradient
     activations.py  ReLU, GELU (tanh and exact)
     softmax.py      softmax and log-softmax
@@ -24,6 +25,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .feedforward import FeedForward
 from .linear import Linear
+from .lora import LoRALinear, lora_backward, lora_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .module import Module, ModuleList, Parameter
 from .norm import LayerNorm, RMSNorm, layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
@@ -34,10 +36,10 @@ from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward
 
 __all__ = [
     "Activation", "DecoderBlock", "Dropout", "Embedding", "EncoderBlock", "FeedForward", "GELU", "KVCache",
-    "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
+    "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LoRALinear", "Module", "ModuleList", "MultiHeadAttention", "Parameter",
     "RMSNorm", "ReLU", "RelativePositionBias", "SinusoidalPositionalEncoding", "relative_position_buckets",
     "rmsnorm_backward", "rmsnorm_forward", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
     "GRU", "RNN", "gru_backward", "gru_forward", "rnn_backward", "rnn_forward",
-    "get_activation", "layernorm_backward", "layernorm_forward", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
+    "get_activation", "layernorm_backward", "lora_backward", "lora_forward", "layernorm_forward", "log_softmax_backward", "log_softmax_forward", "scaled_dot_product_attention_backward",
     "scaled_dot_product_attention_forward", "sinusoidal_table", "softmax_backward", "softmax_forward",
 ]

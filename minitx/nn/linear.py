@@ -29,21 +29,24 @@ def linear_forward(x, W, b=None):
     return out.reshape(*x.shape[:-1], W.shape[1]), (x, W, b is not None)  # (..., out)
 
 
-def linear_backward(dout, cache):
+def linear_backward(dout, cache, *, weight_grad: bool = True):
     """Given dL/dy, return ``(dx, dW, db)`` (``db`` is None without a bias).
 
     With y = x W + b, summed over every leading (batch, time) position n:
         dL/dx[n] = dL/dy[n] W^T         dL/dW = sum_n x[n]^T dL/dy[n]
         dL/db    = sum_n dL/dy[n]
     Flattening the leading axes turns the sum over n into one matrix product.
+    ``weight_grad=False`` (a frozen W) skips dL/dW, a third of the layer's
+    backward work, and returns None for it.
     """
     if kernels_enabled(dout) and ops.matmul_supported(dout, cache[1]):  # "kernels" backend
-        return ops.linear_backward(dout, cache)
+        dx, dW, db = ops.linear_backward(dout, cache)
+        return dx, dW if weight_grad else None, db
     x, W, has_bias = cache
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)
     dx = (d2 @ W.T).reshape(x.shape)  # (N, out) @ (out, in) -> (N, in) -> (..., in)
-    dW = x2.T @ d2  # (in, N) @ (N, out) -> (in, out)
+    dW = x2.T @ d2 if weight_grad else None  # (in, N) @ (N, out) -> (in, out)
     db = d2.sum(axis=0) if has_bias else None  # (out,)
     return dx, dW, db
 
@@ -68,8 +71,9 @@ class Linear(Module):
         return out
 
     def backward(self, dout):
-        dx, dW, db = linear_backward(dout, self.cache)
-        self.weight.grad += dW
-        if self.bias is not None:
+        dx, dW, db = linear_backward(dout, self.cache, weight_grad=self.weight.requires_grad)
+        if dW is not None:
+            self.weight.grad += dW
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += db
         return dx

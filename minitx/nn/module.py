@@ -28,6 +28,7 @@ optimizer, a checkpoint and a weight importer all key on.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 
 import numpy as np
 
@@ -35,13 +36,21 @@ from ..backend import DEVICES, array_module, check_cuda, to_device
 
 
 class Parameter:
-    """A learnable array and its gradient (same shape, same dtype, same device)."""
+    """A learnable array and its gradient (same shape, same dtype, same device).
 
-    __slots__ = ("data", "grad")
+    ``requires_grad=False`` *freezes* it (see :meth:`Module.freeze`): the
+    optimizer, gradient clipping and data parallelism then leave it alone,
+    and layers may skip computing its gradient (``Linear`` does), so its
+    ``grad`` means nothing while it is frozen. It is still a parameter:
+    ``state_dict`` and checkpoints keep it.
+    """
 
-    def __init__(self, data):
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad: bool = True):
         self.data = data
         self.grad = array_module(data).zeros_like(data)
+        self.requires_grad = requires_grad
 
     @property
     def shape(self):
@@ -52,7 +61,8 @@ class Parameter:
         return self.data.dtype
 
     def __repr__(self):
-        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+        frozen = "" if self.requires_grad else ", frozen"
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}{frozen})"
 
 
 class Module:
@@ -96,15 +106,74 @@ class Module:
             elif isinstance(value, Module):
                 yield from value._walk(full + ".")
 
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """Yield ``(dotted_name, Module)`` for this module (named ``prefix``, "" at the top) and all below it.
+
+        The names are those of :meth:`named_parameters` without the last part:
+        module ``blocks.0.attn.qkv`` owns ``blocks.0.attn.qkv.weight``. A module
+        reachable twice is listed once, under the first name it is found by.
+        """
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield name, m
+            dot = f"{name}." if name else ""
+            stack.extend((dot + child_name, child) for child_name, child in reversed(list(m.named_children())))
+
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
     def num_parameters(self) -> int:
         return sum(int(p.data.size) for p in self.parameters())
 
+    def num_trainable_parameters(self) -> int:
+        """How many numbers the optimizer updates: the parameters that are not frozen."""
+        return sum(int(p.data.size) for p in self.parameters() if p.requires_grad)
+
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad[...] = 0
+
+    # ---- freezing -------------------------------------------------------
+    def freeze(self, pattern="*") -> list[str]:
+        """Freeze the parameters whose names match ``pattern``; returns the names that changed.
+
+        ``pattern`` is an :mod:`fnmatch` pattern over the dotted names of
+        :meth:`named_parameters`, or a list of them: ``"*"`` is everything,
+        ``"blocks.*"`` the whole stack, ``"*.bias"`` every bias. (``*``
+        crosses dots, as in the shell's fnmatch, not in a path.) A frozen
+        parameter keeps its value while the rest trains: fine-tuning a
+        pretrained body freezes it, LoRA freezes everything but its
+        adapters. A pattern that matches no parameter raises ValueError (a
+        typo must not silently train everything).
+        """
+        return self._set_requires_grad(pattern, False, "freeze")
+
+    def unfreeze(self, pattern="*") -> list[str]:
+        """Undo :meth:`freeze` for the names matching ``pattern``; returns the names that changed."""
+        return self._set_requires_grad(pattern, True, "unfreeze")
+
+    def _set_requires_grad(self, pattern, value: bool, what: str) -> list[str]:
+        patterns = list(pattern) if isinstance(pattern, (list, tuple)) else [pattern]
+        if not patterns or not all(isinstance(p, str) for p in patterns):
+            raise ValueError(f"{what}: got pattern {pattern!r}, expected an fnmatch pattern (str) or a list of them")
+        named = list(self.named_parameters())
+        for pat in patterns:
+            if not any(fnmatchcase(name, pat) for name, _ in named):
+                names = [name for name, _ in named]
+                raise ValueError(f"{what}: pattern {pat!r} matches no parameter; expected one of the names "
+                                 f"{names[:4]}{'...' if len(names) > 4 else ''} (fnmatch: * matches anything)")
+        changed = []
+        for name, p in named:
+            if any(fnmatchcase(name, pat) for pat in patterns) and p.requires_grad != value:
+                p.requires_grad = value
+                p.grad[...] = 0  # whatever a frozen layer left there is not a gradient
+                changed.append(name)
+        return changed
 
     # ---- modes ----------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":

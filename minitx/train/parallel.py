@@ -342,8 +342,9 @@ class DataParallel:
 
             def reduce(share):  # sum the replicas' gradients into the wrapped model's, a share of the parameters
                 for p, *others in share:
-                    for q in others:
-                        p.grad += q.grad
+                    if p.requires_grad:  # a frozen parameter has no gradient to sum
+                        for q in others:
+                            p.grad += q.grad
 
             list(self._pool.map(reduce, self._reduce_shares))
         if self.comm.size > 1:
@@ -354,12 +355,12 @@ class DataParallel:
         self._fresh = False
 
     def _allreduce_grads(self) -> None:
-        """One ``Allreduce`` of every gradient, packed into one flat buffer."""
-        params, offset = self.module.parameters(), 0
+        """One ``Allreduce`` of every trainable gradient, packed into one flat buffer (frozen ones stay home)."""
+        params, offset = [p for p in self.module.parameters() if p.requires_grad], 0
         for p in params:
             self._flat[offset:offset + p.grad.size] = p.grad.ravel()
             offset += p.grad.size
-        self.comm.allreduce_sum(self._flat)
+        self.comm.allreduce_sum(self._flat[:offset])  # a contiguous view: only what was packed travels
         offset = 0
         for p in params:
             p.grad[...] = self._flat[offset:offset + p.grad.size].reshape(p.grad.shape)
