@@ -60,9 +60,9 @@ def test_parameter_counts_are_what_each_method_trains(fast_run):
     assert rows[("ner", "lora")]["total_params"] == total + adapters
     head = rows[(bench.HELDOUT_TASK, "head")]
     assert head["trainable_params"] == 384 * 2 + 2  # MiniLM's width times two classes, plus the biases
-    assert rows[(bench.HELDOUT_TASK, "scratch")]["trainable_params"] == head["total_params"]
-    assert head["trainable_params"] < rows[(bench.HELDOUT_TASK, "pretrained-finetuned")]["trainable_params"] \
-        < head["total_params"]
+    for method in ("scratch", "pretrained-finetuned"):  # the same model, every weight trained: only the start differs
+        r = rows[(bench.HELDOUT_TASK, method)]
+        assert r["trainable_params"] == r["total_params"] == head["total_params"]
 
 
 def test_the_base_model_is_cached_and_a_cache_is_reported(fast_run, tmp_path):

@@ -53,7 +53,7 @@ for task in inst.TASKS:
 # the bench share it; the first run trains it).
 
 # %%
-corpus = bench.corpus_data(budget.block_size)
+corpus = bench.corpus_data(budget)
 tokenizer = corpus.tokenizer
 cache = output_dir() / "finetune-cache" if FAST else ".cache/finetune"
 base, info = bench.base_model(budget, seed, cache, corpus)

@@ -78,7 +78,7 @@ print("trainable:", [n for n, p in layer.named_parameters() if p.requires_grad])
 # %%
 budget = bench.FAST if FAST else bench.FULL
 seed = 0
-corpus = bench.corpus_data(budget.block_size)
+corpus = bench.corpus_data(budget)
 tokenizer = corpus.tokenizer
 cache = output_dir() / "finetune-cache" if FAST else ".cache/finetune"
 base, _ = bench.base_model(budget, seed, cache, corpus)

