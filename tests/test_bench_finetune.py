@@ -53,9 +53,9 @@ def test_parameter_counts_are_what_each_method_trains(fast_run):
     total = rows[("ner", "full")]["total_params"]
     assert rows[("ner", "prompt-0shot")]["trainable_params"] == 0
     assert rows[("ner", "full")]["trainable_params"] == total
-    # rank r adapters on qkv (D -> 3D) and ff.fc (D -> 4D) of every block: r * (in + out) each
+    # rank r adapters on qkv (D -> 3D), proj (D -> D), ff.fc (D -> 4D), ff.proj (4D -> D): r * (in + out) each
     D = b.n_embd
-    adapters = b.n_layer * b.lora_rank * ((D + 3 * D) + (D + 4 * D))
+    adapters = b.n_layer * b.lora_rank * ((D + 3 * D) + (D + D) + (D + 4 * D) + (4 * D + D))
     assert rows[("ner", "lora")]["trainable_params"] == adapters
     assert rows[("ner", "lora")]["total_params"] == total + adapters
     head = rows[(bench.HELDOUT_TASK, "head")]

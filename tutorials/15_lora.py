@@ -70,8 +70,9 @@ print("trainable:", [n for n, p in layer.named_parameters() if p.requires_grad])
 # %% [markdown]
 # ## 2. LoRA on the instruction tasks
 #
-# The base GPT of lesson 14, adapters on every block's attention `qkv` and
-# feed-forward input layer, everything else frozen. Same data and steps as
+# The base GPT of lesson 14, adapters on every Linear of every block
+# (attention `qkv` and `proj`, feed-forward `fc` and `proj`), everything
+# else frozen. Same data and steps as
 # full fine-tuning; a larger learning rate, because the update starts at
 # zero and only has `r` directions to move in.
 
@@ -133,7 +134,7 @@ def delta(name):
             - np.asarray(dict(base.named_parameters())[name].data))
 
 
-names = [n for n, _ in base.named_parameters() if n.endswith("attn.qkv.weight") or n.endswith("ff.fc.weight")]
+names = [n for n, _ in base.named_parameters() if n.endswith(("attn.qkv.weight", "ff.fc.weight"))]
 spectra = {n: np.linalg.svd(delta(n), compute_uv=False) for n in names}
 r = budget.lora_rank
 for n, s in spectra.items():

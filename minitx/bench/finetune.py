@@ -39,8 +39,8 @@ Two experiments, every model trained through the one
    * ``full``: every weight fine-tuned on the mixed instructions, prompt
      tokens masked out of the loss (targets -100);
    * ``lora``: the base frozen, rank-:attr:`Budget.lora_rank` adapters on
-     the attention and feed-forward input layers trained, same data, same
-     steps (a larger learning rate, as LoRA needs: its update starts at 0).
+     every Linear of every block trained, same data, same steps (a larger
+     learning rate, as LoRA needs: its update starts at 0).
 
    *Forgetting*: the validation loss on the base corpus before and after
    each fine-tuning.
@@ -85,8 +85,8 @@ HELDOUT_TASK = "heldout-words"
 LORA_GAP = 0.03  # target: |full - lora| at most this, on every task
 LORA_FRACTION = 0.05  # target: LoRA trains at most this share of the parameters
 PRETRAINED_MARGIN = 0.1  # target: pretrained-finetuned - scratch at least this
-#: Where the LoRA adapters go in the GPT: the attention's qkv and the feed-forward's first layer.
-LORA_TARGETS = ("blocks.*.attn.qkv", "blocks.*.ff.fc")
+#: Where the LoRA adapters go in the GPT: every Linear of every block (attention in and out, feed-forward in and out).
+LORA_TARGETS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.ff.fc", "blocks.*.ff.proj")
 
 
 @dataclass(frozen=True)
@@ -102,22 +102,22 @@ class Budget:
     lr_head: float = 1e-2  # a fresh linear layer on frozen features
     lr_scratch: float = 3e-4
     # the base GPT
-    n_layer: int = 3
+    n_layer: int = 2
     n_head: int = 4
     n_embd: int = 96
     block_size: int = 256
     vocab_size: int = 1024  # byte-level BPE trained on the corpus
     base_iters: int = 800
-    base_batch: int = 12
+    base_batch: int = 8
     base_lr: float = 3e-3
     # instruction tuning
-    n_instructions: int = 300  # per task, for tuning
+    n_instructions: int = 1000  # per task, for tuning
     n_instruction_test: int = 50  # per task, held out
-    tune_iters: int = 400
+    tune_iters: int = 600
     tune_batch: int = 16
-    lr_full: float = 1e-3
+    lr_full: float = 2e-3
     lr_lora: float = 5e-3
-    lora_rank: int = 8
+    lora_rank: int = 4
     lora_alpha: float = 16.0
     shots: int = 2
     forgetting_batches: int = 16
@@ -135,12 +135,12 @@ def train_config(iters: int, batch: int, lr: float, seed: int, *, weight_decay: 
                        weight_decay=weight_decay, eval_interval=iters, eval_iters=2, seed=seed)
 
 
-def train(model, data, config: TrainConfig, *, evaluate=None) -> dict:
-    """Run the one Trainer in memory; returns the last metrics with wall-clock ``seconds``."""
+def train(model, data, config: TrainConfig, *, evaluate=None, progress: bool = False) -> dict:
+    """Run the one Trainer in memory (a tqdm bar when ``progress``); returns the last metrics and ``seconds``."""
     from ..train.trainer import Trainer  # noqa: PLC0415
 
     t0 = time.perf_counter()
-    history = Trainer(model, data, config, None, evaluate=evaluate, progress=False,
+    history = Trainer(model, data, config, None, evaluate=evaluate, progress=progress,
                       log=lambda *a, **k: None).train()
     return dict(history[-1], seconds=round(time.perf_counter() - t0, 1))
 
@@ -181,7 +181,7 @@ def classifier_accuracy(model, ids, labels, chunk: int = 64) -> float:
     return float(np.mean(pred == labels))
 
 
-def heldout_words(seed: int, budget: Budget, *, log=print) -> tuple[list[dict], dict]:
+def heldout_words(seed: int, budget: Budget, *, progress: bool = False, log=print) -> tuple[list[dict], dict]:
     """The four methods on the held-out-words reviews: rows and timings."""
     import minitx  # noqa: PLC0415
     from ..finetune import classifier_on  # noqa: PLC0415
@@ -218,7 +218,8 @@ def heldout_words(seed: int, budget: Budget, *, log=print) -> tuple[list[dict], 
             start = copy.deepcopy(body)  # the real weights (a copy: each method starts from them)
         model = classifier_on(start, 2, pooling="mean", freeze_body=method == "head", seed=seed)
         stats = train(model, batches, train_config(budget.review_iters, budget.review_batch, lr, seed),
-                      evaluate=lambda m=model: {"accuracy": classifier_accuracy(m, x_test[:64], y_test[:64])})
+                      evaluate=lambda m=model: {"accuracy": classifier_accuracy(m, x_test[:64], y_test[:64])},
+                      progress=progress)
         timing[method] = stats["seconds"]
         row(method, classifier_accuracy(model, x_test, y_test), model)
     return rows, timing
@@ -249,7 +250,8 @@ def corpus_data(budget: Budget):
     return LMDataset(text, BPETokenizer().train(text, budget.vocab_size), block_size=budget.block_size)
 
 
-def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, log=print) -> tuple[GPT, dict]:
+def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, progress: bool = False,
+               log=print) -> tuple[GPT, dict]:
     """The base GPT: read from ``cache`` when its settings match, else pretrained now and cached.
 
     ``info``: ``val_loss``, ``seconds`` (of the pretraining, also when
@@ -273,7 +275,7 @@ def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, lo
     cfg = replace(train_config(budget.base_iters, budget.base_batch, budget.base_lr, seed, weight_decay=0.1),
                   eval_iters=4)
     t0 = time.perf_counter()
-    trainer = Trainer(wrapped, corpus, cfg, None, meta=gpt_meta(model, corpus.tokenizer), progress=False,
+    trainer = Trainer(wrapped, corpus, cfg, None, meta=gpt_meta(model, corpus.tokenizer), progress=progress,
                       log=lambda *a, **k: None)
     try:
         history = trainer.train()
@@ -368,14 +370,15 @@ def tuning_loss(model, x, y) -> dict:
     return {"train_loss": float(model.loss(x, y)[0])}
 
 
-def instruction_tuning(seed: int, budget: Budget, cache, *, threads: int = 2, log=print) -> tuple[list, dict, dict]:
+def instruction_tuning(seed: int, budget: Budget, cache, *, threads: int = 2, progress: bool = False,
+                       log=print) -> tuple[list, dict, dict]:
     """Prompting, full fine-tuning and LoRA on the five instruction tasks: rows, forgetting, timings."""
     from ..finetune import apply_lora  # noqa: PLC0415
 
     corpus = corpus_data(budget)
     tokenizer = corpus.tokenizer
     t0 = time.perf_counter()
-    base, info = base_model(budget, seed, cache, corpus, threads=threads, log=log)
+    base, info = base_model(budget, seed, cache, corpus, threads=threads, progress=progress, log=log)
     timing = {"base_pretraining": info["seconds"], "base_cached": info["cached"],
               "base_load": round(time.perf_counter() - t0, 1)}
     data = inst.make_instructions(budget.n_instructions, budget.n_instruction_test, seed=seed)
@@ -408,7 +411,7 @@ def instruction_tuning(seed: int, budget: Budget, cache, *, threads: int = 2, lo
             apply_lora(model, list(LORA_TARGETS), rank=budget.lora_rank, alpha=budget.lora_alpha, seed=seed)
         lr = budget.lr_full if method == "full" else budget.lr_lora
         stats = train(model, rows_data, train_config(budget.tune_iters, budget.tune_batch, lr, seed),
-                      evaluate=lambda m=model: tuning_loss(m, probe_x, probe_y))
+                      evaluate=lambda m=model: tuning_loss(m, probe_x, probe_y), progress=progress)
         timing[f"tune_{method}"] = stats["seconds"]
         t1 = time.perf_counter()
         add(method, task_scores(model, tokenizer, data["test"], data["train"], shots=0, seed=seed), model,
@@ -422,12 +425,17 @@ def instruction_tuning(seed: int, budget: Budget, cache, *, threads: int = 2, lo
 # =============================================================================
 # The run, the targets, the tables
 # =============================================================================
-def run(seed: int = 0, *, fast: bool = False, cache=".cache/finetune", threads: int = 2, log=print) -> dict:
-    """Both experiments; every row, the forgetting figures, the timings and the targets."""
+def run(seed: int = 0, *, fast: bool = False, cache=".cache/finetune", threads: int = 2, progress: bool = False,
+        log=print) -> dict:
+    """Both experiments; every row, the forgetting figures, the timings and the targets.
+
+    ``progress`` shows a tqdm bar (on stderr) for every training run.
+    """
     budget = FAST if fast else FULL
     t0, c0 = time.perf_counter(), time.process_time()
-    held_rows, held_timing = heldout_words(seed, budget, log=log)
-    tune_rows, forgetting, tune_timing = instruction_tuning(seed, budget, cache, threads=threads, log=log)
+    held_rows, held_timing = heldout_words(seed, budget, progress=progress, log=log)
+    tune_rows, forgetting, tune_timing = instruction_tuning(seed, budget, cache, threads=threads, progress=progress,
+                                                            log=log)
     rows = tune_rows + held_rows
     seconds = time.perf_counter() - t0
     cold = seconds + (tune_timing["base_pretraining"] if tune_timing["base_cached"] else 0.0)
@@ -502,10 +510,11 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=".cache/finetune", help="folder of pretrained base GPTs (default "
                                                               ".cache/finetune)")
     p.add_argument("--threads", type=int, default=2, help="data-parallel threads for pretraining (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars on stderr")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error(f"--threads: got {args.threads}, expected a positive integer")
-    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
+    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads, progress=not args.no_progress,
                  log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.json:
         for r in result["rows"]:
