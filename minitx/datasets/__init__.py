@@ -14,12 +14,20 @@ that shortcuts fail:
                      own words, gendered articles, adjectives after the noun
                      and the verb at the end: copying fails, words must be
                      aligned and reordered
+    reviews_heldout.py  reviews whose test set uses only sentiment words
+                     never seen in training (synonyms held out): only a
+                     pretrained model can know that "splendid" means "great"
+    instructions.py  instruction/response pairs of five kinds (sentiment,
+                     NER, summarising a dialogue, translating, a Python
+                     expression), prompts and the masked tuning rows
 
 Shared pieces:
 
     vocab.py         word-level vocabulary with special tokens; label sets
     tsv.py           reading and writing the tab-separated files the CLI uses
     metrics.py       accuracy, entity-level F1 (BIO spans), corpus BLEU
+    expressions.py   running a model's Python expression safely (an ast
+                     whitelist, never eval): execution match
 """
 from .metrics import accuracy, bio_spans, corpus_bleu, entity_f1
 from .ner import NER_TAGS, make_ner

@@ -78,7 +78,8 @@ def _place(rng, places) -> list[str]:
     return places[int(rng.integers(len(places)))].split()
 
 
-def _sentence(rng, firsts, lasts, places) -> tuple[list[str], list[str]]:
+def sentence(rng, firsts=FIRST, lasts=LAST, places=PLACES) -> tuple[list[str], list[str]]:
+    """One templated sentence with its BIO tags: ``(tokens, tags)``, names drawn from the given pools."""
     template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
     tokens, tags = [], []
     for word in template.split():
@@ -112,6 +113,6 @@ def make_ner(n_train: int = 6000, n_val: int = 500, n_test: int = 1000, seed: in
     out = {}
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         which = 0 if split == "train" else 1
-        out[split] = [_sentence(rng, pools["first"][which], pools["last"][which], pools["place"][which])
+        out[split] = [sentence(rng, pools["first"][which], pools["last"][which], pools["place"][which])
                       for _ in range(n)]
     return out

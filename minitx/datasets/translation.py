@@ -59,7 +59,7 @@ ARTICLES = {  # (definite?, gender, plural?) -> Tolan article
 }
 
 
-def _noun_phrase(rng, max_adjectives: int = 2):
+def noun_phrase(rng, max_adjectives: int = 2):
     """Return ``(english_words, tolan_words, plural)`` for one noun phrase."""
     noun = list(NOUNS)[int(rng.integers(len(NOUNS)))]
     stem, gender = NOUNS[noun]
@@ -80,14 +80,14 @@ def _noun_phrase(rng, max_adjectives: int = 2):
 
 def translate_sentence(rng):
     """One ``(source, target)`` pair: subject verb object [preposition noun-phrase]."""
-    s_en, s_tl, s_plural = _noun_phrase(rng)
-    o_en, o_tl, _ = _noun_phrase(rng)
+    s_en, s_tl, s_plural = noun_phrase(rng)
+    o_en, o_tl, _ = noun_phrase(rng)
     (v_sg, v_pl), v_stem = list(VERBS.items())[int(rng.integers(len(VERBS)))]
     en = s_en + [v_pl if s_plural else v_sg] + o_en
     tl = s_tl + o_tl
     if rng.random() < 0.4:
         prep = list(PREPOSITIONS)[int(rng.integers(len(PREPOSITIONS)))]
-        p_en, p_tl, _ = _noun_phrase(rng, max_adjectives=1)
+        p_en, p_tl, _ = noun_phrase(rng, max_adjectives=1)
         en += [prep] + p_en
         tl += [PREPOSITIONS[prep]] + p_tl
     tl.append(v_stem + ("en" if s_plural else "e"))  # the verb goes last
