@@ -202,3 +202,26 @@ def test_cli_train_and_generate_on_cuda(tmp_path, capsys, name):
         assert main(argv + (["--backend", name] if device == "cuda" else [])) == 0
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1]  # greedy: the same text on both devices
+
+
+#: The LLaMA and BLOOM configurations of the same decoder (issue 15): grouped-query attention (which the
+#: flash kernels do not cover: CuPy path), rotary with full heads (rotated q and k go to the flash kernels),
+#: ALiBi (a score bias: CuPy path).
+DECODER_VARIANTS = {"llama": dict(norm="rmsnorm", positions="rope", ffn="swiglu", bias=False, n_kv_head=2),
+                    "llama-mha": dict(norm="rmsnorm", positions="rope", ffn="swiglu", bias=False),
+                    "bloom": dict(positions="alibi", embed_norm=True)}
+
+
+@pytest.mark.parametrize("name", ["kernels", "cupy"])
+@pytest.mark.parametrize("variant", list(DECODER_VARIANTS))
+def test_llama_and_bloom_step_and_greedy_tokens_match_numpy(gpu_backend, kernel_calls, name, variant):
+    cfg = config(**DECODER_VARIANTS[variant])
+    x, y = batch(cfg)
+    ref = step(GPT(cfg, seed=7), x, y)
+    want = generate(GPT(cfg, seed=7), x[:2, :6], 50, temperature=0)  # past block_size=40: the window slides
+    gpu_backend(name)
+    model = GPT(cfg, seed=7).to("cuda")
+    assert_step_matches(step(model, x, y), ref)
+    np.testing.assert_array_equal(generate(model, x[:2, :6], 50, temperature=0), want)
+    if name == "kernels" and variant == "llama-mha":
+        assert "attention_forward" in kernel_calls and "attention_backward" in kernel_calls
