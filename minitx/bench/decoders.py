@@ -48,7 +48,8 @@ field ``"kind"`` says which):
 
 ``--fast`` is a seconds-long structural run (tiny models, a few iterations,
 the first 20,000 characters) for the tests: its numbers check the plumbing,
-not the findings. The full run takes about 10 minutes on 2 cores; it is
+not the findings. The full run is about 6 minutes of CPU time (all
+threads together; a shared host stretches its wall clock, not that); it is
 recorded in ``benchmarks/decoders.md``.
 """
 from __future__ import annotations
