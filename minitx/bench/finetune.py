@@ -181,15 +181,20 @@ def classifier_accuracy(model, ids, labels, chunk: int = 64) -> float:
     return float(np.mean(pred == labels))
 
 
-def heldout_words(seed: int, budget: Budget, *, progress: bool = False, log=print) -> tuple[list[dict], dict]:
-    """The four methods on the held-out-words reviews: rows and timings."""
+def heldout_words(seed: int, budget: Budget, *, pretrained=None, progress: bool = False,
+                  log=print) -> tuple[list[dict], dict]:
+    """The four methods on the held-out-words reviews: rows and timings.
+
+    ``pretrained``: ``(body, tokenizer)`` already loaded from :func:`minilm_folder` (else loaded here,
+    and timed); it is copied, never changed.
+    """
     import minitx  # noqa: PLC0415
     from ..finetune import classifier_on  # noqa: PLC0415
     from ..models.encoder import TransformerEncoder  # noqa: PLC0415
 
     data = make_heldout_reviews(budget.n_reviews, 100, budget.n_review_test, seed=seed)
     t0 = time.perf_counter()
-    body, tokenizer = minitx.from_pretrained(minilm_folder())
+    body, tokenizer = pretrained if pretrained is not None else minitx.from_pretrained(minilm_folder())
     load_seconds = time.perf_counter() - t0
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else body.config.pad_id
     x, lengths, y = encode_reviews(data["train"], tokenizer, pad_id)
