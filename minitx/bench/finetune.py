@@ -521,8 +521,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error(f"--threads: got {args.threads}, expected a positive integer")
-    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads, progress=not (args.no_progress or args.json),
-                 log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
+    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
+                 progress=not (args.no_progress or args.json), log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.save:
         Path(args.save).write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.json:
