@@ -88,13 +88,13 @@ def linear_forward(x, W, b=None):
     return out.reshape(*x.shape[:-1], W.shape[1]), (x, W, b is not None)  # (..., out)
 
 
-def linear_backward(dout, cache):
-    """:func:`minitx.nn.linear.linear_backward`: ``dx = dY W^T``, ``dW = X^T dY`` as transposed views."""
+def linear_backward(dout, cache, *, weight_grad: bool = True):
+    """:func:`minitx.nn.linear.linear_backward`: ``dx = dY W^T``, ``dW = X^T dY`` as transposed views (no dW if frozen)."""
     x, W, has_bias = cache
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)
     dx = kernels.matmul(d2, W, trans_b=True, version=MATMUL_VERSION).reshape(x.shape)  # (N, out) @ (out, in)
-    dW = kernels.matmul(x2, d2, trans_a=True, version=MATMUL_VERSION)  # (in, N) @ (N, out) -> (in, out)
+    dW = kernels.matmul(x2, d2, trans_a=True, version=MATMUL_VERSION) if weight_grad else None  # (in, out)
     db = d2.sum(axis=0) if has_bias else None  # (out,)
     return dx, dW, db
 

@@ -11,7 +11,7 @@ from minitx.gradcheck import gradcheck_module
 from minitx.models import GPT, GPTConfig
 from minitx.models.encoder import EncoderClassifier, EncoderConfig, TransformerEncoder
 from minitx.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from minitx.nn import Linear, LoRALinear
+from minitx.nn import EncoderBlock, Linear, LoRALinear
 from minitx.optim import AdamW, clip_grad_norm
 from minitx.tokenizer import CharTokenizer
 from minitx.train.config import TrainConfig
@@ -102,6 +102,21 @@ def test_lora_linear_gradcheck_with_the_base_unfrozen():
     report = gradcheck_module(layer, np.random.default_rng(1).standard_normal((3, 5)))
     assert report.ok(), report
     assert set(report.per_array) == {"input0", "weight", "bias", "A", "B"}
+
+
+@pytest.mark.parametrize("targets,norm_first", [("*", True), (["attn.proj", "ff.*"], False)])
+def test_a_block_with_lora_passes_the_gradient_check(targets, norm_first):
+    rng = np.random.default_rng(11)
+    block = EncoderBlock(8, 2, 12, norm_first=norm_first, rng=rng, dtype=np.float64)
+    block.unfreeze("*")
+    apply_lora(block, targets, rank=2, alpha=3.0, seed=5)
+    block.unfreeze("norm_*")  # a frozen body with some trainable pieces: LayerNorms train beside the adapters
+    for _, layer in lora_layers(block):
+        layer.B.data[...] = rng.standard_normal(layer.B.shape)
+    report = gradcheck_module(block, rng.standard_normal((2, 3, 8)))
+    assert report.ok(), report
+    assert all(name.endswith((".A", ".B")) or name.startswith("norm_") or name == "input0"
+               for name in report.per_array)
 
 
 def test_lora_starts_as_the_base_layer_exactly():
@@ -201,6 +216,10 @@ def test_apply_lora_names_freezes_and_errors():
         apply_lora(gpt(), "blocks.*.atn")
     with pytest.raises(ValueError, match="rank"):
         apply_lora(gpt(), "*", rank=0)
+    wrapped = DataParallel(gpt(), threads=2)
+    with pytest.raises(ValueError, match="before wrapping it in a DataParallel"):
+        apply_lora(wrapped, "*")
+    wrapped.close()
     plain = gpt()
     with pytest.raises(ValueError, match="no LoRA layers"):
         merge_lora(plain)

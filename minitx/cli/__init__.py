@@ -9,6 +9,7 @@
     minitx train-tagger / tag              named-entity tagging (encoder)              (tasks.py)
     minitx train-translator / translate    translation (encoder-decoder, beam search)  (tasks.py)
     minitx embed / search   sentence embeddings and semantic search (HF encoder folder)  (pretrained.py)
+    minitx finetune    fine-tune a trained model: full, a new head, or LoRA            (finetune.py)
     minitx bench       benchmark the CUDA kernels against cuBLAS and PyTorch (GPU)     (bench.py)
 
 Flags that mean the same thing are defined once, in :mod:`minitx.cli.options`.
@@ -63,10 +64,10 @@ def _unknown_flags(args, extras) -> None:
 
 def _registrars():
     # Imported here, not at the top: `minitx --help` should not pay for NumPy-heavy imports.
-    from . import bench, demo, pretrained, prompt, tasks, tokenizer, train
+    from . import bench, demo, finetune, pretrained, prompt, tasks, tokenizer, train
 
     return [demo.add_parser, tokenizer.add_parser, train.add_parser, prompt.add_parser, tasks.add_parser,
-            pretrained.add_parser, bench.add_parser]
+            pretrained.add_parser, finetune.add_parser, bench.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,6 +106,44 @@ def train_config(args, defaults: dict, checkpoint_train: dict | None = None):
 
 
 # --------------------------------------------------------------------------
+# fine-tuning: LoRA settings, and adapters for the commands that use a model
+# --------------------------------------------------------------------------
+def add_lora_options(parser) -> None:
+    """``--rank``, ``--alpha``, ``--targets`` (used with ``--method lora``)."""
+    g = parser.add_argument_group("LoRA (--method lora)")
+    g.add_argument("--rank", type=int, default=8, help="rank r of each adapter (default 8)")
+    g.add_argument("--alpha", type=float, default=16.0, help="scale alpha; the update is (alpha/r) A B (default 16)")
+    g.add_argument("--targets", default=None, metavar="PATTERN",
+                   help="fnmatch pattern(s) over module names, comma-separated, e.g. '*attn.qkv,*attn.proj' "
+                        "(default '*blocks.*': every Linear in the transformer blocks)")
+
+
+def lora_targets(args):
+    """``--targets`` as the pattern list apply_lora takes (None: the default)."""
+    if args.targets is None:
+        return None
+    patterns = [p.strip() for p in args.targets.split(",")]
+    if not all(patterns):
+        raise UsageError(f"--targets {args.targets!r}: an empty pattern, expected comma-separated fnmatch patterns")
+    return patterns
+
+
+def add_adapter_option(parser) -> None:
+    """``--adapter DIR``: a LoRA adapter (``minitx finetune --method lora``) loaded onto ``--checkpoint``."""
+    parser.add_argument("--adapter", default=None, metavar="DIR",
+                        help="a LoRA adapter folder (adapter.json + adapter.safetensors, written by minitx finetune) "
+                             "to load onto --checkpoint, its base (default: none; a finetune run folder or an "
+                             "adapter folder given as --checkpoint is recognised by itself)")
+
+
+def load_finetuned_or_none(args):
+    """:func:`minitx.finetune.models.load_for_use` for ``--checkpoint`` / ``--adapter``; None for a plain model."""
+    from ..finetune.models import load_for_use  # noqa: PLC0415
+
+    return load_for_use(args.checkpoint, getattr(args, "adapter", None))
+
+
+# --------------------------------------------------------------------------
 # devices and backends
 # --------------------------------------------------------------------------
 def add_device_options(parser) -> None:
@@ -295,6 +333,7 @@ def resolve_prompt(args, tokenizer, window: int, *, default: str | None = None):
         raise UsageError(str(exc)) from None
 
 
-__all__ = ["DEFAULT_CUDA_BACKEND", "PROMPT_PART_FLAGS", "add_prompt_options", "resolve_prompt", "MODEL_FLAGS", "TRAIN_FLAGS", "add_device_options", "add_model_options",
+__all__ = ["add_adapter_option", "add_lora_options", "load_finetuned_or_none", "lora_targets",
+           "DEFAULT_CUDA_BACKEND", "PROMPT_PART_FLAGS", "add_prompt_options", "resolve_prompt", "MODEL_FLAGS", "TRAIN_FLAGS", "add_device_options", "add_model_options",
            "add_run_options", "add_training_options", "announce", "given", "interrupted_message", "parallel_plan",
            "select_device", "train_config", "using_backend"]

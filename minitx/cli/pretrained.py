@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError
+from .options import add_adapter_option
 
 
 def is_hf_folder(path) -> bool:
@@ -54,8 +55,11 @@ def print_generation(args, prompt_ids, completion_ids, completion: str) -> None:
 _LOADED: dict = {}  # folder -> (model, tokenizer), for minitx generate --interactive
 
 
-def generate_from_hf_folder(args, device: str = "cpu") -> int:
-    """``minitx generate`` on a Hugging Face folder (greedy at ``--temperature 0``, ``--beam K``)."""
+def generate_from_hf_folder(args, device: str = "cpu", loaded=None) -> int:
+    """``minitx generate`` on a Hugging Face folder (greedy at ``--temperature 0``, ``--beam K``).
+
+    ``loaded``: ``(model, tokenizer)`` already opened (a fine-tuned model of a Hugging Face base).
+    """
     from ..models.gpt import GPT
     from ..pretrained import from_pretrained
     from ..pretrained.generation import generate
@@ -65,10 +69,13 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
     if args.stop is not None:
         raise UsageError("--stop: not supported for Hugging Face folders (they stop at their end token)")
     key = str(args.checkpoint)
-    if not getattr(args, "interactive", False) or key not in _LOADED:  # a prompt loop loads the folder once
-        _LOADED.clear()
-        _LOADED[key] = from_pretrained(args.checkpoint)
-    model, tokenizer = _LOADED[key]
+    if loaded is not None:
+        model, tokenizer = loaded
+    else:
+        if not getattr(args, "interactive", False) or key not in _LOADED:  # a prompt loop loads the folder once
+            _LOADED.clear()
+            _LOADED[key] = from_pretrained(args.checkpoint)
+        model, tokenizer = _LOADED[key]
     if tokenizer is None:
         raise UsageError(f"{args.checkpoint}: no tokenizer.json or vocab.txt, expected a tokenizer beside the model")
     if not isinstance(model, GPT) and not hasattr(model, "decode_step"):
@@ -106,12 +113,26 @@ def generate_from_hf_folder(args, device: str = "cpu") -> int:
 # --------------------------------------------------------------------------
 # minitx embed / minitx search
 # --------------------------------------------------------------------------
-def _encoder_folder(folder):
+def _encoder_folder(folder, adapter=None):
+    """``(model, tokenizer, max length)`` of an encoder folder, or of a fine-tuned one (a finetune run, an adapter)."""
+    from ..finetune.models import load_for_use
     from ..pretrained import from_pretrained
     from ..pretrained.embeddings import max_sequence_length
+    from ..pretrained.tokenizer import PretrainedTokenizer
 
     from ..models.encoder import EncoderClassifier, TransformerEncoder
 
+    fine = load_for_use(folder, adapter)
+    if fine is not None:
+        if fine.kind != "hf" or not isinstance(fine.tokenizer, PretrainedTokenizer):
+            raise UsageError(f"{folder}: fine-tuned from a minitx {fine.kind} base, expected a Hugging Face encoder "
+                             "base (its tokenizer) to embed with")
+        model, tokenizer, folder = fine.model, fine.tokenizer, fine.meta.get("base", folder)
+        encoder = getattr(model, "encoder", model)
+        if not isinstance(encoder, TransformerEncoder):
+            raise UsageError(f"{fine.path}: a fine-tuned {type(model).__name__} is not an encoder; expected a "
+                             "BERT-style base such as all-MiniLM-L6-v2")
+        return encoder, tokenizer, max_sequence_length(encoder, folder if adapter is None else fine.path)
     model, tokenizer = from_pretrained(folder)
     if not isinstance(model, (TransformerEncoder, EncoderClassifier)):
         raise UsageError(f"{folder}: a {getattr(model, 'hf_architecture', type(model).__name__)} is not an encoder; "
@@ -136,7 +157,7 @@ def run_embed(args) -> int:
 
     if not args.texts:
         raise UsageError("embed: got no TEXT, expected at least one text to embed")
-    model, tokenizer, limit = _encoder_folder(args.checkpoint)
+    model, tokenizer, limit = _encoder_folder(args.checkpoint, args.adapter)
     emb = embed(model, tokenizer, args.texts, max_length=limit)  # (N, D), unit rows
     if args.similarity:
         sim = cosine_similarity(emb)
@@ -173,7 +194,9 @@ def run_search(args) -> int:
 def add_parser(sub) -> None:
     e = sub.add_parser("embed", help="sentence embeddings from an encoder folder (e.g. all-MiniLM-L6-v2)",
                        description="Embed texts: mean-pooled over the tokens, L2-normalised.")
-    e.add_argument("--checkpoint", required=True, metavar="FOLDER", help="a Hugging Face BERT-style folder")
+    e.add_argument("--checkpoint", required=True, metavar="FOLDER",
+                   help="a Hugging Face BERT-style folder, or a minitx finetune run of one (or its adapter)")
+    add_adapter_option(e)
     e.add_argument("--json", action="store_true", help="print a JSON list of lists")
     e.add_argument("--similarity", action="store_true", help="print the cosine-similarity table instead")
     e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed")

@@ -35,8 +35,8 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError
-from .options import (add_model_options, add_run_options, add_training_options, announce, given,
-                      interrupted_message, parallel_plan, train_config)
+from .options import (add_adapter_option, add_model_options, add_run_options, add_training_options, announce, given,
+                      interrupted_message, load_finetuned_or_none, parallel_plan, train_config)
 
 #: Each task's training defaults (what the flags default to).
 DEFAULTS = {
@@ -222,7 +222,11 @@ def cmd_train_classifier(args) -> int:
 def cmd_classify(args) -> int:
     from ..tasks.classify import TextClassifier
 
-    clf = TextClassifier.load(args.checkpoint)
+    fine = load_finetuned_or_none(args)  # a minitx finetune run, an adapter, or --adapter
+    if fine is not None and fine.classifier is None:
+        raise UsageError(f"--checkpoint {args.checkpoint}: a fine-tuned {type(fine.model).__name__} is not a "
+                         "classifier; expected one fine-tuned with --task classify")
+    clf = fine.classifier if fine is not None else TextClassifier.load(args.checkpoint)
     texts = _texts(args)
     probs = clf.predict_proba(texts)
     for text, p in zip(texts, probs):
@@ -361,6 +365,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("classify", help="classify sentences with a trained classifier")
     _add_input_options(p)
+    add_adapter_option(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("train-tagger", help="train a token tagger (encoder; default: generated NER)")

@@ -40,9 +40,10 @@ from pathlib import Path
 
 from .errors import UsageError
 from .pretrained import add_generate_options, generate_from_hf_folder, is_hf_folder, print_generation
-from .options import (PROMPT_PART_FLAGS, add_device_options, add_model_options, add_prompt_options, add_run_options,
-                      add_training_options, announce, given, interrupted_message, parallel_plan, resolve_prompt,
-                      select_device, train_config, using_backend)
+from .options import (PROMPT_PART_FLAGS, add_adapter_option, add_device_options, add_model_options, add_prompt_options,
+                      add_run_options, add_training_options, announce, given, interrupted_message,
+                      load_finetuned_or_none, parallel_plan, resolve_prompt, select_device, train_config,
+                      using_backend)
 
 #: What ``minitx train`` does with no arguments (sized for a few minutes on a 2-core CPU).
 MAIN_JOB = dict(preset="gpt-micro", block_size=64, batch_size=12, max_iters=3000, eval_interval=500, eval_iters=20,
@@ -98,6 +99,7 @@ def add_parser(sub) -> None:
     gen.add_argument("--length-penalty", type=float, default=1.0,
                      help="beam search ranks by log-probability / length**penalty (default 1.0)")
     add_generate_options(gen)
+    add_adapter_option(gen)
     gen.add_argument("--interactive", action="store_true",
                      help="read prompts from the terminal (or stdin), one a line, and answer each, until EOF (Ctrl-D) "
                           "or Ctrl-C; --prompt is then unused")
@@ -328,19 +330,35 @@ def _interactive(args, device: str) -> int:
 
 
 _LOADED: dict = {}  # (folder, device) -> what load_model returned: the interactive loop loads once
+_FINETUNED: dict = {}  # (folder, adapter, device) -> load_finetuned_or_none's answer (None: a plain model)
 
 
 def _generate(args, device: str) -> int:
     from ..generate import generate_text  # noqa: PLC0415
     from ..train.lm import load_model  # noqa: PLC0415
 
-    if is_hf_folder(args.checkpoint):  # a Hugging Face folder: minitx.pretrained runs it
+    key = (str(args.checkpoint), args.adapter, device)
+    if not args.interactive or key not in _FINETUNED:
+        _FINETUNED.clear()
+        _FINETUNED[key] = load_finetuned_or_none(args)
+    fine = _FINETUNED[key]
+    if fine is not None:  # a minitx finetune run, an adapter, or --adapter on the base
+        from ..models.gpt import GPT  # noqa: PLC0415
+
+        if not isinstance(fine.model, GPT):
+            raise UsageError(f"--checkpoint {args.checkpoint}: a fine-tuned {type(fine.model).__name__} cannot "
+                             "generate text, expected a GPT fine-tuned with --task lm")
+        if fine.kind == "hf":
+            return generate_from_hf_folder(args, device, loaded=(fine.model, fine.tokenizer))
+        model, tokenizer = fine.model.to(device), fine.tokenizer
+    elif is_hf_folder(args.checkpoint):  # a Hugging Face folder: minitx.pretrained runs it
         return generate_from_hf_folder(args, device)
-    key = (str(args.checkpoint), device)
-    if not args.interactive or key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_model(args.checkpoint, device=device)
-    model, tokenizer, _ = _LOADED[key]
+    else:
+        key = (str(args.checkpoint), device)
+        if not args.interactive or key not in _LOADED:
+            _LOADED.clear()
+            _LOADED[key] = load_model(args.checkpoint, device=device)
+        model, tokenizer, _ = _LOADED[key]
     prompt = resolve_prompt(args, tokenizer, model.config.block_size, default="\n")  # checked against the window
     ids = prompt.ids
     if not args.json:

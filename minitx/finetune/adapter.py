@@ -70,13 +70,14 @@ def base_fingerprint(model, exclude=()) -> str:
     return h.hexdigest()
 
 
-def save_adapter(model, folder, *, base: str, overwrite: bool = False) -> Path:
+def save_adapter(model, folder, *, base: str, overwrite: bool = False, meta: dict | None = None) -> Path:
     """Write ``adapter.safetensors`` and ``adapter.json`` into ``folder``; returns the folder.
 
     ``base`` names the base model (the checkpoint or Hugging Face folder it
     was loaded from), for the reader and for ``minitx generate/classify/embed
-    --adapter``. LoRA layers must be unmerged (a merged W no longer is the
-    base's). An existing adapter is only replaced with ``overwrite=True``.
+    --adapter``; ``meta``: more JSON for ``adapter.json`` (``minitx
+    finetune`` records the task and a new head's label set). LoRA layers
+    must be unmerged (a merged W no longer is the base's). An existing adapter is only replaced with ``overwrite=True``.
     Each file is written atomically, the tensors first and the JSON (which
     holds their checksum) last.
     """
@@ -98,7 +99,8 @@ def save_adapter(model, folder, *, base: str, overwrite: bool = False) -> Path:
         raise ValueError(f"adapter folder {str(folder)!r} is a file, expected a folder")
     params = adapter_parameters(model)
     blob = safetensors_numpy.save({n: np.ascontiguousarray(to_numpy(p.data)) for n, p in params.items()})
-    meta = {
+    doc = {
+        **(meta or {}),
         "format": ADAPTER_FORMAT,
         "format_version": ADAPTER_VERSION,
         "base": base,
@@ -113,7 +115,7 @@ def save_adapter(model, folder, *, base: str, overwrite: bool = False) -> Path:
     }
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / ADAPTER_FILE, blob)
-    atomic_write_text(folder / ADAPTER_META, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(folder / ADAPTER_META, json.dumps(doc, indent=2) + "\n")
     return folder
 
 

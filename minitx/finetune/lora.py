@@ -24,6 +24,7 @@ import numpy as np
 
 from ..nn.linear import Linear
 from ..nn.lora import LoRALinear
+from ..nn.module import Module
 
 #: Every Linear inside the transformer blocks (attention, cross-attention, feed-forward), not the heads.
 DEFAULT_TARGETS = "*blocks.*"
@@ -69,6 +70,9 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
     Apply LoRA before wrapping the model in a DataParallel or building an
     optimizer: both take the parameters as they are then.
     """
+    if not isinstance(model, Module):  # a DataParallel's replicas were copied before: they would not see it
+        raise ValueError(f"apply_lora: got a {type(model).__name__}, expected a minitx Module (apply LoRA to the "
+                         "model before wrapping it in a DataParallel)")
     rank, alpha = check_lora_settings(rank, alpha)
     patterns = _patterns(targets)
     slots = _linear_slots(model)

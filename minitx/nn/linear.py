@@ -40,8 +40,7 @@ def linear_backward(dout, cache, *, weight_grad: bool = True):
     backward work, and returns None for it.
     """
     if kernels_enabled(dout) and ops.matmul_supported(dout, cache[1]):  # "kernels" backend
-        dx, dW, db = ops.linear_backward(dout, cache)
-        return dx, dW if weight_grad else None, db
+        return ops.linear_backward(dout, cache, weight_grad=weight_grad)
     x, W, has_bias = cache
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)

@@ -21,6 +21,10 @@ The maths itself lives in pure functions beside each module
 ``linear_backward(dout, cache) -> (dx, dW, db)``), so every saved tensor is
 visible and the same function serves several modules.
 
+A parameter can be *frozen* (``requires_grad=False``, :meth:`Module.freeze`):
+it keeps its value while the rest trains, which is what fine-tuning a part
+of a pretrained model means (see ``docs/finetuning.md``).
+
 Parameters are found by walking attributes in the order they were assigned,
 which gives readable names such as ``blocks.0.attn.qkv.weight``: the names an
 optimizer, a checkpoint and a weight importer all key on.

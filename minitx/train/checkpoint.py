@@ -286,6 +286,7 @@ KIND_DESCRIPTIONS = {
     ("minitx-task", "classify"): "a text classifier (written by minitx train-classifier)",
     ("minitx-task", "tag"): "a token tagger (written by minitx train-tagger)",
     ("minitx-task", "translate"): "a translator (written by minitx train-translator)",
+    "minitx-finetune": "a fine-tuned model (written by minitx finetune)",
 }
 
 

@@ -22,6 +22,12 @@ the trainer knowing. The batch source is any object with
 ``get_batch(split, batch_size, rng) -> tuple`` (the tuple is passed to
 ``model.loss``), such as :class:`~minitx.train.data.LMDataset`.
 
+**Fine-tuning** runs here unchanged: a frozen parameter
+(``requires_grad=False``, see :mod:`minitx.finetune`) is left out by the
+optimizer and by gradient clipping, so freezing the body, training a new
+head or training LoRA adapters is decided before the Trainer is built,
+not inside its loop. Checkpoints still hold every weight.
+
 **Evaluation** runs every ``eval_interval`` iterations and at the end, in
 eval mode (dropout off). By default it is the mean loss over ``eval_iters``
 batches of the ``train`` and ``val`` splits (nanoGPT's ``estimate_loss``);
