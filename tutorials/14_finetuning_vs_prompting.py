@@ -116,7 +116,7 @@ scores["full"] = bench.task_scores(tuned, tokenizer, data["test"], data["train"]
 print("full", {t: round(s, 3) for t, (s, _) in scores["full"].items()})
 before = bench.corpus_val_loss(base, corpus, budget.forgetting_batches, seed=seed)
 after = bench.corpus_val_loss(tuned, corpus, budget.forgetting_batches, seed=seed)
-print(f"corpus val loss: base {before:.3f}, after fine-tuning {after:.3f} ({after - before:+.3f}: forgetting)")
+print(f"corpus val loss: base {before:.3f}, after fine-tuning {after:.3f} ({after - before:+.3f}; a rise is forgetting)")
 for task in ("summarise", "python"):
     ex = data["test"][task][0]
     p = tokenizer.encode(inst.prompt_for(ex).text)

@@ -85,7 +85,7 @@ if plt():
 # everything, from random weights.
 
 # %%
-rows, timing = bench.heldout_words(0, budget)
+rows, timing = bench.heldout_words(0, budget, pretrained=(body, tokenizer))
 for r in rows:
     print(f"{r['method']:<22} test accuracy {r['score']:.3f}   trains {r['trainable_params']:>11,} "
           f"of {r['total_params']:>11,}")

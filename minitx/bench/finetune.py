@@ -181,15 +181,20 @@ def classifier_accuracy(model, ids, labels, chunk: int = 64) -> float:
     return float(np.mean(pred == labels))
 
 
-def heldout_words(seed: int, budget: Budget, *, progress: bool = False, log=print) -> tuple[list[dict], dict]:
-    """The four methods on the held-out-words reviews: rows and timings."""
+def heldout_words(seed: int, budget: Budget, *, pretrained=None, progress: bool = False,
+                  log=print) -> tuple[list[dict], dict]:
+    """The four methods on the held-out-words reviews: rows and timings.
+
+    ``pretrained``: ``(body, tokenizer)`` already loaded from :func:`minilm_folder` (else loaded here,
+    and timed); it is copied, never changed.
+    """
     import minitx  # noqa: PLC0415
     from ..finetune import classifier_on  # noqa: PLC0415
     from ..models.encoder import TransformerEncoder  # noqa: PLC0415
 
     data = make_heldout_reviews(budget.n_reviews, 100, budget.n_review_test, seed=seed)
     t0 = time.perf_counter()
-    body, tokenizer = minitx.from_pretrained(minilm_folder())
+    body, tokenizer = pretrained if pretrained is not None else minitx.from_pretrained(minilm_folder())
     load_seconds = time.perf_counter() - t0
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else body.config.pad_id
     x, lengths, y = encode_reviews(data["train"], tokenizer, pad_id)
@@ -510,13 +515,14 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=".cache/finetune", help="folder of pretrained base GPTs (default "
                                                               ".cache/finetune)")
     p.add_argument("--threads", type=int, default=2, help="data-parallel threads for pretraining (default 2)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars on stderr")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars on stderr (--json never shows them: the "
+                                                                 "trainer writes its evaluation lines to stdout)")
     p.add_argument("--save", metavar="FILE", help="also write every figure of the run to FILE (JSON)")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error(f"--threads: got {args.threads}, expected a positive integer")
-    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads, progress=not args.no_progress,
-                 log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
+    result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
+                 progress=not (args.no_progress or args.json), log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.save:
         Path(args.save).write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.json:
