@@ -55,6 +55,16 @@ for k in (0, 1, 2):
     print(build_prompt(template, "a superb, warm film.", examples[:k]).text)
 
 # %% [markdown]
+# An instruction may also name the answers it expects, as people write
+# "Classify each review as positive or negative.": the field `{labels}` in
+# an instruction is filled from `labels=` (`--label` on the command line).
+# Then even a zero-shot prompt says what the answer can be.
+
+# %%
+print(build_prompt(template, "a superb, warm film.", examples[:1],
+                   instruction="Classify each review as {labels}.", labels=("positive", "negative")).text)
+
+# %% [markdown]
 # ## 2. Tokens and the context window
 #
 # The model never sees characters or words: it sees token ids, and at most
@@ -176,6 +186,12 @@ if plt():
 # example of each label (the per-label table), the two-layer models are
 # nearly perfect at once: reading a mapping off the prompt is what they
 # learned; ruling a label out is a step further.
+# A person would name both labels in the instruction ("... as lemon or
+# tiger."), and then one example settles the other label by elimination.
+# Trained on such prompts, these models learnt nothing within the budget:
+# picking one of the two named words at random already brings the loss to
+# ln 2, and from there no small step of gradient descent rewards reading the
+# examples (`benchmarks/icl.md` has the measurement).
 # A single attention layer can look at the earlier labels, but it cannot
 # first tie each label to the review before it and then match that review
 # against the query: that takes two layers working in sequence, which is
