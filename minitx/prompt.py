@@ -43,7 +43,9 @@ people write "Classify each review as positive or negative.": the field
 
 Then even a zero-shot prompt says what the answer can be, and one example
 is enough to tell which candidate is which: the other one belongs to the
-other class. (:mod:`minitx.datasets.icl` trains its models on such prompts.)
+other class. (The in-context-learning models of :mod:`minitx.datasets.icl`
+are not trained on such prompts; ``benchmarks/icl.md`` says what training
+them on it did.)
 
 **The window check.** :func:`fit_prompt` encodes the prompt and compares its
 token count with the window. The ``overflow`` policy says what happens when
@@ -165,11 +167,10 @@ def format_fields(fmt: str, name: str) -> set:
 TEMPLATES: dict[str, PromptTemplate] = {
     "sentiment": PromptTemplate(instruction="Classify each review.", input_label="Review:",
                                 output_indicator="Sentiment:", name="sentiment"),
-    # the in-context-learning task's layout: the instruction names the two label words, and each label follows
-    # its review's last word directly (see minitx.datasets.icl)
-    "review-label": PromptTemplate(instruction="Classify each review as {labels}.", input_label="Review:",
-                                   output_indicator="", example_format="{input_label} {input} {output}",
-                                   query_format="{input_label} {input}", name="review-label"),
+    # the in-context-learning task's layout: the label right after the review's last word (see minitx.datasets.icl)
+    "review-label": PromptTemplate(instruction="Classify each review.", input_label="Review:", output_indicator="",
+                                   example_format="{input_label} {input} {output}", query_format="{input_label} {input}",
+                                   name="review-label"),
     "qa": PromptTemplate(instruction="Answer each question.", input_label="Q:", output_indicator="A:", name="qa"),
     "plain": PromptTemplate(name="plain"),
 }

@@ -19,47 +19,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_training_rows_are_the_prompts_with_answers():
     """A row decodes to the review-label template's text, every label agrees with its review's sentiment,
-    each sequence uses two label words of its own (or, in the named rows, positive/negative), and its
-    instruction names exactly those two, in an order that says nothing about which is which (or, in
-    about half the rows, names none: "one of two")."""
+    and each sequence uses two label words of its own (or, in the named rows, positive/negative)."""
     data = icl.ICLData()
-    seq = data.sequences(np.random.default_rng(0), 400)
+    seq = data.sequences(np.random.default_rng(0), 40)
     tok = data.tokenizer
-    named, naming, positive_first, with_positive = 0, 0, 0, 0
+    named = 0
     for row in seq:
         text = tok.decode(row)
         lines = text.split("\n")
-        head, tail = "Classify each review as ", "."
-        assert lines[0].startswith(head) and lines[0].endswith(tail)
+        assert lines[0] == "Classify each review."
         pairs = []
         for line in lines[1:-1]:
             review, label = line[len("Review: "):].rsplit(" ", 1)
             pairs.append((review, label))
-        if lines[0] == icl.UNNAMED:
-            prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], instruction=icl.UNNAMED)
-        else:
-            naming += 1
-            first, second = lines[0][len(head):-len(tail)].split(" or ")
-            prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], labels=(first, second))
-        assert text.startswith(prompt.text)  # the prompt API's layout
+        assert text.startswith(build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1]).text)  # the prompt API's layout
         mapping = {}
         for review, label in pairs:
             positive = review.split()[1] in icl.POSITIVE
             assert positive or review.split()[1] in icl.NEGATIVE
             assert mapping.setdefault(positive, label) == label  # one label per sentiment in a sequence
         assert len(set(mapping.values())) == len(mapping)  # the two labels differ
-        if lines[0] != icl.UNNAMED:
-            assert set(mapping.values()) <= {first, second} and first != second  # the instruction names both
-            if True in mapping:
-                with_positive += 1
-                positive_first += mapping[True] == first
         if set(mapping.values()) <= {"positive", "negative"}:
             named += 1
             assert mapping.get(True, "positive") == "positive"
         else:
             assert set(mapping.values()) <= set(icl.LABEL_WORDS)
-    assert 150 < named < 250 and 150 < naming < 250  # about half the rows say positive/negative, half name them
-    assert abs(positive_first / with_positive - 0.5) < 0.1  # the first-named word is positive's half the time
+    assert 5 < named < 35  # about half the rows name the sentiment
     labels = seq[:, [icl.label_position(i) for i in range(9)]]
     assert len({tuple(sorted(set(r))) for r in labels}) > 10  # label pairs change between sequences
     x, y = data.get_batch("train", 4, np.random.default_rng(1))
@@ -90,50 +75,6 @@ def test_episodes_are_counterbalanced_and_fit_the_window():
         icl.episodes(np.random.default_rng(0), 1, 5, per_label=True)
     with pytest.raises(ValueError, match="shots: got 9"):
         icl.episodes(np.random.default_rng(0), 1, 9)
-
-
-@pytest.mark.parametrize("shots", [0, 1, 8])
-def test_neither_the_zero_shot_prompt_nor_the_naming_order_can_beat_chance(shots):
-    """Why k = 0 sits at chance, and why the instruction's order is no clue: proved on the prompts.
-
-    The twins share the instruction (the same words named in the same order), and at k = 0 their whole text;
-    their answers differ. So any function of a zero-shot prompt (a model) is right on exactly one twin of
-    each pair, and any rule "answer the first-named word" (or the second) is right on exactly half the prompts.
-    """
-    eps = icl.episodes(np.random.default_rng(shots), 100, shots)
-    for a, b in zip(eps[::2], eps[1::2]):
-        assert a["prompt"].instruction == b["prompt"].instruction and a["prompt"].labels == b["prompt"].labels
-        assert set(a["prompt"].labels) == set(a["candidates"]) and a["answer"] != b["answer"]
-        if shots == 0:
-            assert a["prompt"].text == b["prompt"].text
-    first_named = np.array([e["answer"] == e["prompt"].labels[0] for e in eps])
-    assert first_named.mean() == 0.5 and (first_named[::2] != first_named[1::2]).all()
-    positive_first = np.mean([e["candidates"][0] == e["prompt"].labels[0] for e in eps[::2]])
-    assert 0.35 < positive_first < 0.65  # the order is drawn: positive's word named first about half the time
-
-
-def _by_elimination(prompt) -> str:
-    """The answer an ideal reader gives: each example ties its label to its sentiment, the instruction's
-    other word goes to the other sentiment."""
-    def positive(review):
-        return review.split()[1] in icl.POSITIVE
-
-    seen = {positive(review): label for review, label in prompt.examples}
-    for sentiment, label in list(seen.items()):
-        seen.setdefault(not sentiment, next(w for w in prompt.labels if w != label))
-    return seen[positive(prompt.query)]
-
-
-@pytest.mark.parametrize("shots", [1, 2, 8])
-def test_one_example_and_the_instruction_settle_every_answer(shots):
-    """The task is solvable from k = 1: one example plus the two named words determine the answer
-    (which the version without named labels could not: there a 1-shot query of the other sentiment
-    asked for an unseen word). Copying the one seen label is right only when the sentiments agree."""
-    eps = icl.episodes(np.random.default_rng(10 + shots), 200, shots)
-    assert all(_by_elimination(e["prompt"]) == e["answer"] for e in eps)
-    if shots == 1:
-        copied = np.mean([e["prompt"].examples[0][1] == e["answer"] for e in eps])
-        assert 0.4 < copied < 0.6
 
 
 # --------------------------------------------------------------------------
@@ -233,11 +174,8 @@ def test_icl_bench_fast_structure(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    rows = [r for r in lines if "k" in r and "ablation" not in r and "instruction" not in r]
+    rows = [r for r in lines if "k" in r and "ablation" not in r]
     assert len(rows) == 3 * 5 and {r["k"] for r in rows} == {0, 1, 2, 4, 8}
-    unnamed = [r for r in lines if "instruction" in r]  # the same prompts, the labels not named
-    assert len(unnamed) == 3 * 5 and all(r["instruction"] == icl.UNNAMED and r["n_eval"] == 40 for r in unnamed)
-    assert [r["accuracy"] for r in unnamed if r["k"] == 0] == [0.5] * 3
     for r in rows:
         assert set(r) == {"model", "n_params", "k", "accuracy", "chance", "n_eval"}
         assert r["chance"] == 0.5 and r["n_eval"] == 40 and 0 <= r["accuracy"] <= 1

@@ -47,28 +47,34 @@ def test_templates_are_data(tmp_path):
     assert load_template("qa") is TEMPLATES["qa"]
 
 
+NAMING = PromptTemplate(instruction="Classify each review as {labels}.", input_label="Review:", output_indicator="",
+                        example_format="{input_label} {input} {output}", query_format="{input_label} {input}")
+
+
 def test_the_instruction_names_the_labels():
-    task = TEMPLATES["review-label"]
-    p = build_prompt(task, "film lovely", [("plot superb", "tiger")], labels=("lemon", "tiger"))
+    p = build_prompt(NAMING, "film lovely", [("plot superb", "tiger")], labels=("lemon", "tiger"))
     assert p.text == "Classify each review as lemon or tiger.\nReview: plot superb tiger\nReview: film lovely"
     assert p.instruction == "Classify each review as lemon or tiger." and p.labels == ("lemon", "tiger")
-    assert build_prompt(task, "q", labels=["a", "b", "c"]).text.startswith("Classify each review as a or b or c.")
-    own = build_prompt(task, "q", labels=("x", "y"), instruction="Pick {labels}; {{braces}} stay.")
+    assert build_prompt(NAMING, "q", labels=["a", "b", "c"]).text.startswith("Classify each review as a or b or c.")
+    own = build_prompt(NAMING, "q", labels=("x", "y"), instruction="Pick {labels}; {{braces}} stay.")
     assert own.text == "Pick x or y; {braces} stay.\nReview: q"
     semi = PromptTemplate(instruction="One of: {labels}.", label_join=", ")
     assert build_prompt(semi, "q", labels=("a", "b")).text.startswith("One of: a, b.")
-    fitted = fit_prompt(build_prompt(task, "film lovely", [("plot superb", "tiger")] * 12, labels=("lemon", "tiger")),
-                        TOK, icl.BLOCK_SIZE, overflow="drop-examples")
+    assert PromptTemplate.from_dict(json.loads(json.dumps(semi.to_dict()))) == semi  # label_join is data too
+    words = WordTokenizer(icl.VOCAB + ("as", "or"))
+    long = build_prompt(NAMING, "film lovely", [("plot superb", "tiger")] * 12, labels=("lemon", "tiger"))
+    fitted = fit_prompt(long, words, 40, overflow="drop-examples")  # 9 + 12 * 6 + 4 tokens: 4 examples fit
     assert fitted.text.startswith("Classify each review as lemon or tiger.\n") and fitted.labels == ("lemon", "tiger")
-    assert fitted.dropped_examples == 4 and fitted.n_tokens == icl.BLOCK_SIZE - 2  # 8 examples fit
+    assert fitted.text == build_prompt(NAMING, "film lovely", [("plot superb", "tiger")] * 4,
+                                       labels=("lemon", "tiger")).text and fitted.dropped_examples == 8
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"template": "review-label"}, "labels: missing, expected the candidate answers"),
+    ({"template": NAMING}, "labels: missing, expected the candidate answers"),
     ({"template": "sentiment", "labels": ("a", "b")}, "has no \\{labels\\} field"),
-    ({"template": "review-label", "labels": ("a", "a")}, "expected two or more distinct"),
-    ({"template": "review-label", "labels": ("a",)}, "expected two or more distinct"),
-    ({"template": "review-label", "labels": "ab"}, "expected two or more distinct"),
+    ({"template": NAMING, "labels": ("a", "a")}, "expected two or more distinct"),
+    ({"template": NAMING, "labels": ("a",)}, "expected two or more distinct"),
+    ({"template": NAMING, "labels": "ab"}, "expected two or more distinct"),
     ({"template": "sentiment", "instruction": "Use {label}."}, "got fields \\['label'\\]"),
 ])
 def test_bad_labels_are_named(kwargs, match):
@@ -215,17 +221,17 @@ def test_generate_feeds_the_prompt_the_prompt_command_shows(word_model, capsys, 
     assert rc == 0 and json.loads(out)["prompt_ids"] == ids
 
 
-def test_prompt_command_names_the_labels(word_model, capsys, tmp_path):
-    parts = ["--template", "review-label", "--label", "lemon", "--label", "tiger", "--example", "plot superb => tiger",
-             "--query", "film lovely"]
-    rc, out, _ = run(["prompt", "--checkpoint", str(word_model), "--json", *parts], capsys)
+def test_prompt_command_names_the_labels(capsys, tmp_path):
+    parts = ["--template", "review-label", "--instruction", NAMING.instruction, "--label", "lemon", "--label", "tiger",
+             "--example", "plot superb => tiger", "--query", "film lovely"]
+    rc, out, _ = run(["prompt", "--window", "200", "--json", *parts], capsys)
     record = json.loads(out)
-    assert rc == 0 and record["prompt"] == build_prompt(TEMPLATES["review-label"], "film lovely",
-                                                        [("plot superb", "tiger")], labels=("lemon", "tiger")).text
+    assert rc == 0 and record["prompt"] == build_prompt(NAMING, "film lovely", [("plot superb", "tiger")],
+                                                        labels=("lemon", "tiger")).text
     spec = tmp_path / "p.json"
-    spec.write_text(json.dumps({"template": "review-label", "labels": ["lemon", "tiger"],
+    spec.write_text(json.dumps({"template": NAMING.to_dict(), "labels": ["lemon", "tiger"],
                                 "examples": [["plot superb", "tiger"]], "query": "film lovely"}))
-    rc, out, _ = run(["prompt", "--checkpoint", str(word_model), "--json", "--prompt-file", str(spec)], capsys)
+    rc, out, _ = run(["prompt", "--window", "200", "--json", "--prompt-file", str(spec)], capsys)
     assert rc == 0 and json.loads(out)["ids"] == record["ids"]
 
 

@@ -55,24 +55,30 @@ for k in (0, 1, 2):
     print(build_prompt(template, "a superb, warm film.", examples[:k]).text)
 
 # %% [markdown]
+# An instruction may also name the answers it expects, as people write
+# "Classify each review as positive or negative.": the field `{labels}` in
+# an instruction is filled from `labels=` (`--label` on the command line).
+# Then even a zero-shot prompt says what the answer can be.
+
+# %%
+print(build_prompt(template, "a superb, warm film.", examples[:1],
+                   instruction="Classify each review as {labels}.", labels=("positive", "negative")).text)
+
+# %% [markdown]
 # ## 2. Tokens and the context window
 #
 # The model never sees characters or words: it sees token ids, and at most
 # `block_size` of them at once. `fit_prompt` encodes a prompt and checks it
 # against the window. The models of this lesson use a word-level tokenizer
-# (one word, one token) and a window of 63 tokens: the instruction and nine
-# lines of the task below. Its template's instruction names the two answers
-# (`{labels}`, filled from `labels=`), as a person would write "Classify each
-# review as positive or negative."; section 3 says why that matters.
+# (one word, one token) and a window of 59 tokens: the instruction and nine
+# lines of the task below.
 
 # %%
 tokenizer = icl.tokenizer()
 window = icl.BLOCK_SIZE
 task = TEMPLATES["review-label"]  # the layout the models below were trained on (see section 3)
-print("instruction template:", repr(task.instruction))
-labels = ("lemon", "tiger")  # the two answers, named in an order that does not say which is which
 lines = [("plot superb", "tiger"), ("cast dull", "lemon"), ("music warm", "tiger"), ("ending bland", "lemon")]
-prompt = build_prompt(task, "film lovely", lines, labels=labels)
+prompt = build_prompt(task, "film lovely", lines)
 fitted = fit_prompt(prompt, tokenizer, window)
 print(fitted.text)
 print(f"\n{fitted.n_tokens} tokens of a {window}-token window")
@@ -85,7 +91,7 @@ print(f"\n{fitted.n_tokens} tokens of a {window}-token window")
 # instruction goes first).
 
 # %%
-long_prompt = build_prompt(task, "film lovely", lines * 3, labels=labels)
+long_prompt = build_prompt(task, "film lovely", lines * 3)
 try:
     fit_prompt(long_prompt, tokenizer, window)
 except PromptTooLong as exc:
@@ -100,9 +106,9 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # its token count and the window, and `minitx generate` takes the same flags:
 #
 #     minitx prompt --checkpoint .cache/icl/gpt-2x64-seed0-iters3000-batch32 --template review-label \
-#         --label lemon --label tiger --example "plot superb => tiger" --query "film lovely"
+#         --example "plot superb => tiger" --example "cast dull => lemon" --query "film lovely"
 #     minitx generate --checkpoint .cache/icl/gpt-2x64-seed0-iters3000-batch32 --template review-label \
-#         --label lemon --label tiger --example "plot superb => tiger" --query "film lovely" \
+#         --example "plot superb => tiger" --example "cast dull => lemon" --query "film lovely" \
 #         --temperature 0 --max-new-tokens 1
 #
 # ## 3. A task that only the examples can explain
@@ -113,40 +119,21 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # sentiment of a review is easy (its adjective comes from a positive or a
 # negative list, and half the training rows say `positive`/`negative` so the
 # model learns what sentiment is), but which *word* to answer is written
-# nowhere in the weights: only the examples can tell.
-#
-# **The instruction names both label words**, in a random order: "Classify
-# each review as lemon or tiger." So even a zero-shot prompt says what the
-# answer can be, but not which word is which sentiment, and the order they
-# are named in carries nothing (in training the first-named word is the
-# positive one in exactly half the sequences, by construction).
+# nowhere in the weights. A zero-shot prompt cannot be answered better than
+# a coin flip; with examples the model can read the mapping off the prompt.
 #
 # The answer is scored as in GPT-3's multiple-choice evaluations: the
 # candidate label with the higher next-token logit wins, so chance is 1/2.
-# Every prompt is also asked with its two label words swapped in the
-# examples and the answer, the instruction left as it is. At k = 0 the two
-# twins are then the *same text* with opposite answers, so any model scores
-# exactly 0.5; and in every pair the answer is the first-named word once and
-# the second-named once, so answering by the instruction's order scores
-# exactly 0.5 at every k. (Tests prove both on the prompts themselves.)
+# Every prompt is also asked with its two label words swapped, so a model
+# that ignores the examples scores exactly 0.5.
 #
 # **What "k-shot" counts.** Here, as in Brown et al., k is the number of
 # examples in all. A 1-shot prompt then shows one label only, and half the
-# time the query has the other sentiment. With the labels named, one example
-# settles everything: its label is its review's sentiment, the other named
-# word is the other sentiment's. Without them, the right answer would be a
-# word the prompt never showed. About half the training rows say instead
-# "Classify each review as one of two." (the same length, naming nothing),
-# and the bench asks every prompt a second time with that instruction, which
-# makes the difference visible. Those rows are also needed: trained with
-# every instruction naming its labels, every model size stayed at chance at
-# every k (measured, seed 0). Picking one of the two named words at random
-# already brings the loss to ln 2, and from there no step of gradient
-# descent rewards looking at the examples; where the words are not named,
-# copying a label from an example pays at once, and the circuit that copies
-# serves the named prompts too. The bench also counts k *per label* (the
-# few-shot classification convention, "2-way k-shot": a 1-shot prompt shows
-# each label once).
+# time the query has the other sentiment: the right answer is a word the
+# prompt never showed, and the model must reason by exclusion ("the label I
+# saw is taken"). The bench also counts k *per label* (the few-shot
+# classification convention, "2-way k-shot": a 1-shot prompt shows each
+# label once), which separates reading the mapping from that exclusion.
 #
 # The label follows the review's last word directly (the `review-label`
 # template has no output indicator): then the token before each label is a
@@ -199,6 +186,12 @@ if plt():
 # example of each label (the per-label table), the two-layer models are
 # nearly perfect at once: reading a mapping off the prompt is what they
 # learned; ruling a label out is a step further.
+# A person would name both labels in the instruction ("... as lemon or
+# tiger."), and then one example settles the other label by elimination.
+# Trained on such prompts, these models learnt nothing within the budget:
+# picking one of the two named words at random already brings the loss to
+# ln 2, and from there no small step of gradient descent rewards reading the
+# examples (`benchmarks/icl.md` has the measurement).
 # A single attention layer can look at the earlier labels, but it cannot
 # first tie each label to the review before it and then match that review
 # against the query: that takes two layers working in sequence, which is
@@ -215,6 +208,6 @@ from minitx.generate import generate_text  # noqa: E402
 largest, _ = bench.train_or_load((bench.FAST_SIZES if FAST else bench.SIZES)[-1], bench.FAST if FAST else bench.FULL,
                                  0, cache)
 for k in (0, 1, 2, 4):  # the lines alternate tiger (positive) and lemon (negative)
-    p = fit_prompt(build_prompt(task, "film lovely", lines[:k], labels=labels), tokenizer, window)
+    p = fit_prompt(build_prompt(task, "film lovely", lines[:k]), tokenizer, window)
     completion = generate_text(largest, tokenizer, p.text, 1, temperature=0)
     print(f"{k}-shot ({p.shots} examples): ...{p.text.splitlines()[-1]!r} -> {completion.strip()!r}")

@@ -97,8 +97,7 @@ if plt():
 # %%
 tokenizer = icl.tokenizer()
 lines = [("plot superb", "tiger"), ("cast dull", "lemon"), ("music warm", "tiger"), ("ending bland", "lemon")]
-prompt = fit_prompt(build_prompt(TEMPLATES["review-label"], "film lovely", lines, labels=("lemon", "tiger")),
-                    tokenizer, icl.BLOCK_SIZE)
+prompt = fit_prompt(build_prompt(TEMPLATES["review-label"], "film lovely", lines), tokenizer, icl.BLOCK_SIZE)
 words = tokenizer.tokenize(prompt.text)
 maps = attention_maps(model, np.array([prompt.ids]))  # n_layer x (1, H, T, T)
 for layer, head in heads:

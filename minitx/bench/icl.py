@@ -4,8 +4,7 @@
 
 1. **Train** GPTs of four sizes (about 6k to 110k parameters, 1 and 2
    layers) on the same generated data (:mod:`minitx.datasets.icl`: every
-   sequence hides its own label words; its instruction names the two, in a
-   random order, without saying which is which) with the same token budget, each
+   sequence hides its own label words) with the same token budget, each
    through the one :class:`~minitx.train.trainer.Trainer`, two
    data-parallel threads. Trained models are cached as Trainer checkpoints
    (safetensors + JSON) in ``--cache`` (default ``.cache/icl``), keyed by
@@ -16,9 +15,8 @@
    :func:`minitx.prompt.fit_prompt`; the answer is the candidate label with
    the higher next-token logit (rank classification, as Brown et al. score
    multiple choice), so chance is 1/2. Every drawn prompt is also asked with
-   its label words swapped in the examples and the answer, the instruction
-   unchanged (counterbalanced), so a model that ignores the examples scores
-   exactly chance, and so does one that answers by the instruction's order.
+   its label words swapped (counterbalanced), so a model that ignores the
+   examples scores exactly chance.
 3. **Mechanism.** A prefix-matching score per head of the largest model
    (:func:`minitx.interpret.prefix_matching_scores`) names the induction
    heads; zeroing their output (:func:`minitx.interpret.ablate_heads`) and
@@ -26,9 +24,7 @@
    As many other heads, drawn at random, are ablated as a control.
 
 ``--json`` prints one object a line: accuracy rows ``{"model", "n_params",
-"k", "accuracy", "chance", "n_eval"}``; the same prompts with the
-instruction that does not name the labels (rows with ``"instruction"``);
-2-way k-shot rows (``"k_per_label"``); ablation rows (``"ablation"``
+"k", "accuracy", "chance", "n_eval"}``, then ablation rows (``"ablation"``
 names which heads were zeroed) and one ``"induction_heads"`` row.
 ``--fast`` shrinks everything to seconds (the tests run it); its numbers
 check the structure, not the targets.
@@ -167,15 +163,10 @@ def accuracy(model: GPT, encoded) -> float:
     return float(np.mean(logits[rows, answer] > logits[rows, other]))
 
 
-def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = False,
-              name_labels: bool = True) -> dict:
-    """``{k: encoded prompts}``, the same prompts for every model (their own generator per k).
-
-    ``name_labels=False`` asks the same drawn prompts with the instruction
-    that does not name the label words (:data:`minitx.datasets.icl.UNNAMED`).
-    """
+def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = False) -> dict:
+    """``{k: encoded prompts}``, the same prompts for every model (their own generator per k)."""
     return {k: encode_episodes(icl.episodes(np.random.default_rng([seed, 7, k, per_label]), n, k,
-                                            per_label=per_label, name_labels=name_labels), tokenizer, window)
+                                            per_label=per_label), tokenizer, window)
             for k in (PER_LABEL_SHOTS if per_label else SHOTS)}
 
 
@@ -189,18 +180,13 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     window = icl.BLOCK_SIZE
     sets = eval_sets(seed, budget.n_eval, tokenizer, window)
     per_label = eval_sets(seed, budget.n_eval, tokenizer, window, per_label=True)  # k examples of each label
-    unnamed = eval_sets(seed, budget.n_eval, tokenizer, window, name_labels=False)  # the same, "one of two"
-    rows, label_rows, unnamed_rows, models, infos = [], [], [], {}, {}
+    rows, label_rows, models, infos = [], [], {}, {}
     for size in sizes:
         model, info = train_or_load(size, budget, seed, cache, threads=threads, log=log)
         models[size.name], infos[size.name] = model, dict(info, n_params=model.num_parameters())
         for k in SHOTS:
             rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
                          "accuracy": accuracy(model, sets[k]), "chance": CHANCE, "n_eval": len(sets[k][0])})
-        for k in SHOTS:
-            unnamed_rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
-                                 "instruction": icl.UNNAMED, "accuracy": accuracy(model, unnamed[k]),
-                                 "chance": CHANCE, "n_eval": len(unnamed[k][0])})
         for k in PER_LABEL_SHOTS:
             label_rows.append({"model": size.name, "n_params": model.num_parameters(), "k_per_label": k,
                                "accuracy": accuracy(model, per_label[k]), "chance": CHANCE,
@@ -235,7 +221,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
                                   ("control", controls, float(np.mean(control)))):
             ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
                              "chance": CHANCE, "n_eval": len(sets[k][0])})
-    return {"rows": rows, "label_rows": label_rows, "unnamed_rows": unnamed_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
+    return {"rows": rows, "label_rows": label_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
             "induction_heads": top, "models": infos, "seed": seed, "fast": fast,
             "budget": budget.__dict__ | {"tokens": budget.tokens},
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
@@ -253,11 +239,6 @@ def format_table(result: dict) -> str:
         info = result["models"][name]
         lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
                      + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
-    lines.append("")
-    lines.append(f"the same prompts, the instruction not naming the labels ({icl.UNNAMED!r}):")
-    for name in names:
-        mine = {r["k"]: r for r in result["unnamed_rows"] if r["model"] == name}
-        lines.append(f"{name:<10} {'':>8} {'':>8} " + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
     lines.append("")
     lines.append("2-way k-shot, k examples of each label (2k in all, in random order):")
     lines.append(f"{'model':<10} " + " ".join(f"{'k=' + str(k) + '/label':>10}" for k in PER_LABEL_SHOTS))
@@ -292,7 +273,7 @@ def main(argv=None) -> int:
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
                  log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.json:
-        for r in result["rows"] + result["unnamed_rows"] + result["label_rows"] + result["ablation"]:
+        for r in result["rows"] + result["label_rows"] + result["ablation"]:
             print(json.dumps(r))
         print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
                           "prefix_scores": result["prefix_scores"],

@@ -1,9 +1,9 @@
 """A task family for in-context learning: every sequence hides its own rule.
 
-Each sequence is a few-shot prompt of the ``review-label`` template
+Each sequence is a few-shot prompt of the ``sentiment`` template
 (:data:`minitx.prompt.TEMPLATES`), written out with its answers::
 
-    Classify each review as lemon or tiger.
+    Classify each review.
     Review: plot superb tiger
     Review: cast dull lemon
     Review: music warm tiger
@@ -15,27 +15,7 @@ every sequence** from :data:`LABEL_WORDS`: here positive is written
 ``tiger`` and negative ``lemon``, in the next sequence perhaps ``violin`` and
 ``river``. No weight can store the mapping, so the only way to answer
 the query is to read it off the examples in the prompt: in-context learning.
-
-**The instruction names both label words**, in a random order (drawn per
-sequence, independent of which is which), as a person writes "Classify each
-review as positive or negative.". So a zero-shot prompt tells the model the
-two candidates but not which stands for which: it is at chance, and the
-order they are named in cannot tell (it carries no information by
-construction). One example then settles the whole mapping: its label
-belongs to its review's sentiment, and the *other* named word to the other
-sentiment. Without the instruction, a 1-shot query of the other sentiment
-asks for a word the prompt never showed, one of 39, which the earlier
-version of this task measured the models failing at (they copied the one
-label they saw; ``benchmarks/icl.md``).
-
-About half the rows (``naming_share``) name their words; the others say
-:data:`UNNAMED`, "Classify each review as one of two.", as long and naming
-nothing. Trained on named instructions only, the models never learnt to
-read the examples (every size at chance at every k, measured): one of the
-two named words, picked at random, already brings the loss to ln 2, and no
-small step from there rewards looking at the examples. Where nothing is
-named, copying a label from an example pays at once, and the copying, once
-learnt, serves the named prompts too.
+A model that ignores them is at chance.
 
 Every line has the same length (:data:`LINE_TOKENS` words), so a batch is one
 NumPy array assembled without Python loops over rows, and the label of line
@@ -67,18 +47,13 @@ LABEL_WORDS = ("apple", "tiger", "river", "lemon", "violin", "cloud", "pepper", 
                "basket", "cactus", "dragon", "ember", "feather", "glacier", "hammer", "igloo", "jasmine", "kettle",
                "lantern", "meadow", "needle", "orchid", "parrot", "quartz", "ribbon", "spider", "thistle", "umbrella")
 TEMPLATE = TEMPLATES["review-label"]
-STRUCTURE = ("\n", ".", ":", "=>", "Classify", "each", "review", "as", "or", "one", "of", "two", "Review",
-             "Sentiment", "positive", "negative")
+STRUCTURE = ("\n", ".", ":", "=>", "Classify", "each", "review", "Review", "Sentiment", "positive", "negative")
 #: Every word of the task, in id order.
 VOCAB = STRUCTURE + POSITIVE + NEGATIVE + NOUNS + LABEL_WORDS
 #: Words per line: ``Review : noun adjective label \n``.
 LINE_TOKENS = 6
-#: Offset of the label inside a line, and the instruction's length (``Classify each review as A or B . \n``).
-LABEL_OFFSET, HEADER_TOKENS = 4, 9
-#: Where the instruction names the two label words (first and second named).
-NAMED_AT = (4, 6)
-#: The instruction of the rows that do not name their label words (as long as the one that does).
-UNNAMED = "Classify each review as one of two."
+#: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
+LABEL_OFFSET, HEADER_TOKENS = 4, 5
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
 TRAIN_LINES = 10
 #: The most examples a prompt holds (in all).
@@ -115,7 +90,6 @@ class _Draw:
         a = rng.integers(0, n_lab, size=n)  # (n,)
         b = (a + rng.integers(1, n_lab, size=n)) % n_lab  # (n,) never equal to a
         self.labels = np.stack([a, b], axis=1)  # (n, 2): label word of positive, of negative
-        self.named_first = rng.integers(0, 2, size=n)  # (n,) the sentiment whose label the instruction names first
 
 
 class ICLData:
@@ -134,10 +108,6 @@ class ICLData:
     sentiment of 48 adjectives (the only signal would go through a matching
     circuit that cannot form before it does) and stays at chance.
 
-    ``naming_share`` of the rows (half by default) name their two label
-    words in the instruction, in a random order; the others say
-    :data:`UNNAMED` (see the module docs for why both are needed).
-
     ``answers_only`` (the default) sets every target but the labels to
     ``IGNORE`` (the loss's ignore index), as instruction tuning masks the
     prompt: the adjectives and nouns are random by construction, so
@@ -146,26 +116,21 @@ class ICLData:
     """
 
     def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345, answers_only: bool = True,
-                 named_share: float = 0.5, naming_share: float = 0.5):
+                 named_share: float = 0.5):
         if not isinstance(block_size, int) or not 2 <= block_size <= HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1:
             raise ValueError(f"block_size: got {block_size!r}, expected an integer in "
                              f"[2, {HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1}]")
         if not 0.0 <= named_share < 1.0:
             raise ValueError(f"named_share: got {named_share!r}, expected a share in [0, 1)")
-        if not 0.0 <= naming_share <= 1.0:
-            raise ValueError(f"naming_share: got {naming_share!r}, expected a share in [0, 1]")
         self.block_size, self.val_seed, self.answers_only = block_size, val_seed, answers_only
-        self.named_share, self.naming_share = named_share, naming_share
+        self.named_share = named_share
         self.tokenizer = tokenizer()
         ids = self.tokenizer.stoi
         self.vocab_size = self.tokenizer.vocab_size
         self._adjectives = np.array([[ids[w] for w in POSITIVE], [ids[w] for w in NEGATIVE]])  # (2, 24)
         self._nouns = np.array([ids[w] for w in NOUNS])
         self._labels = np.array([ids[w] for w in LABEL_WORDS] + [ids["positive"], ids["negative"]])
-        # the instruction, with 0 where the two label words go (at NAMED_AT)
-        self._header = np.array([ids[w] if w else 0 for w in ("Classify", "each", "review", "as", "", "or", "", ".",
-                                                              "\n")])
-        self._unnamed = np.array(self.tokenizer.encode(UNNAMED + "\n"))  # (HEADER_TOKENS,) as long as the other
+        self._header = np.array([ids[w] for w in ("Classify", "each", "review", ".", "\n")])
         # one line, with 0 where the adjective, the noun and the label go
         self._line = np.array([ids["Review"], ids[":"], 0, 0, 0, ids["\n"]])
 
@@ -178,11 +143,7 @@ class ICLData:
         body[:, :, 2] = self._nouns[d.noun]
         body[:, :, 3] = self._adjectives[d.sentiment, d.adjective]  # (n, L) gathered by (sentiment, index)
         body[:, :, LABEL_OFFSET] = self._labels[np.take_along_axis(d.labels, d.sentiment, axis=1)]  # (n, L)
-        header = np.broadcast_to(self._header, (n, HEADER_TOKENS)).copy()
-        rows = np.arange(n)
-        header[:, NAMED_AT[0]] = self._labels[d.labels[rows, d.named_first]]  # the label of that sentiment first,
-        header[:, NAMED_AT[1]] = self._labels[d.labels[rows, 1 - d.named_first]]  # the other one second
-        header[rng.random(n) >= self.naming_share] = self._unnamed  # these rows do not name them
+        header = np.broadcast_to(self._header, (n, HEADER_TOKENS))
         return np.concatenate([header, body.reshape(n, lines * LINE_TOKENS)], axis=1).astype(np.int64)
 
     def get_batch(self, split: str, batch_size: int, rng: np.random.Generator):
@@ -203,7 +164,7 @@ class ICLData:
 
 
 def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = False,
-             counterbalance: bool = True, name_labels: bool = True) -> list[dict]:
+             counterbalance: bool = True) -> list[dict]:
     """``n`` evaluation prompts of ``shots`` examples, built with :func:`minitx.prompt.build_prompt`.
 
     By default ``shots`` counts the examples in all (Brown et al.), each of a
@@ -216,19 +177,11 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
     in random order, and a k-shot prompt holds ``2 k`` examples (at most
     ``MAX_SHOTS // 2`` per label then).
 
-    Each is ``{"prompt": Prompt, "answer": label word, "candidates": (positive label, negative label)}``;
-    the instruction names the two candidates in a random order (as in
-    training). With ``counterbalance`` every drawn sequence is used twice,
-    with its two label words swapped in the examples and the answer but
-    *not* in the instruction (so ``2 n`` prompts come back): the twins'
-    zero-shot prompts are the same text with opposite answers, so a model
-    scores exactly chance, 0.5, at k = 0 instead of 0.5 plus sampling noise;
-    and in each pair the answer is the first-named word once and the
-    second-named once, so a model that answers by the order of the
-    instruction scores exactly 0.5 at every k. With ``name_labels=False``
-    the instruction is :data:`UNNAMED` instead (the same draws otherwise):
-    then a 1-shot query of the other sentiment asks for a word the prompt
-    never showed.
+    Each is ``{"prompt": Prompt, "answer": label word, "candidates": (positive label, negative label)}``.
+    With ``counterbalance`` every drawn sequence is used twice, with its two
+    label words swapped (so ``2 n`` prompts come back): a model that ignores
+    the examples then gives the same answer to both and scores exactly
+    chance, 0.5, instead of 0.5 plus sampling noise.
     """
     most = MAX_SHOTS // 2 if per_label else MAX_SHOTS
     if not isinstance(shots, int) or isinstance(shots, bool) or not 0 <= shots <= most:
@@ -244,15 +197,11 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
         orders = (d.labels[i], d.labels[i][::-1]) if counterbalance else (d.labels[i],)
         lines = [(review_text((POSITIVE, NEGATIVE)[d.sentiment[i, j]][d.adjective[i, j]], NOUNS[d.noun[i, j]]),
                   int(d.sentiment[i, j])) for j in range(n_examples + 1)]
-        first = d.named_first[i]
-        named = (LABEL_WORDS[d.labels[i, first]], LABEL_WORDS[d.labels[i, 1 - first]])  # the same for both twins
         for labels in orders:
             words = (LABEL_WORDS[labels[0]], LABEL_WORDS[labels[1]])
             examples = [(text, words[s]) for text, s in lines[:-1]]
             query, s = lines[-1]
-            prompt = (build_prompt(TEMPLATE, query, examples, labels=named) if name_labels
-                      else build_prompt(TEMPLATE, query, examples, instruction=UNNAMED))
-            out.append({"prompt": prompt, "answer": words[s], "candidates": words})
+            out.append({"prompt": build_prompt(TEMPLATE, query, examples), "answer": words[s], "candidates": words})
     return out
 
 
@@ -270,5 +219,5 @@ def matching_label_positions(eps: list[dict], length: int) -> np.ndarray:
     return out
 
 
-__all__ = ["BLOCK_SIZE", "matching_label_positions", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NAMED_AT",
-           "NEGATIVE", "NOUNS", "POSITIVE", "TEMPLATE", "UNNAMED", "VOCAB", "episodes", "label_position", "tokenizer"]
+__all__ = ["BLOCK_SIZE", "matching_label_positions", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NEGATIVE", "NOUNS", "POSITIVE",
+           "TEMPLATE", "VOCAB", "episodes", "label_position", "tokenizer"]
