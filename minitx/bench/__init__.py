@@ -53,3 +53,20 @@ def save_figure(fig, path):
     fig.savefig(path, dpi=110)
     pyplot().close(fig)
     return path
+
+
+def study_parser(module: str, doc: str, *, seed_help: str, fast_help: str):
+    """The options every study benchmark shares: ``--seed S``, ``--json`` and ``--fast``.
+
+    The studies (``icl``, ``scaling``, ``rnn``, ``decoders``, ``finetune``) are
+    one shape of command: a seeded experiment that prints tables, or one JSON
+    object a line with ``--json``, and whose ``--fast`` version the tests run.
+    Each adds its own options to the parser this returns.
+    """
+    import argparse  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog=f"python -m minitx.bench.{module}", description=doc.splitlines()[0])
+    p.add_argument("--seed", type=int, default=0, help=f"seed of {seed_help} (default 0)")
+    p.add_argument("--json", action="store_true", help="one JSON object a line instead of the tables")
+    p.add_argument("--fast", action="store_true", help=fast_help)
+    return p

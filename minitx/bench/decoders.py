@@ -54,7 +54,6 @@ recorded in ``benchmarks/decoders.md``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -422,10 +421,10 @@ def plot(rows, path) -> Path | None:
 def main(argv=None) -> int:
     from . import cpu_model  # noqa: PLC0415
 
-    p = argparse.ArgumentParser(prog="python -m minitx.bench.decoders", description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches (default 0)")
-    p.add_argument("--json", action="store_true", help="one JSON object a line instead of the tables")
-    p.add_argument("--fast", action="store_true", help="tiny models, seconds: checks the structure, not the findings")
+    from . import study_parser  # noqa: PLC0415
+
+    p = study_parser("decoders", __doc__, seed_help="the weights and the batches",
+                     fast_help="tiny models, seconds: checks the structure, not the findings")
     p.add_argument("--data", default=None, metavar="FILE",
                    help="text to train on (default: ../shared/data/tinyshakespeare.txt if present, else minitx's "
                         "embedded corpus)")

@@ -61,7 +61,6 @@ run it): its numbers check the structure, not the targets.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -508,10 +507,10 @@ def format_tables(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minitx.bench.finetune", description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the prompts (default 0)")
-    p.add_argument("--json", action="store_true", help="one JSON object a line instead of the tables")
-    p.add_argument("--fast", action="store_true", help="tiny models and budgets: seconds, for the tests")
+    from . import study_parser  # noqa: PLC0415
+
+    p = study_parser("finetune", __doc__, seed_help="the data, the models and the prompts",
+                     fast_help="tiny models and budgets: seconds, for the tests")
     p.add_argument("--cache", default=".cache/finetune", help="folder of pretrained base GPTs (default "
                                                               ".cache/finetune)")
     p.add_argument("--threads", type=int, default=2, help="data-parallel threads for pretraining (default 2)")

@@ -31,7 +31,6 @@ check the structure, not the targets.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -261,10 +260,10 @@ def format_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minitx.bench.icl", description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data and the prompts (default 0)")
-    p.add_argument("--json", action="store_true", help="one JSON object a line instead of the table")
-    p.add_argument("--fast", action="store_true", help="tiny models and budgets: seconds, for the tests")
+    from . import study_parser  # noqa: PLC0415
+
+    p = study_parser("icl", __doc__, seed_help="the models, the data and the prompts",
+                     fast_help="tiny models and budgets: seconds, for the tests")
     p.add_argument("--cache", default=".cache/icl", help="folder of trained models (default .cache/icl)")
     p.add_argument("--threads", type=int, default=2, help="data-parallel threads (default 2)")
     args = p.parse_args(argv)

@@ -37,7 +37,6 @@ recorded in ``benchmarks/rnn.md``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -167,10 +166,10 @@ def format_tables(rows) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minitx.bench.rnn", description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the data and the evaluation (default 0)")
-    p.add_argument("--json", action="store_true", help="one JSON object a line instead of tables")
-    p.add_argument("--fast", action="store_true", help="tiny models, seconds: checks the structure, not the target")
+    from . import study_parser  # noqa: PLC0415
+
+    p = study_parser("rnn", __doc__, seed_help="the weights, the data and the evaluation",
+                     fast_help="tiny models, seconds: checks the structure, not the target")
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS threads for every model (default 1: these matrices are small, and on a shared host "
                         "a second spinning BLAS thread costs more than it gives)")

@@ -24,7 +24,6 @@ straight the line is.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -155,10 +154,10 @@ def plot(result: dict, path) -> Path | None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minitx.bench.scaling", description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0, help="seed of the models and batches (default 0)")
-    p.add_argument("--json", action="store_true", help="one JSON object a line instead of the table")
-    p.add_argument("--fast", action="store_true", help="tiny models and budgets: seconds, for the tests")
+    from . import study_parser  # noqa: PLC0415
+
+    p = study_parser("scaling", __doc__, seed_help="the models and batches",
+                     fast_help="tiny models and budgets: seconds, for the tests")
     p.add_argument("--cache", default=".cache/scaling", help="folder of trained models (default .cache/scaling)")
     p.add_argument("--threads", type=int, default=2, help="data-parallel threads (default 2)")
     p.add_argument("--plot", default=None, metavar="FILE", help="write the log-log plot here (default: none)")
