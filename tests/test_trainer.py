@@ -52,6 +52,21 @@ def test_loss_goes_down_and_files_are_written(tmp_path):
     assert (tmp_path / "loss.png").is_file()
 
 
+def test_evaluation_lines_go_to_log_even_under_a_progress_bar(tmp_path, capsys):
+    """With a bar, the eval lines still reach ``log`` alone: never stdout behind the caller's back (--json)."""
+    trainer = setup(tmp_path, max_iters=8, eval_interval=4)
+    lines = []
+    trainer.progress, trainer.log = True, lines.append
+    trainer.train()
+    out = capsys.readouterr().out
+    assert len(lines) == 3 and all("val" in line for line in lines), lines
+    assert out == ""
+    quiet = setup(tmp_path / "quiet", max_iters=4, eval_interval=4)
+    quiet.progress, quiet.log = True, lambda message: None
+    quiet.train()
+    assert capsys.readouterr().out == ""
+
+
 def test_same_seed_same_run(tmp_path):
     a, b = setup(tmp_path / "a"), setup(tmp_path / "b")
     a.train(stop_at=4)

@@ -361,10 +361,18 @@ class Trainer:
         return self.history
 
     def _print(self, bar, message: str) -> None:
-        if bar is not None:
-            bar.write(message)
-        elif self.log is not None:
+        """Hand ``message`` to ``log`` (the caller's choice: stdout, a list, nothing), lifting the bar meanwhile.
+
+        Not ``bar.write``: that always prints to stdout, which would mix
+        evaluation lines into a ``--json`` stream whose caller asked for quiet.
+        """
+        if self.log is None:
+            return
+        if bar is None:
             self.log(message)
+        else:
+            with bar.external_write_mode():
+                self.log(message)
 
     def close(self) -> None:
         """Kept for symmetry with earlier versions: the trainer holds no threads (a DataParallel does)."""
