@@ -55,18 +55,31 @@ def save_figure(fig, path):
     return path
 
 
-def study_parser(module: str, doc: str, *, seed_help: str, fast_help: str):
+def study_parser(module: str, doc: str, *, seed_help: str, fast_help: str, cache: str | None = None):
     """The options every study benchmark shares: ``--seed S``, ``--json`` and ``--fast``.
 
     The studies (``icl``, ``scaling``, ``rnn``, ``decoders``, ``finetune``) are
     one shape of command: a seeded experiment that prints tables, or one JSON
     object a line with ``--json``, and whose ``--fast`` version the tests run.
+    A study that keeps trained models between runs names what it keeps in
+    ``cache``, and gets ``--cache DIR`` (default ``.cache/<module>``) and
+    ``--threads N`` (data-parallel threads, checked positive here, once).
     Each adds its own options to the parser this returns.
     """
     import argparse  # noqa: PLC0415
+
+    def positive_int(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"got {value}, expected a positive integer")
+        return value
 
     p = argparse.ArgumentParser(prog=f"python -m minitx.bench.{module}", description=doc.splitlines()[0])
     p.add_argument("--seed", type=int, default=0, help=f"seed of {seed_help} (default 0)")
     p.add_argument("--json", action="store_true", help="one JSON object a line instead of the tables")
     p.add_argument("--fast", action="store_true", help=fast_help)
+    if cache is not None:
+        p.add_argument("--cache", default=f".cache/{module}", metavar="DIR",
+                       help=f"folder of {cache} (default .cache/{module})")
+        p.add_argument("--threads", type=positive_int, default=2, help="data-parallel threads (default 2)")
     return p

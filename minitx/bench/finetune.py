@@ -510,18 +510,13 @@ def main(argv=None) -> int:
     from . import study_parser  # noqa: PLC0415
 
     p = study_parser("finetune", __doc__, seed_help="the data, the models and the prompts",
-                     fast_help="tiny models and budgets: seconds, for the tests")
-    p.add_argument("--cache", default=".cache/finetune", help="folder of pretrained base GPTs (default "
-                                                              ".cache/finetune)")
-    p.add_argument("--threads", type=int, default=2, help="data-parallel threads for pretraining (default 2)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars on stderr (--json never shows them: the "
-                                                                 "trainer writes its evaluation lines to stdout)")
+                     fast_help="tiny models and budgets: seconds, for the tests",
+                     cache="pretrained base GPTs")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars on stderr")
     p.add_argument("--save", metavar="FILE", help="also write every figure of the run to FILE (JSON)")
     args = p.parse_args(argv)
-    if args.threads < 1:
-        p.error(f"--threads: got {args.threads}, expected a positive integer")
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
-                 progress=not (args.no_progress or args.json), log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
+                 progress=not args.no_progress, log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.save:
         Path(args.save).write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.json:

@@ -263,12 +263,9 @@ def main(argv=None) -> int:
     from . import study_parser  # noqa: PLC0415
 
     p = study_parser("icl", __doc__, seed_help="the models, the data and the prompts",
-                     fast_help="tiny models and budgets: seconds, for the tests")
-    p.add_argument("--cache", default=".cache/icl", help="folder of trained models (default .cache/icl)")
-    p.add_argument("--threads", type=int, default=2, help="data-parallel threads (default 2)")
+                     fast_help="tiny models and budgets: seconds, for the tests",
+                     cache="trained models")
     args = p.parse_args(argv)
-    if args.threads < 1:
-        p.error(f"--threads: got {args.threads}, expected a positive integer")
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
                  log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))
     if args.json:

@@ -157,9 +157,8 @@ def main(argv=None) -> int:
     from . import study_parser  # noqa: PLC0415
 
     p = study_parser("scaling", __doc__, seed_help="the models and batches",
-                     fast_help="tiny models and budgets: seconds, for the tests")
-    p.add_argument("--cache", default=".cache/scaling", help="folder of trained models (default .cache/scaling)")
-    p.add_argument("--threads", type=int, default=2, help="data-parallel threads (default 2)")
+                     fast_help="tiny models and budgets: seconds, for the tests",
+                     cache="trained models")
     p.add_argument("--plot", default=None, metavar="FILE", help="write the log-log plot here (default: none)")
     args = p.parse_args(argv)
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
