@@ -211,8 +211,20 @@ def test_head_mask_still_removes_a_head_under_gqa():
     mha.head_mask = np.zeros(4)
     np.testing.assert_array_equal(mha(x), 0.0)
     mha.head_mask = np.array([1.0, 0.0, 1.0, 1.0])
-    mha.forward(x)
+    masked = mha(x)
     assert mha.attn_weights.shape == (1, 4, 5, 5)
+    # Removing head 1 takes away exactly its slice of the merged heads times its rows of the output
+    # projection: the difference lies in the span of W_proj[hs:2hs] (and is not zero).
+    mha.head_mask = None
+    diff = (mha(x) - masked).reshape(-1, 16)  # (T, D)
+    hs = 16 // 4
+    rows = mha.proj.weight.data[hs : 2 * hs]  # (hs, D): what head 1 writes through
+    coef, *_ = np.linalg.lstsq(rows.T, diff.T, rcond=None)  # diff^T = rows^T @ coef
+    assert np.abs(diff).max() > 1e-6
+    np.testing.assert_allclose(rows.T @ coef, diff.T, atol=1e-8)
+    other = mha.proj.weight.data[2 * hs : 3 * hs]  # a wrongly removed head 2 would fail the same check
+    coef2, *_ = np.linalg.lstsq(other.T, diff.T, rcond=None)
+    assert np.abs(other.T @ coef2 - diff.T).max() > 1e-4
 
 
 def test_bad_kv_head_counts():

@@ -242,6 +242,9 @@ def test_same_seed_same_adapters():
     apply_lora(a, "*blocks.*", seed=4)
     apply_lora(b, "*blocks.*", seed=4)
     assert all(np.array_equal(x.A.data, y.A.data) for (_, x), (_, y) in zip(lora_layers(a), lora_layers(b)))
+    c = gpt()
+    apply_lora(c, "*blocks.*", seed=5)
+    assert not any(np.array_equal(x.A.data, y.A.data) for (_, x), (_, y) in zip(lora_layers(a), lora_layers(c)))
 
 
 # ---- adapters on disk ---------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_unknown_template_name():
 
 def test_fit_within_window():
     p = fit_prompt(build_prompt(SENT, "superb film warm.", EXAMPLES), TOK, 95)
-    assert p.ids == TOK.encode(p.text) and p.n_tokens == 5 + 3 * 10 + 8  # instruction, 3 lines, the query and p.window == 95
+    assert p.ids == TOK.encode(p.text) and p.n_tokens == 5 + 3 * 10 + 8 and p.window == 95  # instruction, 3 lines, the query
     assert p.dropped_examples == 0 and p.truncated_tokens == 0
 
 

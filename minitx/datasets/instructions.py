@@ -51,7 +51,7 @@ from .expressions import execution_match
 from .metrics import bio_spans
 from .ner import FIRST, sentence
 from .reviews_heldout import TRAIN_WORDS, review
-from .sentiment import SENTIMENT_LABELS
+from .sentiment import SENTIMENT_LABELS, choice
 from .translation import noun_phrase
 
 TASKS = ("sentiment", "ner", "summarise", "translate", "python")
@@ -78,9 +78,6 @@ class Instruction:
     output: str
     table: dict = field(default_factory=dict, compare=False)
 
-
-def _choice(rng, seq):
-    return seq[int(rng.integers(len(seq)))]
 
 
 # ---- the generators, one per task -------------------------------------------
@@ -110,16 +107,16 @@ def summarise_example(rng) -> Instruction:
     the summary must take each fact from the turn that settles it.
     """
     a, b = (FIRST[i] for i in rng.choice(len(FIRST), 2, replace=False))
-    act, town, day = _choice(rng, ACTIVITIES), _choice(rng, TOWNS), _choice(rng, DAYS)
+    act, town, day = choice(rng, ACTIVITIES), choice(rng, TOWNS), choice(rng, DAYS)
     ask = f"{a}: shall we {act} in {town} on {day}?"
     kind = int(rng.integers(3))
     if kind == 0:
         reply = f"{b}: yes, see you then."
     elif kind == 1:
-        day = _choice(rng, [d for d in DAYS if d != day])
+        day = choice(rng, [d for d in DAYS if d != day])
         reply = f"{b}: i am busy, what about {day}? {a}: fine."
     else:
-        town = _choice(rng, [t for t in TOWNS if t != town])
+        town = choice(rng, [t for t in TOWNS if t != town])
         reply = f"{b}: yes, but in {town}. {a}: ok."
     return Instruction("summarise", f"{ask} {reply}", f"{a} and {b} {act} in {town} on {day}.")
 
@@ -147,7 +144,7 @@ def python_example(rng) -> Instruction:
     cols = [COLUMNS[i] for i in rng.choice(len(COLUMNS), 3, replace=False)]
     n_rows = int(rng.integers(4, 9))
     table = {c: [int(v) for v in rng.choice(np.arange(1, 100), n_rows, replace=False)] for c in cols}
-    what, expression = _choice(rng, DATA_TASKS)
+    what, expression = choice(rng, DATA_TASKS)
     c, d = cols[0], cols[1]
     text = f"columns {', '.join(sorted(cols))}; {what.format(c=c, d=d)}"
     return Instruction("python", text, expression.format(c=c, d=d), table)

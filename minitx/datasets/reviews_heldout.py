@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sentiment import ASPECTS, SENTIMENT_LABELS
+from .sentiment import ASPECTS, SENTIMENT_LABELS, choice
 
 #: Sentiment words seen in training, per label (index = label id: 0 negative, 1 positive).
 TRAIN_WORDS = (
@@ -47,9 +47,6 @@ FRAMES = ("the {a} was {w}", "{w} {a}", "i found the {a} {w}", "the {a} is {w}",
 OPENINGS = ("", "", "well ,", "overall ,", "to be honest ,", "in short ,")
 
 
-def _choice(rng, seq):
-    return seq[int(rng.integers(len(seq)))]
-
 
 def review(rng, label: int, words) -> str:
     """One review of ``label`` (0 or 1) whose sentiment words come from ``words[label]``.
@@ -57,10 +54,10 @@ def review(rng, label: int, words) -> str:
     One or two clauses, both of the same polarity (no contrast: that would
     make the label depend on syntax, which is not what is measured here).
     """
-    clauses = [_choice(rng, FRAMES).format(a=_choice(rng, ASPECTS), w=_choice(rng, words[label]))
+    clauses = [choice(rng, FRAMES).format(a=choice(rng, ASPECTS), w=choice(rng, words[label]))
                for _ in range(1 + int(rng.integers(2)))]
     text = " and ".join(clauses)
-    opening = _choice(rng, OPENINGS)
+    opening = choice(rng, OPENINGS)
     return f"{opening} {text}" if opening else text
 
 

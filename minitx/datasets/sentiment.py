@@ -36,19 +36,20 @@ NEGATIVE = ("bad", "awful", "terrible", "dull", "boring", "weak", "clumsy", "bla
 INTENSIFIERS = ("very", "really", "truly", "extremely", "incredibly", "quite")
 
 
-def _choice(rng, seq):
+def choice(rng, seq):
+    """One item of ``seq``, drawn by ``rng`` (a NumPy Generator): the datasets' one way to pick."""
     return seq[int(rng.integers(len(seq)))]
 
 
 def _clause(rng, polarity: int) -> str:
     """One clause whose meaning has ``polarity`` (+1 or -1)."""
-    aspect = _choice(rng, ASPECTS)
+    aspect = choice(rng, ASPECTS)
     negated = rng.random() < 0.4
     word_polarity = -polarity if negated else polarity  # a negated clause uses the opposite word
-    adj = _choice(rng, POSITIVE if word_polarity > 0 else NEGATIVE)
+    adj = choice(rng, POSITIVE if word_polarity > 0 else NEGATIVE)
     if rng.random() < 0.3:
-        adj = f"{_choice(rng, INTENSIFIERS)} {adj}"
-    verb = _choice(rng, ("was", "is"))
+        adj = f"{choice(rng, INTENSIFIERS)} {adj}"
+    verb = choice(rng, ("was", "is"))
     if not negated:
         form = int(rng.integers(4))
         if form == 0:
