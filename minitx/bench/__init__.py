@@ -55,6 +55,29 @@ def save_figure(fig, path):
     return path
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (threads, BLAS threads): argparse reports the error as one line, exit 2."""
+    import argparse  # noqa: PLC0415
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, expected a positive integer")
+    return value
+
+
+def cache_note(infos: dict) -> str:
+    """How many of a study's models came from its cache: wall clock then leaves their training out, and says so."""
+    cached = [i for i in infos.values() if i.get("cached")]
+    if not cached:
+        return "every model trained in this run"
+    spent = sum(float(i.get("seconds", 0.0)) for i in cached)
+    return (f"{len(cached)} of {len(infos)} models read from the cache, so their training ({spent:.0f} s when they "
+            "were trained) is not in this run's time; --cache to an empty folder for a cold run")
+
+
 def study_parser(module: str, doc: str, *, seed_help: str, fast_help: str, cache: str | None = None):
     """The options every study benchmark shares: ``--seed S``, ``--json`` and ``--fast``.
 
@@ -67,12 +90,6 @@ def study_parser(module: str, doc: str, *, seed_help: str, fast_help: str, cache
     Each adds its own options to the parser this returns.
     """
     import argparse  # noqa: PLC0415
-
-    def positive_int(text: str) -> int:
-        value = int(text)
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"got {value}, expected a positive integer")
-        return value
 
     p = argparse.ArgumentParser(prog=f"python -m minitx.bench.{module}", description=doc.splitlines()[0])
     p.add_argument("--seed", type=int, default=0, help=f"seed of {seed_help} (default 0)")

@@ -421,7 +421,7 @@ def plot(rows, path) -> Path | None:
 def main(argv=None) -> int:
     from . import cpu_model  # noqa: PLC0415
 
-    from . import study_parser  # noqa: PLC0415
+    from . import positive_int, study_parser  # noqa: PLC0415
 
     p = study_parser("decoders", __doc__, seed_help="the weights and the batches",
                      fast_help="tiny models, seconds: checks the structure, not the findings")
@@ -431,11 +431,9 @@ def main(argv=None) -> int:
     p.add_argument("--plot", default="out/bench-decoders.png", metavar="FILE",
                    help="where the figure goes (default out/bench-decoders.png; 'none' for no figure)")
     p.add_argument("--no-progress", action="store_true", help="no training progress bars")
-    p.add_argument("--blas-threads", type=int, default=1,
+    p.add_argument("--blas-threads", type=positive_int, default=1,
                    help="BLAS threads per data-parallel thread (default 1: these matrices are small)")
     args = p.parse_args(argv)
-    if args.blas_threads < 1:
-        p.error(f"--blas-threads: got {args.blas_threads}, expected an integer >= 1")
     settings = DecoderBenchSettings.fast() if args.fast else DecoderBenchSettings.full()
     err = (lambda m: print(m, file=sys.stderr)) if args.json else print
     load0 = os.getloadavg()[0]

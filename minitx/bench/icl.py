@@ -260,7 +260,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from . import study_parser  # noqa: PLC0415
+    from . import cache_note, study_parser  # noqa: PLC0415
 
     p = study_parser("icl", __doc__, seed_help="the models, the data and the prompts",
                      fast_help="tiny models and budgets: seconds, for the tests",
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     else:
         print(format_table(result))
         print(f"\n{result['seconds']:.0f} s wall clock, {result['cpu_seconds']:.0f} s CPU time "
-              f"(token budget {result['budget']['tokens']:,} per model)")
+              f"(token budget {result['budget']['tokens']:,} per model; {cache_note(result['models'])})")
     return 0
 
 

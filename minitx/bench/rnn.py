@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -166,23 +165,21 @@ def format_tables(rows) -> str:
 
 
 def main(argv=None) -> int:
-    from . import study_parser  # noqa: PLC0415
+    from . import cpu_model, positive_int, study_parser  # noqa: PLC0415
 
     p = study_parser("rnn", __doc__, seed_help="the weights, the data and the evaluation",
                      fast_help="tiny models, seconds: checks the structure, not the target")
-    p.add_argument("--blas-threads", type=int, default=1,
+    p.add_argument("--blas-threads", type=positive_int, default=1,
                    help="BLAS threads for every model (default 1: these matrices are small, and on a shared host "
                         "a second spinning BLAS thread costs more than it gives)")
     args = p.parse_args(argv)
-    if args.blas_threads < 1:
-        p.error(f"--blas-threads: got {args.blas_threads}, expected an integer >= 1")
     settings = RecallBenchSettings.fast() if args.fast else RecallBenchSettings.full()
     err = (lambda m: print(m, file=sys.stderr)) if args.json else print
     load0 = os.getloadavg()
     err(f"recall task: {settings.n_keys} keys, {settings.n_values} values, queries at rate {settings.query_rate}; "
         f"{settings.iters} iterations x batch {settings.batch_size} x {settings.seq_len} tokens per model, "
         f"seed {args.seed}")
-    err(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    err(f"machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"load average {load0[0]:.2f} at start, BLAS threads {args.blas_threads}")
     from threadpoolctl import (
         threadpool_limits,  # a core dependency (see minitx.train.parallel)

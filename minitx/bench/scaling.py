@@ -1,6 +1,6 @@
 """A small scaling law: validation loss against parameter count, fitted by a power law.
 
-    python -m minitx.bench.scaling [--seed S] [--json] [--fast] [--plot FILE]
+    python -m minitx.bench.scaling [--seed S] [--json] [--fast] [--cache DIR] [--threads N] [--plot FILE]
 
 Kaplan et al. (2020) found that a language model's loss falls as a power
 law in its (non-embedding) parameter count ``N`` when data and compute are
@@ -86,7 +86,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/scaling", threads: i
         text = text[: budget.corpus_chars]
     tokenizer = CharTokenizer().train(text)
     data = LMDataset(text, tokenizer, block_size=budget.block_size)
-    rows = []
+    rows, infos = [], {}
     for width in widths:
         config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=budget.block_size, n_layer=budget.n_layer,
                            n_head=max(1, width // 16), n_embd=width)
@@ -98,6 +98,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/scaling", threads: i
             state, _, meta = read_checkpoint(out)
             if meta.get("config") == config.to_dict() and meta.get("iter") == budget.max_iters:
                 model.load_state_dict(state)
+                infos[name] = dict(meta["scaling_run"], cached=True)
             else:
                 meta = None
         if meta is None:
@@ -118,12 +119,13 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/scaling", threads: i
                                            "seconds": round(time.perf_counter() - start, 1)}
             trainer.save()
             meta = {"scaling_run": trainer.meta["scaling_run"]}
+            infos[name] = dict(meta["scaling_run"], cached=False)
             log(f"trained {name} ({model.num_parameters():,} parameters) in "
                 f"{meta['scaling_run']['seconds']:.0f} s: val loss {history[-1]['val_loss']:.4f}")
         rows.append({"model": name, "n_params": model.num_parameters(), "n_non_embedding": non_embedding_params(model),
                      "val_loss": float(meta["scaling_run"]["val_loss"]), "tokens": budget.tokens})
     fit = fit_power_law([r["n_non_embedding"] for r in rows], [r["val_loss"] for r in rows])
-    return {"rows": rows, "fit": fit, "seed": seed, "fast": fast,
+    return {"rows": rows, "fit": fit, "seed": seed, "fast": fast, "models": infos,
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
 
 
@@ -154,7 +156,7 @@ def plot(result: dict, path) -> Path | None:
 
 
 def main(argv=None) -> int:
-    from . import study_parser  # noqa: PLC0415
+    from . import cache_note, study_parser  # noqa: PLC0415
 
     p = study_parser("scaling", __doc__, seed_help="the models and batches",
                      fast_help="tiny models and budgets: seconds, for the tests",
@@ -163,8 +165,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     result = run(args.seed, fast=args.fast, cache=args.cache, threads=args.threads,
                  log=lambda *a, **k: print(*a, file=sys.stderr, **k))
-    if args.plot:
-        plot(result, args.plot)
+    if args.plot and plot(result, args.plot) is None:
+        print(f"--plot: no figure written to {args.plot}: matplotlib is not installed (pip install '.[plot]')",
+              file=sys.stderr)
     if args.json:
         for r in result["rows"]:
             print(json.dumps(r))
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
     f = result["fit"]
     print(f"power law: L = {f['a']:.3f} * N^-{f['alpha']:.4f} (R^2 {f['r2']:.3f}); fitted exponent alpha = "
           f"{f['alpha']:.4f} (Kaplan et al.: about 0.076)")
-    print(f"{result['seconds']:.0f} s wall clock, {result['cpu_seconds']:.0f} s CPU time")
+    print(f"{result['seconds']:.0f} s wall clock, {result['cpu_seconds']:.0f} s CPU time ({cache_note(result['models'])})")
     return 0
 
 
