@@ -168,7 +168,8 @@ TEMPLATES: dict[str, PromptTemplate] = {
     "sentiment": PromptTemplate(instruction="Classify each review.", input_label="Review:",
                                 output_indicator="Sentiment:", name="sentiment"),
     # the in-context-learning task's layout: the label right after the review's last word (see minitx.datasets.icl)
-    "review-label": PromptTemplate(instruction="Classify each review.", input_label="Review:", output_indicator="",
+    "review-label": PromptTemplate(instruction="Classify each review as {labels}.", input_label="Review:",
+                                   output_indicator="",
                                    example_format="{input_label} {input} {output}", query_format="{input_label} {input}",
                                    name="review-label"),
     "qa": PromptTemplate(instruction="Answer each question.", input_label="Q:", output_indicator="A:", name="qa"),

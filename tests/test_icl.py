@@ -19,32 +19,43 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_training_rows_are_the_prompts_with_answers():
     """A row decodes to the review-label template's text, every label agrees with its review's sentiment,
-    and each sequence uses two label words of its own (or, in the named rows, positive/negative)."""
-    data = icl.ICLData()
-    seq = data.sequences(np.random.default_rng(0), 40)
+    each sequence uses two label words of its own (or, in the named rows, positive/negative), and a
+    listing row's instruction names exactly its two labels (in either order)."""
+    data = icl.ICLData(listed_share=0.5)
+    seq, listed = data.rows(np.random.default_rng(0), 60)
     tok = data.tokenizer
     named = 0
-    for row in seq:
+    for row, lists in zip(seq, listed):
         text = tok.decode(row)
         lines = text.split("\n")
-        assert lines[0] == "Classify each review."
         pairs = []
         for line in lines[1:-1]:
             review, label = line[len("Review: "):].rsplit(" ", 1)
             pairs.append((review, label))
-        assert text.startswith(build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1]).text)  # the prompt API's layout
         mapping = {}
         for review, label in pairs:
             positive = review.split()[1] in icl.POSITIVE
             assert positive or review.split()[1] in icl.NEGATIVE
             assert mapping.setdefault(positive, label) == label  # one label per sentiment in a sequence
         assert len(set(mapping.values())) == len(mapping)  # the two labels differ
+        if lists:
+            first, second = lines[0][len("Classify each review as "):-1].split(" or ")
+            assert set(mapping.values()) <= {first, second} and first != second
+            prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], labels=(first, second))
+        else:
+            assert lines[0] == icl.PLAIN_INSTRUCTION
+            prompt = build_prompt(icl.TEMPLATE, pairs[-1][0], pairs[:-1], instruction=icl.PLAIN_INSTRUCTION)
+        assert text.startswith(prompt.text)  # the prompt API's layout
         if set(mapping.values()) <= {"positive", "negative"}:
             named += 1
             assert mapping.get(True, "positive") == "positive"
         else:
             assert set(mapping.values()) <= set(icl.LABEL_WORDS)
-    assert 5 < named < 35  # about half the rows name the sentiment
+    assert 15 < named < 45 and 15 < listed.sum() < 45  # about half the rows name the sentiment, half list
+    orders = {tok.decode(r[:9]).split(" as ")[1].split(" or ")[0] in ("positive",) for r in seq[listed]
+              if "positive" in tok.decode(r[:9])}
+    assert orders == {True, False}  # named rows list "positive or negative" and "negative or positive"
+    assert not icl.ICLData().rows(np.random.default_rng(0), 20)[1].any()  # no listing rows by default
     labels = seq[:, [icl.label_position(i) for i in range(9)]]
     assert len({tuple(sorted(set(r))) for r in labels}) > 10  # label pairs change between sequences
     x, y = data.get_batch("train", 4, np.random.default_rng(1))
@@ -56,6 +67,8 @@ def test_training_rows_are_the_prompts_with_answers():
     assert (full[0][:, 1:] == full[1][:, :-1]).all()  # plain next-token targets
     v1 = data.get_batch("val", 4, np.random.default_rng(1))[0]
     assert not np.array_equal(v1, x)  # validation draws from its own stream
+    with pytest.raises(ValueError, match="listed_share: got 1.5"):
+        icl.ICLData(listed_share=1.5)
 
 
 def test_episodes_are_counterbalanced_and_fit_the_window():
@@ -64,6 +77,7 @@ def test_episodes_are_counterbalanced_and_fit_the_window():
     for a, b in zip(eps[::2], eps[1::2]):
         assert a["candidates"] == b["candidates"][::-1] and a["answer"] != b["answer"]
         assert a["prompt"].query == b["prompt"].query and a["prompt"].shots == 8
+        assert a["prompt"].instruction == b["prompt"].instruction == icl.PLAIN_INSTRUCTION
     n_tokens = len(icl.tokenizer().encode(eps[0]["prompt"].text))
     assert n_tokens == icl.BLOCK_SIZE - 2  # 8 examples: the window minus the answer and its newline
     one = icl.episodes(np.random.default_rng(0), 50, 1)
@@ -75,6 +89,24 @@ def test_episodes_are_counterbalanced_and_fit_the_window():
         icl.episodes(np.random.default_rng(0), 1, 5, per_label=True)
     with pytest.raises(ValueError, match="shots: got 9"):
         icl.episodes(np.random.default_rng(0), 1, 9)
+
+
+def test_listing_episodes_name_both_labels_and_keep_the_reviews():
+    """The listing instruction names the two candidates in one order for both assignments (so it cannot
+    tell which is which), the order varies, and the reviews are the plain episodes' own."""
+    listed = icl.episodes(np.random.default_rng(4), 40, 2, listed=True)
+    plain = icl.episodes(np.random.default_rng(4), 40, 2)
+    firsts = set()
+    for a, b, c in zip(listed[::2], listed[1::2], plain[::2]):
+        assert a["prompt"].instruction == b["prompt"].instruction  # the pair differs only in the examples' labels
+        assert set(a["prompt"].labels) == set(a["candidates"]) and a["prompt"].labels == b["prompt"].labels
+        firsts.add(a["prompt"].labels[0] == a["candidates"][0])
+        assert a["prompt"].query == c["prompt"].query and [r for r, _ in a["prompt"].examples] == [
+            r for r, _ in c["prompt"].examples]
+        assert a["prompt"].text.split("\n", 1)[1] == c["prompt"].text.split("\n", 1)[1]
+    assert firsts == {True, False}  # the positive label is named first in some prompts, second in others
+    tok = icl.tokenizer()
+    assert len(tok.encode(listed[0]["prompt"].text)) == len(tok.encode(plain[0]["prompt"].text))  # same layout
 
 
 # --------------------------------------------------------------------------
@@ -175,16 +207,17 @@ def test_icl_bench_fast_structure(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     rows = [r for r in lines if "k" in r and "ablation" not in r]
-    assert len(rows) == 3 * 5 and {r["k"] for r in rows} == {0, 1, 2, 4, 8}
+    assert len(rows) == 3 * 5 * 2 and {r["k"] for r in rows} == {0, 1, 2, 4, 8}
+    assert {r["prompt"] for r in rows} == {"listed", "plain"}
     for r in rows:
-        assert set(r) == {"model", "n_params", "k", "accuracy", "chance", "n_eval"}
+        assert set(r) == {"model", "n_params", "k", "accuracy", "chance", "n_eval", "prompt"}
         assert r["chance"] == 0.5 and r["n_eval"] == 40 and 0 <= r["accuracy"] <= 1
         if r["k"] == 0:  # counterbalanced: a model without examples answers both label orders alike
             assert r["accuracy"] == 0.5
-    params = [r["n_params"] for r in rows if r["k"] == 0]
+    params = [r["n_params"] for r in rows if r["k"] == 0 and r["prompt"] == "listed"]
     assert params == sorted(params) and params[-1] >= 10 * params[0]
     per_label = [r for r in lines if "k_per_label" in r]
-    assert len(per_label) == 3 * 3 and {r["k_per_label"] for r in per_label} == {1, 2, 4}
+    assert len(per_label) == 3 * 3 * 2 and {r["k_per_label"] for r in per_label} == {1, 2, 4}
     ablation = [r for r in lines if "ablation" in r]
     assert {r["ablation"] for r in ablation} == {"none", "induction", "control"}
     assert len(lines[-1]["induction_heads"]) >= 1

@@ -61,7 +61,7 @@ def test_the_instruction_names_the_labels():
     semi = PromptTemplate(instruction="One of: {labels}.", label_join=", ")
     assert build_prompt(semi, "q", labels=("a", "b")).text.startswith("One of: a, b.")
     assert PromptTemplate.from_dict(json.loads(json.dumps(semi.to_dict()))) == semi  # label_join is data too
-    words = WordTokenizer(icl.VOCAB + ("as", "or"))
+    words = WordTokenizer(icl.VOCAB)
     long = build_prompt(NAMING, "film lovely", [("plot superb", "tiger")] * 12, labels=("lemon", "tiger"))
     fitted = fit_prompt(long, words, 40, overflow="drop-examples")  # 9 + 12 * 6 + 4 tokens: 4 examples fit
     assert fitted.text.startswith("Classify each review as lemon or tiger.\n") and fitted.labels == ("lemon", "tiger")

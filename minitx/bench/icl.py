@@ -69,21 +69,50 @@ FAST_SIZES = (Size("gpt-1x8", 1, 1, 8), Size("gpt-2x16", 2, 2, 16), Size("gpt-2x
 
 @dataclass(frozen=True)
 class Budget:
-    """The token budget (``max_iters * batch_size * block_size``) every size gets, and the evaluation sizes."""
+    """The training recipe and token budget every size gets, and the evaluation sizes.
+
+    Training has two phases, through the one Trainer, on the same model:
+
+    1. ``max_iters`` steps at ``lr`` on plain-instruction rows only ("Classify
+       each review as this or that."): the model learns what sentiment is
+       and forms the matching circuit that reads labels off the examples;
+    2. ``listing_iters`` steps at ``listing_lr`` where ``listed_share`` of
+       the rows list the two label words in the instruction ("... as tiger
+       or lemon."): the model learns to use the list, which one example
+       alone cannot give it (the other label's word).
+
+    Why not mix the listed rows in from the start: then a model can lower
+    its loss by always answering one of the two listed words, without
+    reading the examples; it settles there (loss about log 2 on every
+    label) and the matching circuit never forms. Measured on gpt-2x64,
+    seed 0: mixed from step 0, every k stays at chance; in this order, k=1
+    rises from 0.58 to 0.985 on listing prompts. A curriculum: the hard
+    skill first, the shortcut only once it cannot replace it.
+    """
 
     max_iters: int = 3000
     batch_size: int = 32
     lr: float = 3e-3
+    listing_iters: int = 1000
+    listing_lr: float = 1e-3
+    listed_share: float = 0.5
     n_eval: int = 200  # drawn prompts per cell; counterbalancing doubles it
     n_prefix: int = 64  # repeated random sequences for the prefix-matching score
 
     @property
     def tokens(self) -> int:
-        return self.max_iters * self.batch_size * icl.BLOCK_SIZE
+        return (self.max_iters + self.listing_iters) * self.batch_size * icl.BLOCK_SIZE
+
+    def recipe(self) -> dict:
+        """What the trained weights depend on (a cached model must match it)."""
+        return {k: getattr(self, k) for k in ("max_iters", "batch_size", "lr", "listing_iters", "listing_lr",
+                                              "listed_share")}
 
 
 FULL = Budget()
-FAST = Budget(max_iters=30, batch_size=8, n_eval=20, n_prefix=8)
+FAST = Budget(max_iters=30, batch_size=8, listing_iters=10, n_eval=20, n_prefix=8)
+#: Added to the seed for phase 2's data stream, so it draws rows of its own (not phase 1's again).
+LISTING_SEED_OFFSET = 10_000
 
 
 def model_config(size: Size) -> GPTConfig:
@@ -91,14 +120,22 @@ def model_config(size: Size) -> GPTConfig:
                      n_head=size.n_head, n_embd=size.n_embd, dropout=0.0)
 
 
-def train_config(budget: Budget, seed: int) -> TrainConfig:
-    return TrainConfig(batch_size=budget.batch_size, max_iters=budget.max_iters, lr=budget.lr, min_lr=budget.lr / 10,
-                       warmup_iters=max(1, budget.max_iters // 20), weight_decay=0.1, beta2=0.99,
-                       eval_interval=budget.max_iters, eval_iters=4, seed=seed)
+def train_config(iters: int, lr: float, batch_size: int, seed: int) -> TrainConfig:
+    return TrainConfig(batch_size=batch_size, max_iters=iters, lr=lr, min_lr=lr / 10,
+                       warmup_iters=max(1, iters // 20), weight_decay=0.1, beta2=0.99,
+                       eval_interval=iters, eval_iters=4, seed=seed)
+
+
+def phases(budget: Budget, seed: int, block_size: int = icl.BLOCK_SIZE) -> list[tuple[icl.ICLData, TrainConfig]]:
+    """The two training phases of :class:`Budget`: ``(data, config)`` each, in order."""
+    return [(icl.ICLData(block_size), train_config(budget.max_iters, budget.lr, budget.batch_size, seed)),
+            (icl.ICLData(block_size, listed_share=budget.listed_share),
+             train_config(budget.listing_iters, budget.listing_lr, budget.batch_size, seed + LISTING_SEED_OFFSET))]
 
 
 def run_dir(cache: Path, size: Size, budget: Budget, seed: int) -> Path:
-    return Path(cache) / f"{size.name}-seed{seed}-iters{budget.max_iters}-batch{budget.batch_size}"
+    return Path(cache) / (f"{size.name}-seed{seed}-iters{budget.max_iters}-listing{budget.listing_iters}"
+                          f"-batch{budget.batch_size}")
 
 
 def train_or_load(size: Size, budget: Budget, seed: int, cache, *, threads: int = 2, log=print) -> tuple[GPT, dict]:
@@ -116,23 +153,25 @@ def train_or_load(size: Size, budget: Budget, seed: int, cache, *, threads: int 
     config = model_config(size)
     if (out / "ckpt").is_dir():
         state, _, meta = read_checkpoint(out)
-        if meta.get("config") == config.to_dict() and meta.get("iter") == budget.max_iters:
+        if meta.get("config") == config.to_dict() and meta.get("icl_run", {}).get("recipe") == budget.recipe():
             model = GPT(config, seed=seed)
             model.load_state_dict(state)
             return model.eval(), dict(meta["icl_run"], cached=True)
-    data = icl.ICLData(config.block_size)
     model = GPT(config, seed=seed)
     wrapped = DataParallel(model, threads=threads, seed=seed) if threads > 1 else model
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer = Trainer(wrapped, data, train_config(budget, seed), None, meta=gpt_meta(model, data.tokenizer),
-                      progress=False, log=lambda *a, **k: None)
+    val_losses = []
     try:
-        history = trainer.train()
+        for data, train_cfg in phases(budget, seed, config.block_size):  # the same model, phase after phase
+            trainer = Trainer(wrapped, data, train_cfg, None, meta=gpt_meta(model, data.tokenizer),
+                              progress=False, log=lambda *a, **k: None)
+            val_losses.append(trainer.train()[-1]["val_loss"])
     finally:
         if threads > 1:
             wrapped.close()
-    info = {"val_loss": history[-1]["val_loss"], "seconds": round(time.perf_counter() - t0, 1),
-            "cpu_seconds": round(time.process_time() - c0, 1), "tokens": budget.tokens, "threads": threads}
+    info = {"val_loss": val_losses[-1], "phase_val_losses": val_losses, "recipe": budget.recipe(),
+            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
+            "tokens": budget.tokens, "threads": threads}
     trainer.out_dir = out  # write the checkpoint only now, with the run's figures in its metadata
     trainer.meta["icl_run"] = info
     trainer.save()
@@ -162,10 +201,18 @@ def accuracy(model: GPT, encoded) -> float:
     return float(np.mean(logits[rows, answer] > logits[rows, other]))
 
 
-def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = False) -> dict:
-    """``{k: encoded prompts}``, the same prompts for every model (their own generator per k)."""
+#: The two instructions every prompt is asked with: the headline one lists the label words.
+PROMPTS = ("listed", "plain")
+
+
+def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = False, listed: bool = True) -> dict:
+    """``{k: encoded prompts}``, the same prompts for every model (their own generator per k).
+
+    ``listed`` and plain sets of the same ``seed`` hold the same reviews and labels; only the
+    instruction differs.
+    """
     return {k: encode_episodes(icl.episodes(np.random.default_rng([seed, 7, k, per_label]), n, k,
-                                            per_label=per_label), tokenizer, window)
+                                            per_label=per_label, listed=listed), tokenizer, window)
             for k in (PER_LABEL_SHOTS if per_label else SHOTS)}
 
 
@@ -177,22 +224,27 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     t0, c0 = time.perf_counter(), time.process_time()
     tokenizer = icl.tokenizer()
     window = icl.BLOCK_SIZE
-    sets = eval_sets(seed, budget.n_eval, tokenizer, window)
-    per_label = eval_sets(seed, budget.n_eval, tokenizer, window, per_label=True)  # k examples of each label
+    sets = {kind: eval_sets(seed, budget.n_eval, tokenizer, window, listed=kind == "listed") for kind in PROMPTS}
+    per_label = {kind: eval_sets(seed, budget.n_eval, tokenizer, window, per_label=True, listed=kind == "listed")
+                 for kind in PROMPTS}  # k examples of each label
     rows, label_rows, models, infos = [], [], {}, {}
     for size in sizes:
         model, info = train_or_load(size, budget, seed, cache, threads=threads, log=log)
-        models[size.name], infos[size.name] = model, dict(info, n_params=model.num_parameters())
-        for k in SHOTS:
-            rows.append({"model": size.name, "n_params": model.num_parameters(), "k": k,
-                         "accuracy": accuracy(model, sets[k]), "chance": CHANCE, "n_eval": len(sets[k][0])})
-        for k in PER_LABEL_SHOTS:
-            label_rows.append({"model": size.name, "n_params": model.num_parameters(), "k_per_label": k,
-                               "accuracy": accuracy(model, per_label[k]), "chance": CHANCE,
-                               "n_eval": len(per_label[k][0])})
+        n_params = model.num_parameters()
+        models[size.name], infos[size.name] = model, dict(info, n_params=n_params)
+        for kind in PROMPTS:
+            for k in SHOTS:
+                rows.append({"model": size.name, "n_params": n_params, "k": k,
+                             "accuracy": accuracy(model, sets[kind][k]), "chance": CHANCE,
+                             "n_eval": len(sets[kind][k][0]), "prompt": kind})
+            for k in PER_LABEL_SHOTS:
+                label_rows.append({"model": size.name, "n_params": n_params, "k_per_label": k,
+                                   "accuracy": accuracy(model, per_label[kind][k]), "chance": CHANCE,
+                                   "n_eval": len(per_label[kind][k][0]), "prompt": kind})
     largest = models[sizes[-1].name]
-    ids8, _, _ = sets[MAX_K]
-    eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, False]), budget.n_eval, MAX_K)  # = sets[MAX_K]
+    headline = sets["listed"]
+    ids8, _, _ = headline[MAX_K]
+    eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, False]), budget.n_eval, MAX_K, listed=True)  # = ids8
     same = icl.matching_label_positions(eps8, ids8.shape[1])
     # where the query's word should look: earlier review words of the same sentiment (the label's predecessor)
     same_words, all_words = np.roll(same, -1, axis=1), np.zeros_like(same)
@@ -209,41 +261,68 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     controls = [[others[i] for i in rng.choice(len(others), n_control, replace=False)] for _ in range(N_CONTROLS)]
     ablation = []
     for k in (2, 4, 8):
-        base = accuracy(largest, sets[k])
+        base = accuracy(largest, headline[k])
         with ablate_heads(largest, top):
-            hit = accuracy(largest, sets[k])
+            hit = accuracy(largest, headline[k])
         control = []
         for heads in controls:
             with ablate_heads(largest, heads):
-                control.append(accuracy(largest, sets[k]))
+                control.append(accuracy(largest, headline[k]))
         for label, heads, acc in (("none", [], base), ("induction", top, hit),
                                   ("control", controls, float(np.mean(control)))):
             ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
-                             "chance": CHANCE, "n_eval": len(sets[k][0])})
-    return {"rows": rows, "label_rows": label_rows, "ablation": ablation, "match_scores": match.tolist(), "prefix_scores": random_prefix.tolist(),
-            "induction_heads": top, "models": infos, "seed": seed, "fast": fast,
-            "budget": budget.__dict__ | {"tokens": budget.tokens},
+                             "chance": CHANCE, "n_eval": len(headline[k][0]), "prompt": "listed"})
+    return {"rows": rows, "label_rows": label_rows, "ablation": ablation, "match_scores": match.tolist(),
+            "prefix_scores": random_prefix.tolist(), "induction_heads": top, "models": infos, "seed": seed,
+            "fast": fast, "budget": budget.__dict__ | {"tokens": budget.tokens},
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
 
 
-def format_table(result: dict) -> str:
-    """The accuracy table (rows: sizes, columns: k) and the ablation lines."""
-    rows = result["rows"]
-    names = list(dict.fromkeys(r["model"] for r in rows))
-    n_eval = rows[0]["n_eval"]
-    lines = [f"k-shot accuracy, k examples in all (chance {CHANCE}, {n_eval} prompts per cell, seed {result['seed']})",
-             f"{'model':<10} {'params':>8} {'val loss':>8} " + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
-    for name in names:
+def targets(rows: list[dict]) -> dict:
+    """The issue's four targets on the headline (listing) prompts: ``{name: (held, the figures)}``.
+
+    The largest model (the one with most parameters) within 0.1 of chance at k = 0, at least
+    0.15 above chance at k = 1, at least 0.9 at k = 8, and above the smallest model at k = 8.
+    """
+    acc = {(r["model"], r["k"]): r["accuracy"] for r in rows if r["prompt"] == "listed"}
+    sizes = sorted({(r["n_params"], r["model"]) for r in rows})
+    small, large = sizes[0][1], sizes[-1][1]
+    a = {k: acc[large, k] for k in SHOTS}
+    return {"k=0 within 0.1 of chance": (abs(a[0] - CHANCE) <= 0.1, f"{a[0]:.3f}"),
+            "k=1 at least chance + 0.15": (a[1] >= CHANCE + 0.15, f"{a[1]:.3f}"),
+            "k=8 at least 0.9": (a[MAX_K] >= 0.9, f"{a[MAX_K]:.3f}"),
+            "k=8 above the smallest": (a[MAX_K] > acc[small, MAX_K], f"{a[MAX_K]:.3f} vs {acc[small, MAX_K]:.3f}")}
+
+
+def _accuracy_table(result: dict, kind: str) -> list[str]:
+    rows = [r for r in result["rows"] if r["prompt"] == kind]
+    lines = [f"{'model':<10} {'params':>8} {'val loss':>8} " + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
+    for name in dict.fromkeys(r["model"] for r in rows):
         mine = {r["k"]: r for r in rows if r["model"] == name}
         info = result["models"][name]
         lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
                      + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
-    lines.append("")
-    lines.append("2-way k-shot, k examples of each label (2k in all, in random order):")
-    lines.append(f"{'model':<10} " + " ".join(f"{'k=' + str(k) + '/label':>10}" for k in PER_LABEL_SHOTS))
+    return lines
+
+
+def format_table(result: dict) -> str:
+    """The accuracy tables (rows: sizes, columns: k), the targets and the ablation lines."""
+    rows = result["rows"]
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    n_eval = rows[0]["n_eval"]
+    listed = icl.LISTED_INSTRUCTION.format(labels="tiger or lemon")
+    lines = [f"k-shot accuracy, k examples in all (chance {CHANCE}, {n_eval} prompts per cell, seed {result['seed']})",
+             f"instruction listing the label words: {listed!r}", *_accuracy_table(result, "listed"), "",
+             f"the same prompts, instruction {icl.PLAIN_INSTRUCTION!r} (does not say what the other label is):",
+             *_accuracy_table(result, "plain"), "",
+             "targets (largest model, listing prompts): " + "; ".join(
+                 f"{name} {'held' if ok else 'FAILED'} ({fig})" for name, (ok, fig) in targets(rows).items()), ""]
+    lines.append("2-way k-shot, k examples of each label (2k in all, in random order), listing / plain instruction:")
+    lines.append(f"{'model':<10} " + " ".join(f"{'k=' + str(k) + '/label':>13}" for k in PER_LABEL_SHOTS))
     for name in names:
-        mine = {r["k_per_label"]: r for r in result["label_rows"] if r["model"] == name}
-        lines.append(f"{name:<10} " + " ".join(f"{mine[k]['accuracy']:>10.3f}" for k in PER_LABEL_SHOTS))
+        mine = {(r["prompt"], r["k_per_label"]): r["accuracy"] for r in result["label_rows"] if r["model"] == name}
+        lines.append(f"{name:<10} " + " ".join(f"{mine['listed', k]:>6.3f}/{mine['plain', k]:.3f}"
+                                                for k in PER_LABEL_SHOTS))
     lines.append("")
     for key, what in (("match_scores", "matching score (attention from the query's word to earlier words of its "
                                         "sentiment, minus to the other sentiment's)"),

@@ -47,13 +47,18 @@ LABEL_WORDS = ("apple", "tiger", "river", "lemon", "violin", "cloud", "pepper", 
                "basket", "cactus", "dragon", "ember", "feather", "glacier", "hammer", "igloo", "jasmine", "kettle",
                "lantern", "meadow", "needle", "orchid", "parrot", "quartz", "ribbon", "spider", "thistle", "umbrella")
 TEMPLATE = TEMPLATES["review-label"]
-STRUCTURE = ("\n", ".", ":", "=>", "Classify", "each", "review", "Review", "Sentiment", "positive", "negative")
+STRUCTURE = ("\n", ".", ":", "=>", "Classify", "each", "review", "Review", "Sentiment", "positive", "negative", "as",
+             "or", "this", "that")
+#: The template's instruction lists the two candidate label words (the prompt API fills ``{labels}``) ...
+LISTED_INSTRUCTION = TEMPLATE.instruction
+#: ... and the plain one, of the same length (so every token sits where it sits in a listing prompt), does not.
+PLAIN_INSTRUCTION = "Classify each review as this or that."
 #: Every word of the task, in id order.
 VOCAB = STRUCTURE + POSITIVE + NEGATIVE + NOUNS + LABEL_WORDS
 #: Words per line: ``Review : noun adjective label \n``.
 LINE_TOKENS = 6
-#: Offset of the label inside a line, and the instruction's length (``Classify each review . \n``).
-LABEL_OFFSET, HEADER_TOKENS = 4, 5
+#: Offset of the label inside a line, and the instruction's length (``Classify each review as tiger or lemon . \n``).
+LABEL_OFFSET, HEADER_TOKENS = 4, 9
 #: Lines written per training sequence: the last one is cut by the window, the ones before train k = 0..8.
 TRAIN_LINES = 10
 #: The most examples a prompt holds (in all).
@@ -90,6 +95,8 @@ class _Draw:
         a = rng.integers(0, n_lab, size=n)  # (n,)
         b = (a + rng.integers(1, n_lab, size=n)) % n_lab  # (n,) never equal to a
         self.labels = np.stack([a, b], axis=1)  # (n, 2): label word of positive, of negative
+        # the order a listing instruction names them in: random, so the order says nothing about sentiment
+        self.negative_first = rng.random(n) < 0.5  # (n,)
 
 
 class ICLData:
@@ -108,6 +115,14 @@ class ICLData:
     sentiment of 48 adjectives (the only signal would go through a matching
     circuit that cannot form before it does) and stays at chance.
 
+    ``listed_share`` of the rows (none by default) open with the instruction
+    that lists the two label words, in random order: ``Classify each review
+    as tiger or lemon.`` (:data:`LISTED_INSTRUCTION`); the others say ``as
+    this or that`` (:data:`PLAIN_INSTRUCTION`, the same length, so every
+    token sits at the same position in both). The list does not say which
+    word is which, but it says what the *other* word is: after one example
+    of the other sentiment, the answer is the listed word not yet used.
+
     ``answers_only`` (the default) sets every target but the labels to
     ``IGNORE`` (the loss's ignore index), as instruction tuning masks the
     prompt: the adjectives and nouns are random by construction, so
@@ -116,35 +131,48 @@ class ICLData:
     """
 
     def __init__(self, block_size: int = BLOCK_SIZE, *, val_seed: int = 12345, answers_only: bool = True,
-                 named_share: float = 0.5):
-        if not isinstance(block_size, int) or not 2 <= block_size <= HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1:
-            raise ValueError(f"block_size: got {block_size!r}, expected an integer in "
-                             f"[2, {HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1}]")
-        if not 0.0 <= named_share < 1.0:
-            raise ValueError(f"named_share: got {named_share!r}, expected a share in [0, 1)")
+                 named_share: float = 0.5, listed_share: float = 0.0):
+        longest = HEADER_TOKENS + TRAIN_LINES * LINE_TOKENS - 1  # a row holds block_size + 1 tokens
+        if not isinstance(block_size, int) or not 2 <= block_size <= longest:
+            raise ValueError(f"block_size: got {block_size!r}, expected an integer in [2, {longest}]")
+        for name, share in (("named_share", named_share), ("listed_share", listed_share)):
+            if not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name}: got {share!r}, expected a share in [0, 1]")
         self.block_size, self.val_seed, self.answers_only = block_size, val_seed, answers_only
-        self.named_share = named_share
+        self.named_share, self.listed_share = named_share, listed_share
         self.tokenizer = tokenizer()
         ids = self.tokenizer.stoi
         self.vocab_size = self.tokenizer.vocab_size
         self._adjectives = np.array([[ids[w] for w in POSITIVE], [ids[w] for w in NEGATIVE]])  # (2, 24)
         self._nouns = np.array([ids[w] for w in NOUNS])
         self._labels = np.array([ids[w] for w in LABEL_WORDS] + [ids["positive"], ids["negative"]])
-        self._header = np.array([ids[w] for w in ("Classify", "each", "review", ".", "\n")])
+        # the plain instruction's ids; a listing row puts its two label words over "this" and "that"
+        self._header = np.array(self.tokenizer.encode(PLAIN_INSTRUCTION + "\n"))  # (HEADER_TOKENS,)
         # one line, with 0 where the adjective, the noun and the label go
         self._line = np.array([ids["Review"], ids[":"], 0, 0, 0, ids["\n"]])
 
-    def sequences(self, rng: np.random.Generator, n: int, lines: int = TRAIN_LINES) -> np.ndarray:
-        """``n`` whole sequences, ``(n, HEADER_TOKENS + lines * LINE_TOKENS)`` int64 token ids."""
+    def rows(self, rng: np.random.Generator, n: int, lines: int = TRAIN_LINES) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` whole sequences and which of them list the labels: ``(ids, listed)``.
+
+        ``ids`` is ``(n, HEADER_TOKENS + lines * LINE_TOKENS)`` int64, ``listed`` is ``(n,)`` bool.
+        """
         d = _Draw(rng, n, lines)
         named = rng.random(n) < self.named_share  # (n,) these rows say "positive" / "negative"
+        listed = rng.random(n) < self.listed_share  # (n,) these rows list the two label words
         d.labels[named] = [len(LABEL_WORDS), len(LABEL_WORDS) + 1]  # the two extra entries of self._labels
         body = np.broadcast_to(self._line, (n, lines, LINE_TOKENS)).copy()  # (n, L, 6)
         body[:, :, 2] = self._nouns[d.noun]
         body[:, :, 3] = self._adjectives[d.sentiment, d.adjective]  # (n, L) gathered by (sentiment, index)
         body[:, :, LABEL_OFFSET] = self._labels[np.take_along_axis(d.labels, d.sentiment, axis=1)]  # (n, L)
-        header = np.broadcast_to(self._header, (n, HEADER_TOKENS))
-        return np.concatenate([header, body.reshape(n, lines * LINE_TOKENS)], axis=1).astype(np.int64)
+        header = np.broadcast_to(self._header, (n, HEADER_TOKENS)).copy()  # (n, H)
+        named_order = np.where(d.negative_first[:, None], d.labels[:, ::-1], d.labels)  # (n, 2) in the drawn order
+        header[listed, 4], header[listed, 6] = self._labels[named_order[listed].T]  # over "this" and "that"
+        ids = np.concatenate([header, body.reshape(n, lines * LINE_TOKENS)], axis=1).astype(np.int64)
+        return ids, listed
+
+    def sequences(self, rng: np.random.Generator, n: int, lines: int = TRAIN_LINES) -> np.ndarray:
+        """``n`` whole sequences' token ids (:meth:`rows` without which of them list the labels)."""
+        return self.rows(rng, n, lines)[0]
 
     def get_batch(self, split: str, batch_size: int, rng: np.random.Generator):
         if split == "val":
@@ -164,7 +192,7 @@ class ICLData:
 
 
 def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = False,
-             counterbalance: bool = True) -> list[dict]:
+             counterbalance: bool = True, listed: bool = False) -> list[dict]:
     """``n`` evaluation prompts of ``shots`` examples, built with :func:`minitx.prompt.build_prompt`.
 
     By default ``shots`` counts the examples in all (Brown et al.), each of a
@@ -182,6 +210,11 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
     label words swapped (so ``2 n`` prompts come back): a model that ignores
     the examples then gives the same answer to both and scores exactly
     chance, 0.5, instead of 0.5 plus sampling noise.
+
+    With ``listed`` the instruction lists the two label words
+    (:data:`LISTED_INSTRUCTION`), in an order drawn per sequence and kept for
+    both assignments, so the list itself says nothing about which is which.
+    The same ``rng`` state gives the same reviews with and without the list.
     """
     most = MAX_SHOTS // 2 if per_label else MAX_SHOTS
     if not isinstance(shots, int) or isinstance(shots, bool) or not 0 <= shots <= most:
@@ -197,11 +230,15 @@ def episodes(rng: np.random.Generator, n: int, shots: int, *, per_label: bool = 
         orders = (d.labels[i], d.labels[i][::-1]) if counterbalance else (d.labels[i],)
         lines = [(review_text((POSITIVE, NEGATIVE)[d.sentiment[i, j]][d.adjective[i, j]], NOUNS[d.noun[i, j]]),
                   int(d.sentiment[i, j])) for j in range(n_examples + 1)]
+        # the listing instruction names the pair in one drawn order, the same for both label assignments
+        named = [LABEL_WORDS[j] for j in (d.labels[i][::-1] if d.negative_first[i] else d.labels[i])]
         for labels in orders:
             words = (LABEL_WORDS[labels[0]], LABEL_WORDS[labels[1]])
             examples = [(text, words[s]) for text, s in lines[:-1]]
             query, s = lines[-1]
-            out.append({"prompt": build_prompt(TEMPLATE, query, examples), "answer": words[s], "candidates": words})
+            prompt = (build_prompt(TEMPLATE, query, examples, labels=named) if listed
+                      else build_prompt(TEMPLATE, query, examples, instruction=PLAIN_INSTRUCTION))
+            out.append({"prompt": prompt, "answer": words[s], "candidates": words})
     return out
 
 
@@ -219,5 +256,6 @@ def matching_label_positions(eps: list[dict], length: int) -> np.ndarray:
     return out
 
 
-__all__ = ["BLOCK_SIZE", "matching_label_positions", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "MAX_SHOTS", "NEGATIVE", "NOUNS", "POSITIVE",
-           "TEMPLATE", "VOCAB", "episodes", "label_position", "tokenizer"]
+__all__ = ["BLOCK_SIZE", "HEADER_TOKENS", "ICLData", "LABEL_WORDS", "LINE_TOKENS", "LISTED_INSTRUCTION",
+           "MAX_SHOTS", "NEGATIVE", "NOUNS", "PLAIN_INSTRUCTION", "POSITIVE", "TEMPLATE", "VOCAB", "episodes",
+           "label_position", "matching_label_positions", "tokenizer"]
