@@ -70,15 +70,17 @@ print(build_prompt(template, "a superb, warm film.", examples[:1],
 # The model never sees characters or words: it sees token ids, and at most
 # `block_size` of them at once. `fit_prompt` encodes a prompt and checks it
 # against the window. The models of this lesson use a word-level tokenizer
-# (one word, one token) and a window of 59 tokens: the instruction and nine
-# lines of the task below.
+# (one word, one token) and a window of 63 tokens: the instruction and nine
+# lines of the task below. The task's template, `review-label`, names the
+# two candidate labels in its instruction, so it needs `labels=`.
 
 # %%
 tokenizer = icl.tokenizer()
 window = icl.BLOCK_SIZE
 task = TEMPLATES["review-label"]  # the layout the models below were trained on (see section 3)
 lines = [("plot superb", "tiger"), ("cast dull", "lemon"), ("music warm", "tiger"), ("ending bland", "lemon")]
-prompt = build_prompt(task, "film lovely", lines)
+names = ("lemon", "tiger")  # the candidates, in the order the instruction lists them
+prompt = build_prompt(task, "film lovely", lines, labels=names)
 fitted = fit_prompt(prompt, tokenizer, window)
 print(fitted.text)
 print(f"\n{fitted.n_tokens} tokens of a {window}-token window")
@@ -91,7 +93,7 @@ print(f"\n{fitted.n_tokens} tokens of a {window}-token window")
 # instruction goes first).
 
 # %%
-long_prompt = build_prompt(task, "film lovely", lines * 3)
+long_prompt = build_prompt(task, "film lovely", lines * 3, labels=names)
 try:
     fit_prompt(long_prompt, tokenizer, window)
 except PromptTooLong as exc:
@@ -105,9 +107,11 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # The same mechanism is on the command line: `minitx prompt` shows a prompt,
 # its token count and the window, and `minitx generate` takes the same flags:
 #
-#     minitx prompt --checkpoint .cache/icl/gpt-2x64-seed0-iters3000-batch32 --template review-label \
+#     minitx prompt --checkpoint .cache/icl/gpt-2x64-seed0-iters3000-listing1000-batch32 \
+#         --template review-label --label lemon --label tiger \
 #         --example "plot superb => tiger" --example "cast dull => lemon" --query "film lovely"
-#     minitx generate --checkpoint .cache/icl/gpt-2x64-seed0-iters3000-batch32 --template review-label \
+#     minitx generate --checkpoint .cache/icl/gpt-2x64-seed0-iters3000-listing1000-batch32 \
+#         --template review-label --label lemon --label tiger \
 #         --example "plot superb => tiger" --example "cast dull => lemon" --query "film lovely" \
 #         --temperature 0 --max-new-tokens 1
 #
@@ -135,6 +139,14 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # classification convention, "2-way k-shot": a 1-shot prompt shows each
 # label once), which separates reading the mapping from that exclusion.
 #
+# **Two instructions, one layout.** Every prompt is asked twice: once with
+# the instruction that lists the two label words, `Classify each review as
+# lemon or tiger.` (in an order drawn per prompt, so the list says *what*
+# the labels are, never which is which), and once with `Classify each
+# review as this or that.`, the same number of tokens, so every other
+# token sits where it sat. Only the list differs, and only at k = 1 should
+# it matter: there it names the label the single example did not show.
+#
 # The label follows the review's last word directly (the `review-label`
 # template has no output indicator): then the token before each label is a
 # word with a sentiment, which is what the attention heads of section 4 and
@@ -146,52 +158,61 @@ print(f"truncate-left: {cut.truncated_tokens} tokens cut; the prompt now starts 
 # 2 layers and 64 wide: about 16x in parameters) on the same data with the
 # same token budget, through the one `Trainer`, and caches them in
 # `.cache/icl`. If the cache is there this cell only evaluates; otherwise it
-# trains them (about ten minutes on two cores). In the test suite's fast
+# trains them (about eight minutes on two cores). In the test suite's fast
 # mode it trains three tiny models for a few steps instead, in seconds: the
 # plot is then flat at chance, but every step runs.
 
 # %%
 cache = output_dir() / "11_icl_cache" if FAST else Path(minitx.__file__).resolve().parent.parent / ".cache" / "icl"
 result = bench.run(seed=0, fast=FAST, cache=cache)
-print("\n\n".join(bench.format_table(result).split("\n\n")[:2]))
+print("\n\n".join(bench.format_table(result).split("\n\n")[:3]))
 
 # %%
 if plt():
-    fig, ax = plt().subplots(figsize=(6, 3.8))
-    names = list(dict.fromkeys(r["model"] for r in result["rows"]))
-    for name in names:
-        rows = [r for r in result["rows"] if r["model"] == name]
-        ax.plot([r["k"] for r in rows], [r["accuracy"] for r in rows], "o-",
-                label=f"{name} ({rows[0]['n_params']:,} params)")
-    ax.axhline(bench.CHANCE, color="gray", ls="--", lw=1, label="chance")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(bench.SHOTS, [str(k) for k in bench.SHOTS])
-    ax.set_xlabel("examples in the prompt (k)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0.3, 1.02)
-    ax.set_title("in-context learning by model size")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig, axes = plt().subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    sizes = list(dict.fromkeys(r["model"] for r in result["rows"]))
+    for ax, kind, title in zip(axes, bench.PROMPTS, ("instruction lists the labels", "'as this or that'")):
+        for name in sizes:
+            rows = [r for r in result["rows"] if r["model"] == name and r["prompt"] == kind]
+            ax.plot([r["k"] for r in rows], [r["accuracy"] for r in rows], "o-",
+                    label=f"{name} ({rows[0]['n_params']:,} params)")
+        ax.axhline(bench.CHANCE, color="gray", ls="--", lw=1, label="chance")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(bench.SHOTS, [str(k) for k in bench.SHOTS])
+        ax.set_xlabel("examples in the prompt (k)")
+        ax.set_ylim(0.3, 1.02)
+        ax.set_title(f"in-context learning by size: {title}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=8)
     savefig(fig, "11_icl_accuracy")
 
 # %% [markdown]
 # What to look for (the figures measured on two cores are in
-# `benchmarks/icl.md`): at k = 0 every model is at chance, as it must be;
-# with examples the larger models climb, and with eight examples the largest
-# answers almost always right, while the one-layer model stays near chance.
-# At k = 1 the models sit at or *below* chance: with a single example, half
-# the queries have the other sentiment, the right label never appeared, and
-# these small models copy the one label they saw (right only when the
-# sentiments agree, which is what their k = 1 accuracy measures). Shown one
-# example of each label (the per-label table), the two-layer models are
-# nearly perfect at once: reading a mapping off the prompt is what they
-# learned; ruling a label out is a step further.
-# A person would name both labels in the instruction ("... as lemon or
-# tiger."), and then one example settles the other label by elimination.
-# Trained on such prompts, these models learnt nothing within the budget:
-# picking one of the two named words at random already brings the loss to
-# ln 2, and from there no small step of gradient descent rewards reading the
-# examples (`benchmarks/icl.md` has the measurement).
+# `benchmarks/icl.md`): at k = 0 every model is at chance, as it must be,
+# with either instruction; with examples the two-layer models climb, and
+# with eight the largest answers almost always right, while the one-layer
+# model stays near chance.
+#
+# At k = 1 the instruction decides. Without the list ("as this or that")
+# the models sit at or *below* chance: with a single example, half the
+# queries have the other sentiment, the right label never appeared, and
+# they copy the one label they saw (right only when the sentiments agree).
+# With the list, the largest model is right almost every time: the list
+# names the other label, and the example settles which is which. That is
+# prompt engineering in one number: the same model, the same examples, one
+# more clause in the instruction. Shown one example of *each* label (the
+# per-label table), the two-layer models are nearly perfect under either
+# instruction: reading a mapping off the prompt is the skill they learned.
+#
+# How they were taught to use the list is a lesson of its own (the
+# docstring of `bench.Budget`). Mixed into training from the first step,
+# listing rows teach nothing: answering one of the two listed words at
+# random already brings the loss to ln 2, and from there no small step of
+# gradient descent rewards reading the examples, so every k stays at
+# chance. Trained first on plain rows (3000 steps, where the matching
+# circuit forms) and only then on half listing rows (1000 steps, a third
+# of the learning rate), the same models use both: a curriculum.
 # A single attention layer can look at the earlier labels, but it cannot
 # first tie each label to the review before it and then match that review
 # against the query: that takes two layers working in sequence, which is
@@ -208,6 +229,7 @@ from minitx.generate import generate_text  # noqa: E402
 largest, _ = bench.train_or_load((bench.FAST_SIZES if FAST else bench.SIZES)[-1], bench.FAST if FAST else bench.FULL,
                                  0, cache)
 for k in (0, 1, 2, 4):  # the lines alternate tiger (positive) and lemon (negative)
-    p = fit_prompt(build_prompt(task, "film lovely", lines[:k]), tokenizer, window)
-    completion = generate_text(largest, tokenizer, p.text, 1, temperature=0)
-    print(f"{k}-shot ({p.shots} examples): ...{p.text.splitlines()[-1]!r} -> {completion.strip()!r}")
+    for how, extra in (("listed", {"labels": names}), ("plain ", {"instruction": icl.PLAIN_INSTRUCTION})):
+        p = fit_prompt(build_prompt(task, "film lovely", lines[:k], **extra), tokenizer, window)
+        completion = generate_text(largest, tokenizer, p.text, 1, temperature=0)
+        print(f"{k}-shot, {how}: ...{p.text.splitlines()[-1]!r} -> {completion.strip()!r}")

@@ -49,11 +49,14 @@ cache = output_dir() / "12_icl_cache" if FAST else root / ".cache" / "icl"
 #
 # `bench.run` loads the cached models of lesson 11 (or trains them: fast
 # mode trains tiny ones in seconds, whose heads have learnt nothing yet)
-# and scores every head of the largest one on 8-shot prompts. At the last
+# and scores every head of the largest one on 8-shot prompts. An induction
+# head attends from the current token to the token that *followed* an
+# earlier match, and copies it. Here the match is by sentiment: at the last
 # position, the query's word, we add up the attention the head pays to the
-# earlier review words *of the same sentiment* and subtract what it pays to
-# those of the other sentiment. A head that ignores sentiment scores about 0;
-# a head that looks only at matching words scores up to 1.
+# earlier labels that follow a review *of the same sentiment* (the answer
+# to copy) and subtract what it pays to those after the other sentiment. A
+# head that ignores sentiment scores about 0; a head that looks only at the
+# matching labels scores up to 1.
 #
 # Olsson et al. define their prefix-matching score on random tokens repeated
 # twice: from each token of the second copy, the attention to the token that
@@ -62,6 +65,12 @@ cache = output_dir() / "12_icl_cache" if FAST else root / ".cache" / "icl"
 # not its identity (the query's adjective rarely occurs earlier), so on
 # random tokens their heads look about uniform: the exact-copy score finds
 # nothing here, the sentiment-matching score does.
+#
+# How can a label "know" the sentiment of the review before it? A label
+# word means nothing by itself. A head of the first layer must first copy
+# the preceding word's sentiment into the label's position (a
+# previous-token head); only then can a second-layer head match on it.
+# That is why one layer is not enough, and section 3 shows both halves.
 
 # %%
 result = bench.run(seed=0, fast=FAST, cache=cache)
@@ -92,12 +101,13 @@ if plt():
 #
 # One 4-shot prompt; each panel is one head's attention, queries down,
 # keys across. The last row is the query's word: its bright cells should sit
-# on the earlier words of the same sentiment.
+# on the earlier labels that follow a review of the same sentiment.
 
 # %%
 tokenizer = icl.tokenizer()
 lines = [("plot superb", "tiger"), ("cast dull", "lemon"), ("music warm", "tiger"), ("ending bland", "lemon")]
-prompt = fit_prompt(build_prompt(TEMPLATES["review-label"], "film lovely", lines), tokenizer, icl.BLOCK_SIZE)
+prompt = fit_prompt(build_prompt(TEMPLATES["review-label"], "film lovely", lines, labels=("lemon", "tiger")),
+                    tokenizer, icl.BLOCK_SIZE)  # the instruction lists the labels, as in the headline table
 words = tokenizer.tokenize(prompt.text)
 maps = attention_maps(model, np.array([prompt.ids]))  # n_layer x (1, H, T, T)
 for layer, head in heads:
@@ -122,15 +132,21 @@ if plt():
 # zeroing the rows of the output projection that read the head). The bench
 # zeroed every head whose matching score reaches 0.1 and, as a control, as
 # many other heads drawn at random (four draws), and measured 2-, 4- and
-# 8-shot accuracy each time. (With a model this small the control is
-# blunt: in some seeds half the heads match, and zeroing any half of the
-# model is fatal; `benchmarks/icl.md` lists three seeds.)
+# 8-shot accuracy each time, on the listing prompts. With a model this
+# small the random control is blunt: the circuit has two halves, and a
+# random draw of the other heads nearly always hits a first-layer head that
+# feeds the matching ones. Zeroing one head at a time says more: the
+# matching heads of the second layer share the work (zeroing one of them
+# costs a little), while zeroing one first-layer previous-token head is
+# about as bad as zeroing all matching heads (`benchmarks/icl.md` lists
+# five seeds).
 
 # %%
 for k in (2, 4, 8):
     acc = {a["ablation"]: a["accuracy"] for a in result["ablation"] if a["k"] == k}
     print(f"k={k}: intact {acc['none']:.3f}, best matchers zeroed {acc['induction']:.3f}, "
           f"as many other heads zeroed {acc['control']:.3f}")
+print("k=8 accuracy with one head zeroed (rows = layers):\n", np.round(np.array(result["single_head_ablation"]), 3))
 with ablate_heads(model, heads):  # the same mask, by hand, on the prompt above
     zeroed = model.forward(np.array([prompt.ids]))[0, -1]
 intact = model.forward(np.array([prompt.ids]))[0, -1]

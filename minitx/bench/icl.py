@@ -4,9 +4,10 @@
 
 1. **Train** GPTs of four sizes (about 6k to 110k parameters, 1 and 2
    layers) on the same generated data (:mod:`minitx.datasets.icl`: every
-   sequence hides its own label words) with the same token budget, each
-   through the one :class:`~minitx.train.trainer.Trainer`, two
-   data-parallel threads. Trained models are cached as Trainer checkpoints
+   sequence hides its own label words) with the same token budget and the
+   same two-phase recipe (:class:`Budget`: plain instructions first, then
+   half the rows listing the label words), each through the one
+   :class:`~minitx.train.trainer.Trainer`, two data-parallel threads. Trained models are cached as Trainer checkpoints
    (safetensors + JSON) in ``--cache`` (default ``.cache/icl``), keyed by
    size, seed and budget, so the tutorials reuse them; a second run only
    evaluates.
@@ -16,16 +17,28 @@
    the higher next-token logit (rank classification, as Brown et al. score
    multiple choice), so chance is 1/2. Every drawn prompt is also asked with
    its label words swapped (counterbalanced), so a model that ignores the
-   examples scores exactly chance.
-3. **Mechanism.** A prefix-matching score per head of the largest model
-   (:func:`minitx.interpret.prefix_matching_scores`) names the induction
-   heads; zeroing their output (:func:`minitx.interpret.ablate_heads`) and
-   re-measuring few-shot accuracy shows how much of the skill they carry.
-   As many other heads, drawn at random, are ablated as a control.
+   examples scores exactly chance. Every prompt is asked with two
+   instructions of the same length: the headline one lists the two label
+   words ("Classify each review as tiger or lemon."), the other does not
+   ("... as this or that."); with one example only the list names the label
+   the example did not show. The issue's targets are checked on the
+   headline prompts and printed under the tables.
+3. **Mechanism.** A matching score per head of the largest model names
+   the induction heads: on 8-shot prompts, the attention from the query's
+   word to the labels that follow reviews of the same sentiment, minus to
+   those after the other sentiment (Olsson et al.'s "attend to the token
+   after the earlier match", matching on sentiment instead of identity;
+   their own prefix-matching score on repeated random tokens,
+   :func:`minitx.interpret.prefix_matching_scores`, is reported beside it).
+   Zeroing the matching heads' output (:func:`minitx.interpret.ablate_heads`)
+   and re-measuring few-shot accuracy shows how much of the skill they
+   carry. As many other heads, drawn at random, are ablated as a control.
 
 ``--json`` prints one object a line: accuracy rows ``{"model", "n_params",
-"k", "accuracy", "chance", "n_eval"}``, then ablation rows (``"ablation"``
-names which heads were zeroed) and one ``"induction_heads"`` row.
+"k", "accuracy", "chance", "n_eval", "prompt"}`` (``prompt`` is ``"listed"``
+or ``"plain"``), per-label rows (``"k_per_label"`` in place of ``"k"``),
+then ablation rows (``"ablation"`` names which heads were zeroed) and one
+``"induction_heads"`` row.
 ``--fast`` shrinks everything to seconds (the tests run it); its numbers
 check the structure, not the targets.
 """
@@ -245,12 +258,13 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     headline = sets["listed"]
     ids8, _, _ = headline[MAX_K]
     eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, False]), budget.n_eval, MAX_K, listed=True)  # = ids8
-    same = icl.matching_label_positions(eps8, ids8.shape[1])
-    # where the query's word should look: earlier review words of the same sentiment (the label's predecessor)
-    same_words, all_words = np.roll(same, -1, axis=1), np.zeros_like(same)
-    all_words[:, [icl.label_position(j) - 1 for j in range(MAX_K)]] = True
-    match = (attention_to_targets(largest, ids8, -1, same_words)
-             - attention_to_targets(largest, ids8, -1, all_words & ~same_words))  # (n_layer, n_head)
+    # where an induction head looks from the query's word: the token *after* each earlier word that matches
+    # it (Olsson et al.), here the labels that follow a review of the query's sentiment, the answer to copy
+    same = icl.matching_label_positions(eps8, ids8.shape[1])  # (N, T)
+    labels = np.zeros_like(same)
+    labels[:, [icl.label_position(j) for j in range(MAX_K)]] = True
+    match = (attention_to_targets(largest, ids8, -1, same)
+             - attention_to_targets(largest, ids8, -1, labels & ~same))  # (n_layer, n_head)
     random_prefix = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
     order = [tuple(int(i) for i in np.unravel_index(j, match.shape)) for j in np.argsort(match, axis=None)[::-1]]
     n_top = max(1, int((match >= MATCH_THRESHOLD).sum()))  # every head that matches (at least the best one)
@@ -272,7 +286,12 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
                                   ("control", controls, float(np.mean(control)))):
             ablation.append({"model": sizes[-1].name, "ablation": label, "heads": heads, "k": k, "accuracy": acc,
                              "chance": CHANCE, "n_eval": len(headline[k][0]), "prompt": "listed"})
-    return {"rows": rows, "label_rows": label_rows, "ablation": ablation, "match_scores": match.tolist(),
+    single = np.zeros(match.shape)  # (n_layer, n_head) k=8 accuracy with that one head zeroed
+    for layer, head in np.ndindex(*match.shape):
+        with ablate_heads(largest, [(layer, head)]):
+            single[layer, head] = accuracy(largest, headline[MAX_K])
+    return {"rows": rows, "label_rows": label_rows, "ablation": ablation, "single_head_ablation": single.tolist(),
+            "match_scores": match.tolist(),
             "prefix_scores": random_prefix.tolist(), "induction_heads": top, "models": infos, "seed": seed,
             "fast": fast, "budget": budget.__dict__ | {"tokens": budget.tokens},
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
@@ -324,11 +343,15 @@ def format_table(result: dict) -> str:
         lines.append(f"{name:<10} " + " ".join(f"{mine['listed', k]:>6.3f}/{mine['plain', k]:.3f}"
                                                 for k in PER_LABEL_SHOTS))
     lines.append("")
-    for key, what in (("match_scores", "matching score (attention from the query's word to earlier words of its "
-                                        "sentiment, minus to the other sentiment's)"),
+    for key, what in (("match_scores", "matching score (attention from the query's word to the labels after "
+                                        "reviews of its sentiment, minus to the other sentiment's)"),
                       ("prefix_scores", "prefix-matching score on repeated random tokens (Olsson et al.)")):
         lines.append(f"{what}, per head of {names[-1]} (rows: layers):")
         lines.extend(f"  layer {i}: " + " ".join(f"{s:+.2f}" for s in row) for i, row in enumerate(result[key]))
+    lines.append(f"k={MAX_K} accuracy with one head zeroed, per head of {names[-1]} (rows: layers; a two-layer "
+                 "circuit, so the first layer's heads that feed the matching heads matter too):")
+    lines.extend(f"  layer {i}: " + " ".join(f"{s:.3f}" for s in row)
+                 for i, row in enumerate(result["single_head_ablation"]))
     lines.append(f"induction heads (layer, head), matching score >= {MATCH_THRESHOLD}: {result['induction_heads']}")
     for k in sorted({a["k"] for a in result["ablation"]}):
         acc = {a["ablation"]: a for a in result["ablation"] if a["k"] == k}
@@ -352,6 +375,7 @@ def main(argv=None) -> int:
             print(json.dumps(r))
         print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
                           "prefix_scores": result["prefix_scores"],
+                          "single_head_ablation": result["single_head_ablation"],
                           "seconds": result["seconds"], "cpu_seconds": result["cpu_seconds"]}))
     else:
         print(format_table(result))
