@@ -140,3 +140,15 @@ def test_bad_sampling_arguments(kwargs, fragment):
 def test_empty_prompt_is_an_error():
     with pytest.raises(ValueError, match="at least one token"):
         generate(peaked_model(), np.zeros((1, 0), dtype=np.int64), 3)
+
+
+def test_generate_text_keeps_a_word_tokenizers_spaces():
+    """The continuation of a word-level model starts with the space its decoder puts between words:
+    prompt + new text is the decoded whole (decoding the new ids alone would glue them to the prompt)."""
+    from minitx.tokenizer.word import WordTokenizer
+
+    tok = WordTokenizer(["a", "b", "c"])  # words only: every new token is written after a space
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8), seed=0)
+    text, ids = generate_text(model, tok, "a b", 4, temperature=0, return_ids=True)
+    assert "a b" + text == tok.decode(tok.encode("a b") + ids)
+    assert len(ids) == 4 and text == " " + tok.decode(ids)
