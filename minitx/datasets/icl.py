@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.loss import IGNORE_INDEX
 from ..prompt import TEMPLATES, build_prompt
 from ..tokenizer.word import WordTokenizer
 
@@ -66,7 +67,7 @@ MAX_SHOTS = 8
 #: The models' context window: the instruction and 9 full lines (8 examples, the query and its label).
 BLOCK_SIZE = HEADER_TOKENS + (MAX_SHOTS + 1) * LINE_TOKENS
 #: The target id the cross-entropy skips (:func:`minitx.nn.loss.cross_entropy_forward`'s ``ignore_index``).
-IGNORE = -100
+IGNORE = IGNORE_INDEX
 
 
 def tokenizer() -> WordTokenizer:

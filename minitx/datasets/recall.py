@@ -50,7 +50,9 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = -100  # cross_entropy's ignore_index
+from ..nn.loss import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX  # cross_entropy's ignore_index: not scored
 
 
 class RecallTask:

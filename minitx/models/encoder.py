@@ -67,6 +67,7 @@ from ..nn import (
 )
 from ..nn.activations import Activation
 from ..nn.checks import check_positive_int
+from ..nn.loss import IGNORE_INDEX
 from ..nn.norm import NORMS, make_norm
 from ..nn.positions import RelativePositionBias
 from ..nn.loss import cross_entropy_backward, cross_entropy_forward
@@ -350,7 +351,7 @@ def tied_head_backward(dlogits, cache):
 class _EncoderWithLoss(Module):
     """Shared plumbing: ``loss`` = forward + cross-entropy, ``backward_loss`` = its backward."""
 
-    ignore_index = -100
+    ignore_index = IGNORE_INDEX
 
     def loss(self, ids, targets, *, label_smoothing: float = 0.0):
         """Forward + mean cross-entropy; returns ``(loss, logits)``. Targets ``-100`` are ignored."""
@@ -469,7 +470,7 @@ class EncoderMLM(_EncoderWithLoss):
 
 
 def mask_tokens(ids, rng, *, mask_id: int, vocab_size: int, special_ids=(), p: float = 0.15,
-                ignore_index: int = -100):
+                ignore_index: int = IGNORE_INDEX):
     """BERT's masking recipe: returns ``(inputs, targets)``, both ``[B, T]``.
 
     Each non-special token is chosen with probability ``p``. A chosen token is

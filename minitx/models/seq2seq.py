@@ -83,7 +83,7 @@ from ..nn.attention import (
 )
 from ..nn.blocks import residual_forward
 from ..nn.norm import make_norm
-from ..nn.loss import cross_entropy_backward, cross_entropy_forward
+from ..nn.loss import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from .config import PresetConfig
 from .encoder import (
     POSITIONS,
@@ -377,9 +377,9 @@ class Seq2Seq(Module):
         c = self.config
         tgt = np.asarray(tgt)
         tgt_in = shift_right(tgt, c.bos_id, c.pad_id)
-        targets = np.where(tgt == c.pad_id, -100, tgt)
+        targets = np.where(tgt == c.pad_id, IGNORE_INDEX, tgt)
         logits = self.forward(src, tgt_in)
-        loss, self.loss_cache = cross_entropy_forward(logits, targets, ignore_index=-100,
+        loss, self.loss_cache = cross_entropy_forward(logits, targets, ignore_index=IGNORE_INDEX,
                                                       label_smoothing=label_smoothing)
         return float(loss), logits
 

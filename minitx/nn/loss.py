@@ -16,8 +16,12 @@ from ..backend import array_module
 from .checks import check_array
 from .softmax import log_softmax_forward
 
+#: The target that contributes nothing to the loss (PyTorch's default ``ignore_index``): padding, prompt
+#: tokens in instruction tuning, unscored positions. Data pipelines write it; the loss skips it.
+IGNORE_INDEX = -100
 
-def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoothing: float = 0.0):
+
+def cross_entropy_forward(logits, targets, ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0):
     """``[..., C] float, [...] int -> scalar`` mean loss; caches probs and targets.
 
     If every target is ignored the loss is 0 with zero gradient (PyTorch

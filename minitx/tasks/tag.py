@@ -14,6 +14,7 @@ import numpy as np
 from ..datasets.metrics import entity_f1
 from ..datasets.vocab import PAD, UNK, LabelSet, Vocab
 from ..models.encoder import EncoderConfig, EncoderTagger
+from ..nn.loss import IGNORE_INDEX
 from ..train.data import PaddedRows
 from .common import pad_batch, read_task, save_task, task_meta, train_task
 
@@ -91,8 +92,8 @@ class Tagger:
         config = EncoderConfig.from_preset(preset, vocab_size=len(vocab), pad_id=PAD, **overrides)
         self = cls(EncoderTagger(config, len(tag_set), seed=train_config.seed), vocab, tag_set)
         x_all = self.encode_tokens([w for w, _ in train_rows])  # (N, T)
-        y_all = pad_batch([[tag_set.encode(t) for t in ts] for _, ts in train_rows], fill=-100)  # (N, T)
-        lengths = (y_all != -100).sum(axis=1)
+        y_all = pad_batch([[tag_set.encode(t) for t in ts] for _, ts in train_rows], fill=IGNORE_INDEX)  # (N, T)
+        lengths = (y_all != IGNORE_INDEX).sum(axis=1)
 
         def hide_words(batch, rng):  # word dropout: (B, T) ids, some words replaced by <unk>
             x, y = batch
