@@ -15,7 +15,7 @@ from minitx.gradcheck import gradcheck, gradcheck_module
 from minitx.models.encoder import (EncoderClassifier, EncoderConfig, EncoderMLM, EncoderTagger, mask_tokens,
                                    pool_backward, pool_forward)
 
-from torch_reference import load_into_torch, map_encoder_layer, torch_grads
+from torch_reference import load_into_torch, map_encoder_layer, rel_err, torch_grads
 
 IDS = np.array([[1, 5, 6, 7, 3, 0], [1, 7, 3, 0, 0, 0], [1, 4, 4, 9, 8, 2]])  # 0 = padding
 
@@ -135,11 +135,6 @@ def unit_scale_embeddings(model, seed: int = 0):
         if name.endswith(("emb.weight", "pos.weight")):
             p.data[...] = rng.standard_normal(p.data.shape).astype(p.data.dtype)
     return model
-
-
-def rel_err(ours, ref) -> float:
-    ref = np.asarray(ref, dtype=np.float64)
-    return float(np.abs(np.asarray(ours, dtype=np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
 
 
 def torch_encoder_layer(torch, block, d_model, n_head, d_ff, norm_first):

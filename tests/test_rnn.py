@@ -26,6 +26,7 @@ from minitx.gradcheck import gradcheck
 from minitx.models import RNNLM, RNNConfig
 from minitx.nn import rnn as rnn_mod
 from minitx.nn.rnn import GRU, RNN, gru_backward, gru_forward, rnn_backward, rnn_forward
+from torch_reference import rel_err
 
 try:
     import torch
@@ -128,11 +129,6 @@ def test_gru_is_not_the_other_gru():
 
 
 # ---------------------------------------------------------------- 2. PyTorch parity
-def rel_err(ours, ref) -> float:
-    ref = np.asarray(ref, np.float64)
-    return float(np.abs(np.asarray(ours, np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
-
-
 def torch_layer_map(tmod, layer: int = 0, prefix: str = "") -> dict:
     """minitx name -> (torch parameter, transpose?): ``W_minitx = W_torch.T``, biases as they are."""
     return {f"{prefix}weight_ih": (getattr(tmod, f"weight_ih_l{layer}"), True),

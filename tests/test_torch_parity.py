@@ -94,6 +94,8 @@ from torch_reference import (  # noqa: E402 - after the skip: these helpers only
     map_layernorm,
     map_linear,
     map_mha,
+    rel_err,
+    to_np,
     torch_grads,
 )
 F = torch.nn.functional
@@ -101,26 +103,11 @@ torch.set_num_threads(2)
 
 TOL = 1e-5
 F32 = np.float32
-TINY = float(np.finfo(np.float32).tiny)
 
 
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def to_np(t):
-    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-
-
-def rel_err(ours, ref) -> float:
-    """``max|ours - ref| / max(max|ref|, tiny)`` over the whole tensor."""
-    a = np.asarray(to_np(ours), dtype=np.float64)
-    b = np.asarray(to_np(ref), dtype=np.float64)
-    assert a.shape == b.shape, f"shape mismatch: ours {a.shape}, torch {b.shape}"
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), TINY)
-
-
 #: Below this, a reference gradient is zero in exact arithmetic and what torch returns is its rounding noise
 #: (a query that can attend to one key only gets dq = 0: its softmax row is constant). Inputs here are O(1).
 ZERO = 1e-6

@@ -15,9 +15,29 @@ A *weight map* sends each minitx parameter name to
 
 :func:`load_into_torch` copies a minitx module's weights through a map;
 :func:`torch_grads` reads the torch gradients back in minitx's layout.
-Only the callers import torch (after ``pytest.importorskip``).
+:func:`rel_err` is the parity tests' one error measure. Only the callers import torch (after
+``pytest.importorskip``).
 """
 from __future__ import annotations
+
+import numpy as np
+
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def to_np(t):
+    """A torch tensor (detached, on the CPU) or anything array-like, as a NumPy array."""
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def rel_err(ours, ref) -> float:
+    """``max|ours - ref| / max(max|ref|, tiny)`` over the whole tensor, in float64; shapes must agree."""
+    a = np.asarray(to_np(ours), dtype=np.float64)
+    b = np.asarray(to_np(ref), dtype=np.float64)
+    assert a.shape == b.shape, f"shape mismatch: ours {a.shape}, reference {b.shape}"
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), _TINY)
 
 
 def map_linear(prefix, tlin):
