@@ -254,3 +254,38 @@ def test_scaling_bench_fast(tmp_path):
     except ImportError:
         return
     assert (tmp_path / "law.png").stat().st_size > 0
+
+
+def test_matching_scores_see_both_kinds_of_matching_head(monkeypatch):
+    """Planted heads: one blind to sentiment (every label alike) scores 0; one that looks only at the labels of
+    the query's sentiment, and one that looks only at the newlines after the *other* sentiment's labels,
+    score 1 each (the score drops the sign)."""
+    import minitx.interpret as interp
+    from minitx.bench import icl as bench
+
+    eps = icl.episodes(np.random.default_rng(5), 200, 8)  # many prompts: both sentiments equally often
+    ids, _, _ = bench.encode_episodes(eps, icl.tokenizer(), icl.BLOCK_SIZE)
+    B, T = ids.shape
+    same = icl.matching_label_positions(eps, T)  # (B, T)
+    labels = np.zeros_like(same)
+    labels[:, [icl.label_position(j) for j in range(8)]] = True
+    both = (same.sum(1) > 0) & ((labels & ~same).sum(1) > 0)  # prompts with examples of both sentiments
+    ids, same, labels, eps = ids[both], same[both], labels[both], [e for e, b in zip(eps, both) if b]
+    B = len(ids)
+
+    def rows(mask):  # attention of the last position spread evenly over ``mask``
+        w = np.zeros((B, T, T))
+        w[:, -1] = mask / mask.sum(axis=1, keepdims=True)
+        return w
+
+    def fake_maps(model, idx):
+        layer0 = np.stack([rows(labels), rows(labels)], axis=1)  # (B, 2, T, T) blind to sentiment
+        layer1 = np.stack([rows(same), rows(np.roll(labels & ~same, 1, axis=1))], axis=1)
+        return [layer0, layer1]
+
+    monkeypatch.setattr(interp, "attention_maps", fake_maps)
+    model = GPT(GPTConfig(vocab_size=len(icl.VOCAB), block_size=icl.BLOCK_SIZE, n_layer=2, n_head=2, n_embd=8))
+    scores = bench.matching_scores(model, ids, eps)
+    assert scores.shape == (2, 2)
+    assert np.allclose(scores[0], 0, atol=0.05)  # a blind head: only the sampling of the sentiments shows
+    assert np.allclose(scores[1], 1.0)

@@ -50,13 +50,17 @@ cache = output_dir() / "12_icl_cache" if FAST else root / ".cache" / "icl"
 # `bench.run` loads the cached models of lesson 11 (or trains them: fast
 # mode trains tiny ones in seconds, whose heads have learnt nothing yet)
 # and scores every head of the largest one on 8-shot prompts. An induction
-# head attends from the current token to the token that *followed* an
-# earlier match, and copies it. Here the match is by sentiment: at the last
-# position, the query's word, we add up the attention the head pays to the
-# earlier labels that follow a review *of the same sentiment* (the answer
-# to copy) and subtract what it pays to those after the other sentiment. A
-# head that ignores sentiment scores about 0; a head that looks only at the
-# matching labels scores up to 1.
+# head attends from the current token to what followed an earlier *match*,
+# and copies it. Here the match is by sentiment: at the last position, the
+# query's word, we compare the attention the head pays to the examples *of
+# the same sentiment* with what it pays to the others, token by token (each
+# example's adjective, its label, and the newline after the label), and add
+# up the sizes of the differences (`bench.matching_scores`). A head blind to
+# sentiment scores about 0; one that looks only at one sentiment's
+# examples scores up to 2. The sign is dropped on purpose: some trained
+# heads look at the examples like the query (to copy their label), others
+# at the examples unlike it (to rule their label out), and which kind a
+# model grows changes with the seed (`benchmarks/icl.md`).
 #
 # Olsson et al. define their prefix-matching score on random tokens repeated
 # twice: from each token of the second copy, the attention to the token that
@@ -101,7 +105,8 @@ if plt():
 #
 # One 4-shot prompt; each panel is one head's attention, queries down,
 # keys across. The last row is the query's word: its bright cells should sit
-# on the earlier labels that follow a review of the same sentiment.
+# on the examples of one sentiment (their adjectives, labels or the
+# newlines after them), not on both.
 
 # %%
 tokenizer = icl.tokenizer()

@@ -24,15 +24,15 @@
    the example did not show. The issue's targets are checked on the
    headline prompts and printed under the tables.
 3. **Mechanism.** A matching score per head of the largest model names
-   the induction heads: on 8-shot prompts, the attention from the query's
-   word to the labels that follow reviews of the same sentiment, minus to
-   those after the other sentiment (Olsson et al.'s "attend to the token
-   after the earlier match", matching on sentiment instead of identity;
-   their own prefix-matching score on repeated random tokens,
+   the induction heads (:func:`matching_scores`: on 8-shot prompts, how much
+   the head's attention from the query's word to the examples depends on
+   whether they share the query's sentiment; Olsson et al.'s
+   prefix-matching score on repeated random tokens,
    :func:`minitx.interpret.prefix_matching_scores`, is reported beside it).
    Zeroing the matching heads' output (:func:`minitx.interpret.ablate_heads`)
    and re-measuring few-shot accuracy shows how much of the skill they
-   carry. As many other heads, drawn at random, are ablated as a control.
+   carry. As many other heads, drawn at random, are ablated as a control,
+   and every head is also zeroed alone.
 
 ``--json`` prints one object a line: accuracy rows ``{"model", "n_params",
 "k", "accuracy", "chance", "n_eval", "prompt"}`` (``prompt`` is ``"listed"``
@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import icl
+from ..interpret import attention_to_targets
 from ..models.gpt import GPT, GPTConfig
 from ..prompt import fit_prompt
 from ..train.config import TrainConfig
@@ -229,9 +230,40 @@ def eval_sets(seed: int, n: int, tokenizer, window: int, *, per_label: bool = Fa
             for k in (PER_LABEL_SHOTS if per_label else SHOTS)}
 
 
+#: The tokens of an example that hold its sentiment or its label, as offsets from its label: the
+#: adjective before it, the label, and the newline after it (which a first-layer head can fill with the label).
+EXAMPLE_OFFSETS = (-1, 0, 1)
+
+
+def matching_scores(model: GPT, ids: np.ndarray, eps: list[dict]) -> np.ndarray:
+    """``[n_layer, n_head]``: how much each head's attention from the query's word depends on sentiment.
+
+    An induction head attends from the current token to what followed an
+    earlier *match* and copies it (Olsson et al.); here the match is by
+    sentiment. For each of the example tokens of :data:`EXAMPLE_OFFSETS`,
+    the attention from the last position to that token in the examples of
+    the query's sentiment minus to it in the others; the score adds up the
+    sizes of these differences. It is 0 for a head blind to sentiment, and
+    up to 2 for one that looks only at one sentiment's examples. Its sign
+    is not kept because the trained heads do both: some copy from the
+    examples of the query's sentiment (their labels: "answer like these"),
+    some look at the other sentiment's examples ("not those labels"), and
+    which ones a model grows varies with the seed.
+    """
+    same = icl.matching_label_positions(eps, ids.shape[1])  # (N, T) the labels of same-sentiment examples
+    labels = np.zeros_like(same)
+    labels[:, [icl.label_position(j) for j in range(len(eps[0]["prompt"].examples))]] = True
+    score = 0.0
+    for offset in EXAMPLE_OFFSETS:  # the same token of each example, shifted from its label
+        mine, every = np.roll(same, offset, axis=1), np.roll(labels, offset, axis=1)
+        score = score + np.abs(attention_to_targets(model, ids, -1, mine)
+                               - attention_to_targets(model, ids, -1, every & ~mine))  # (n_layer, n_head)
+    return score
+
+
 def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int = 2, log=print) -> dict:
     """Train (or load) every size, evaluate, find and ablate induction heads. Returns every figure."""
-    from ..interpret import ablate_heads, attention_to_targets, prefix_matching_scores  # noqa: PLC0415
+    from ..interpret import ablate_heads, prefix_matching_scores  # noqa: PLC0415
 
     budget, sizes = (FAST, FAST_SIZES) if fast else (FULL, SIZES)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -258,13 +290,7 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int =
     headline = sets["listed"]
     ids8, _, _ = headline[MAX_K]
     eps8 = icl.episodes(np.random.default_rng([seed, 7, MAX_K, False]), budget.n_eval, MAX_K, listed=True)  # = ids8
-    # where an induction head looks from the query's word: the token *after* each earlier word that matches
-    # it (Olsson et al.), here the labels that follow a review of the query's sentiment, the answer to copy
-    same = icl.matching_label_positions(eps8, ids8.shape[1])  # (N, T)
-    labels = np.zeros_like(same)
-    labels[:, [icl.label_position(j) for j in range(MAX_K)]] = True
-    match = (attention_to_targets(largest, ids8, -1, same)
-             - attention_to_targets(largest, ids8, -1, labels & ~same))  # (n_layer, n_head)
+    match = matching_scores(largest, ids8, eps8)  # (n_layer, n_head)
     random_prefix = prefix_matching_scores(largest, n_seq=budget.n_prefix, seed=seed)  # (n_layer, n_head)
     order = [tuple(int(i) for i in np.unravel_index(j, match.shape)) for j in np.argsort(match, axis=None)[::-1]]
     n_top = max(1, int((match >= MATCH_THRESHOLD).sum()))  # every head that matches (at least the best one)
@@ -343,11 +369,11 @@ def format_table(result: dict) -> str:
         lines.append(f"{name:<10} " + " ".join(f"{mine['listed', k]:>6.3f}/{mine['plain', k]:.3f}"
                                                 for k in PER_LABEL_SHOTS))
     lines.append("")
-    for key, what in (("match_scores", "matching score (attention from the query's word to the labels after "
-                                        "reviews of its sentiment, minus to the other sentiment's)"),
+    for key, what in (("match_scores", "matching score (how much the attention from the query's word to the "
+                                        "examples' adjectives, labels and newlines depends on their sentiment)"),
                       ("prefix_scores", "prefix-matching score on repeated random tokens (Olsson et al.)")):
         lines.append(f"{what}, per head of {names[-1]} (rows: layers):")
-        lines.extend(f"  layer {i}: " + " ".join(f"{s:+.2f}" for s in row) for i, row in enumerate(result[key]))
+        lines.extend(f"  layer {i}: " + " ".join(f"{s:.2f}" for s in row) for i, row in enumerate(result[key]))
     lines.append(f"k={MAX_K} accuracy with one head zeroed, per head of {names[-1]} (rows: layers; a two-layer "
                  "circuit, so the first layer's heads that feed the matching heads matter too):")
     lines.extend(f"  layer {i}: " + " ".join(f"{s:.3f}" for s in row)
