@@ -211,7 +211,7 @@ if plt():
 # random already brings the loss to ln 2, and from there no small step of
 # gradient descent rewards reading the examples, so every k stays at
 # chance. Trained first on plain rows (3000 steps, where the matching
-# circuit forms) and only then on half listing rows (1000 steps, a third
+# circuit forms) and only then on half listing rows (1000 steps, a sixth
 # of the learning rate), the same models use both: a curriculum.
 # A single attention layer can look at the earlier labels, but it cannot
 # first tie each label to the review before it and then match that review
