@@ -84,8 +84,10 @@ HELDOUT_TASK = "heldout-words"
 LORA_GAP = 0.03  # target: |full - lora| at most this, on every task
 LORA_FRACTION = 0.05  # target: LoRA trains at most this share of the parameters
 PRETRAINED_MARGIN = 0.1  # target: pretrained-finetuned - scratch at least this
-#: Where the LoRA adapters go in the GPT: every Linear of every block (attention in and out, feed-forward in and out).
-LORA_TARGETS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.ff.fc", "blocks.*.ff.proj")
+#: Where the LoRA adapters go in the GPT: the token embedding ``wte``, which is also the tied LM head
+#: (:class:`~minitx.nn.lora.LoRAEmbedding`), and every Linear of every block (attention in and out,
+#: feed-forward in and out).
+LORA_TARGETS = ("wte", "blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.ff.fc", "blocks.*.ff.proj")
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Budget:
     lr_lora: float = 5e-3
     lora_rank: int = 4
     lora_alpha: float = 16.0
+    lora_norms: bool = True  # the LayerNorms train beside the adapters (apply_lora(train_norms=True))
     shots: int = 2
     forgetting_batches: int = 16
 
@@ -412,7 +415,8 @@ def instruction_tuning(seed: int, budget: Budget, cache, *, threads: int = 2, pr
     for method in ("full", "lora"):
         model = copy.deepcopy(base)
         if method == "lora":
-            apply_lora(model, list(LORA_TARGETS), rank=budget.lora_rank, alpha=budget.lora_alpha, seed=seed)
+            apply_lora(model, list(LORA_TARGETS), rank=budget.lora_rank, alpha=budget.lora_alpha, seed=seed,
+                       train_norms=budget.lora_norms)
         lr = budget.lr_full if method == "full" else budget.lr_lora
         stats = train(model, rows_data, train_config(budget.tune_iters, budget.tune_batch, lr, seed),
                       evaluate=lambda m=model: tuning_loss(m, probe_x, probe_y), progress=progress)
