@@ -24,7 +24,8 @@ Two experiments, every model trained through the one
 
    The score is test accuracy (chance 1/2).
 
-2. **Instruction tuning and the lifecycle.** A small character-level GPT
+2. **Instruction tuning and the lifecycle.** A small GPT (byte-level BPE
+   of :attr:`Budget.vocab_size` tokens, token embedding tied to the LM head)
    pretrained on the embedded corpus (standard-library docstrings,
    :mod:`minitx.corpus`) is the base model. Five kinds of generated
    instructions (:mod:`minitx.datasets.instructions`: sentiment, NER,
@@ -38,9 +39,14 @@ Two experiments, every model trained through the one
      they do not fit the window; the mean number kept is reported);
    * ``full``: every weight fine-tuned on the mixed instructions, prompt
      tokens masked out of the loss (targets -100);
-   * ``lora``: the base frozen, rank-:attr:`Budget.lora_rank` adapters on
-     every Linear of every block trained, same data, same steps (a larger
-     learning rate, as LoRA needs: its update starts at 0).
+   * ``lora``: the base frozen; rank-:attr:`Budget.lora_rank` adapters on
+     the token embedding ``wte`` (which is also the tied LM head:
+     :class:`~minitx.nn.lora.LoRAEmbedding`) and on every Linear of every
+     block, and the LayerNorms (:attr:`Budget.lora_norms`) trained; same
+     data, same steps (a larger learning rate, as LoRA needs: its update
+     starts at 0). Without the embedding adapter LoRA stalls here: a small
+     base's tied head rows for the answer tokens are what the tasks must
+     change most, and they would be frozen (``benchmarks/finetune.md``).
 
    *Forgetting*: the validation loss on the base corpus before and after
    each fine-tuning.
@@ -58,6 +64,14 @@ a cached run says so, and its training time (read back from the
 checkpoint) is added to the reported *cold-start* total, so a cache never
 flatters the timing. ``--fast`` shrinks everything to seconds (the tests
 run it): its numbers check the structure, not the targets.
+
+**BLAS threads.** The whole run holds BLAS at one thread
+(:func:`~minitx.train.parallel.limit_blas_threads`); the base GPT's
+pretraining still uses ``--threads`` cores, one replica each. OpenBLAS's own
+threads busy-wait for each other, and on a shared host (the load above the
+core count) that wait is most of the time: at load 4 on 2 cores, 30 GPT
+tuning steps took 28 s with OpenBLAS's 2 threads and 1.7 s with one, and a
+MiniLM training step 1.5 s against 0.24 s.
 """
 from __future__ import annotations
 
@@ -439,11 +453,17 @@ def run(seed: int = 0, *, fast: bool = False, cache=".cache/finetune", threads: 
 
     ``progress`` shows a tqdm bar (on stderr) for every training run.
     """
+    from ..train.parallel import limit_blas_threads  # noqa: PLC0415
+
     budget = FAST if fast else FULL
     t0, c0 = time.perf_counter(), time.process_time()
-    held_rows, held_timing = heldout_words(seed, budget, progress=progress, log=log)
-    tune_rows, forgetting, tune_timing = instruction_tuning(seed, budget, cache, threads=threads, progress=progress,
-                                                            log=log)
+    hold = limit_blas_threads(1)  # see "BLAS threads" in the module docs
+    try:
+        held_rows, held_timing = heldout_words(seed, budget, progress=progress, log=log)
+        tune_rows, forgetting, tune_timing = instruction_tuning(seed, budget, cache, threads=threads,
+                                                                progress=progress, log=log)
+    finally:
+        hold.restore_original_limits()
     rows = tune_rows + held_rows
     seconds = time.perf_counter() - t0
     cold = seconds + (tune_timing["base_pretraining"] if tune_timing["base_cached"] else 0.0)
