@@ -53,11 +53,14 @@ def test_parameter_counts_are_what_each_method_trains(fast_run):
     total = rows[("ner", "full")]["total_params"]
     assert rows[("ner", "prompt-0shot")]["trainable_params"] == 0
     assert rows[("ner", "full")]["trainable_params"] == total
-    # rank r adapters on qkv (D -> 3D), proj (D -> D), ff.fc (D -> 4D), ff.proj (4D -> D): r * (in + out) each
-    D = b.n_embd
-    adapters = b.n_layer * b.lora_rank * ((D + 3 * D) + (D + D) + (D + 4 * D) + (4 * D + D))
-    assert rows[("ner", "lora")]["trainable_params"] == adapters
-    assert rows[("ner", "lora")]["total_params"] == total + adapters
+    # rank r adapters on qkv (D -> 3D), proj (D -> D), ff.fc (D -> 4D), ff.proj (4D -> D): r * (in + out) each,
+    # on the tied embedding (V, D): r * (V + D); and the LayerNorms (two a block and ln_f: D weights, D biases)
+    D, V = b.n_embd, b.vocab_size
+    adapters = b.n_layer * b.lora_rank * ((D + 3 * D) + (D + D) + (D + 4 * D) + (4 * D + D)) + b.lora_rank * (V + D)
+    norms = (2 * b.n_layer + 1) * 2 * D
+    assert b.lora_norms and "wte" in bench.LORA_TARGETS
+    assert rows[("ner", "lora")]["trainable_params"] == adapters + norms
+    assert rows[("ner", "lora")]["total_params"] == total + adapters  # the norms are the base's own
     head = rows[(bench.HELDOUT_TASK, "head")]
     assert head["trainable_params"] == 384 * 2 + 2  # MiniLM's width times two classes, plus the biases
     for method in ("scratch", "pretrained-finetuned"):  # the same model, every weight trained: only the start differs

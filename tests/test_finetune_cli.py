@@ -91,6 +91,31 @@ def test_classify_on_a_minitx_classifier(capsys, clf_base, tmp_path, method):
     assert code == 0 and stdout.split("\t")[0] in ("positive", "negative"), err
 
 
+def test_lora_on_the_token_embedding_and_norms_then_generate(capsys, gpt_base, tmp_path):
+    """--targets may name wte (the tied head too); --train-norms trains the norms; the adapter carries both."""
+    out = tmp_path / "emb"
+    code, stdout, err = run(capsys, "finetune", "--checkpoint", gpt_base / "base", "--task", "lm", "--method", "lora",
+                            "--targets", "wte,*attn.qkv", "--train-norms", "--data", gpt_base / "new.txt", "--out", out,
+                            "--rank", "2", *FAST)
+    assert code == 0, err
+    meta = json.loads((out / "adapter" / "adapter.json").read_text())
+    assert meta["modules"] == ["wte", "blocks.0.attn.qkv"] and meta["train_norms"] is True
+    assert "ln_f.weight" in meta["extra_parameters"] and "blocks.0.norm_attn.bias" in meta["extra_parameters"]
+    base = load_base(gpt_base / "base").model
+    V, D = base.config.vocab_size, base.config.n_embd
+    trainable = 2 * (V + D) + 2 * (D + 3 * D) + 3 * 2 * D  # wte, qkv, three norms of D weights and D biases
+    assert f"{trainable:,} of" in stdout
+    tuned = load_finetuned(out).model
+    assert tuned.wte.A.data.any()  # the embedding adapter trained (it starts at A = 0)
+    texts = set()
+    for src in (["--checkpoint", out], ["--checkpoint", gpt_base / "base", "--adapter", out / "adapter"]):
+        code, stdout, err = run(capsys, "generate", *src, "--prompt", "the ", "--max-new-tokens", "8",
+                                "--temperature", "0", "--json")
+        assert code == 0, err
+        texts.add(json.loads(stdout)["completion"])
+    assert len(texts) == 1
+
+
 def test_bad_input_is_one_line_and_exit_2(capsys, gpt_base, clf_base, tmp_path):
     lm = ["finetune", "--checkpoint", gpt_base / "base", "--task", "lm", "--data", gpt_base / "new.txt", *FAST]
     cases = [
@@ -102,13 +127,17 @@ def test_bad_input_is_one_line_and_exit_2(capsys, gpt_base, clf_base, tmp_path):
         (["finetune", "--checkpoint", clf_base / "base", "--task", "lm", "--method", "full", "--data",
           gpt_base / "new.txt", "--out", tmp_path / "e", *FAST], "expected a GPT base"),
         ([*lm, "--method", "full", "--checkpoint", tmp_path / "nowhere", "--out", tmp_path / "f"], "does not exist"),
+        ([*lm, "--method", "full", "--train-norms", "--out", tmp_path / "g"], "--train-norms with --method full"),
+        (["finetune", "--checkpoint", clf_base / "base", "--task", "classify", "--method", "lora", "--targets",
+          "*tok_emb", "--data", clf_base / "train.tsv", "--out", tmp_path / "h", *FAST],
+         "'*tok_emb' matches no Linear"),
     ]
     for argv, fragment in cases:
         code, _, err = run(capsys, *argv)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and fragment in lines[0], (argv, err)
         assert "Traceback" not in err
-    for name in "abcdef":
+    for name in "abcdefgh":
         assert not (tmp_path / name / "ckpt").exists()
 
 

@@ -11,7 +11,7 @@ from minitx.gradcheck import gradcheck_module
 from minitx.models import GPT, GPTConfig
 from minitx.models.encoder import EncoderClassifier, EncoderConfig, TransformerEncoder
 from minitx.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from minitx.nn import EncoderBlock, Linear, LoRALinear
+from minitx.nn import Embedding, EncoderBlock, Linear, LoRAEmbedding, LoRALinear
 from minitx.optim import AdamW, clip_grad_norm
 from minitx.tokenizer import CharTokenizer
 from minitx.train.config import TrainConfig
@@ -165,6 +165,126 @@ def test_bad_lora_settings():
             LoRALinear(base, rng=np.random.default_rng(0), **kwargs)
 
 
+# ---- the embedding adapter (and the head tied to it) -----------------------------------------
+def lora_embedding(V=7, D=4, rank=2, alpha=6.0, seed=0, dtype=np.float64, random_a=True):
+    rng = np.random.default_rng(seed)
+    layer = LoRAEmbedding(Embedding(V, D, rng=rng, dtype=dtype), rank, alpha, rng=rng)
+    if random_a:  # A starts at zero (then dL/dB = 0): give it values so every gradient is exercised
+        layer.A.data[...] = rng.standard_normal(layer.A.shape).astype(dtype)
+    return layer
+
+
+def test_lora_embedding_starts_as_the_table_and_names_its_factors():
+    rng = np.random.default_rng(0)
+    base = Embedding(9, 5, rng=rng)
+    ids = np.array([[0, 3, 3, 8]])
+    x = base(ids)
+    layer = LoRAEmbedding(base, 3, 6.0, rng=rng)
+    assert np.array_equal(layer(ids), x) and np.array_equal(layer.effective_weight(), base.weight.data)
+    assert layer.weight is base.weight and not layer.weight.requires_grad
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "A", "B"]
+    assert layer.A.shape == (9, 3) and not layer.A.data.any() and layer.B.shape == (3, 5) and layer.B.data.any()
+    assert layer.num_trainable_parameters() == 3 * (9 + 5)
+    with pytest.raises(ValueError, match="LoRAEmbedding ids: got id 9"):
+        layer(np.array([[9]]))
+    with pytest.raises(ValueError, match="LoRAEmbedding base: got Linear, expected a Embedding"):
+        LoRAEmbedding(Linear(3, 3, rng=rng), 2, 1.0, rng=rng)
+
+
+@pytest.mark.parametrize("unfreeze", [False, True])
+def test_lora_embedding_lookup_gradcheck(unfreeze):
+    layer = lora_embedding(seed=3)
+    if unfreeze:
+        layer.unfreeze("*")
+    ids = np.array([[1, 4, 4, 0], [6, 1, 1, 1]])  # repeated ids: the scatter-adds must sum them
+    report = gradcheck_module(layer, ids)
+    assert report.ok(), report
+    assert set(report.per_array) == ({"weight", "A", "B"} if unfreeze else {"A", "B"})
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_gpt_with_an_embedding_adapter_passes_the_gradient_check(tied):
+    """Both uses of the tied table (lookup and head) reach A and B: a head that ignored the adapter would fail."""
+    model = gpt(dtype=np.float64, tie_embeddings=tied)
+    apply_lora(model, ["wte", "blocks.0.attn.qkv"], rank=2, alpha=3.0, seed=1, train_norms=True)
+    rng = np.random.default_rng(2)
+    for _, layer in lora_layers(model):
+        layer.A.data[...] = rng.standard_normal(layer.A.shape) * 0.3
+        layer.B.data[...] = rng.standard_normal(layer.B.shape) * 0.3
+    report = gradcheck_module(model, np.array([[1, 5, 5, 2], [7, 0, 3, 3]]))
+    assert report.ok(), report
+    assert {"wte.A", "wte.B", "ln_f.weight", "blocks.1.norm_ff.bias"} <= set(report.per_array)
+
+
+def test_lora_embedding_with_a_tied_head_matches_torch():
+    """x = W_eff[ids] and logits = h W_eff^T with W_eff = W + s A B, both differentiated by autograd."""
+    layer = lora_embedding(V=11, D=6, rank=3, alpha=5.0, dtype=np.float32, seed=4)
+    rng = np.random.default_rng(5)
+    ids = np.array([[1, 2, 2, 10], [0, 1, 9, 9]])
+    h = rng.standard_normal((2, 4, 6)).astype(np.float32)  # what the body would hand the head
+    Gx = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    Glogits = rng.standard_normal((2, 4, 11)).astype(np.float32)
+    x = layer(ids)
+    W_eff = layer.effective_weight()
+    logits = h @ W_eff.T
+    layer.zero_grad()
+    layer.backward(Gx)
+    layer.weight_backward(Glogits.reshape(-1, 11).T @ h.reshape(-1, 6))  # the head's dW_eff, as GPT passes it
+
+    W = torch.tensor(layer.weight.data)
+    A = torch.tensor(layer.A.data, requires_grad=True)
+    B = torch.tensor(layer.B.data, requires_grad=True)
+    tW = W + (5.0 / 3) * (A @ B)
+    tx = torch.nn.functional.embedding(torch.tensor(ids), tW)
+    tlogits = torch.tensor(h) @ tW.T
+    ((tx * torch.tensor(Gx)).sum() + (tlogits * torch.tensor(Glogits)).sum()).backward()
+
+    def rel(a, ref):
+        return np.abs(a - ref).max() / max(np.abs(ref).max(), np.finfo(np.float32).tiny)
+
+    assert x.dtype == np.float32 and layer.A.grad.dtype == np.float32
+    assert rel(x, tx.detach().numpy()) < 1e-5 and rel(logits, tlogits.detach().numpy()) < 1e-5
+    assert rel(layer.A.grad, A.grad.numpy()) < 1e-5
+    assert rel(layer.B.grad, B.grad.numpy()) < 1e-5
+
+
+def test_embedding_adapter_merges_and_is_refused_where_a_model_does_not_route_it():
+    model, run = models()["gpt"]
+    reference = run(model)
+    assert apply_lora(model, ["wte", "blocks.1.ff.*"], rank=2, alpha=4.0, seed=3)[0] == "wte"
+    assert isinstance(model.wte, LoRAEmbedding) and np.array_equal(run(model), reference)  # A = 0: the base
+    model.wte.A.data[...] = np.random.default_rng(0).standard_normal(model.wte.A.shape) * 0.1
+    W = model.wte.weight.data.copy()
+    unmerged = run(model)
+    assert np.abs(unmerged - reference).max() > 1e-3
+    merge_lora(model)
+    assert np.abs(run(model) - unmerged).max() < 1e-10  # the merged table serves lookup and head alike
+    with pytest.raises(ValueError, match="merged"):
+        model.backward(np.ones_like(unmerged))
+    unmerge_lora(model)
+    np.testing.assert_allclose(model.wte.weight.data, W, rtol=0, atol=1e-14)
+    remove_lora(model)
+    assert type(model.wte) is Embedding and np.abs(run(model) - unmerged).max() < 1e-10
+    assert sorted(model.state_dict()) == sorted(gpt().state_dict())
+    encoder, _ = models()["encoder"]  # its tok_emb is not listed: an adapter on one use of it only would be wrong
+    with pytest.raises(ValueError, match="pattern 'encoder.tok_emb' matches no Linear"):
+        apply_lora(encoder, "encoder.tok_emb")
+    with pytest.raises(ValueError, match="train_norms: got 1"):
+        apply_lora(gpt(), "wte", train_norms=1)
+
+
+def test_train_norms_counts_every_norm():
+    model = gpt()
+    apply_lora(model, "wte", rank=2, train_norms=True)
+    D, V = 16, 20
+    norms = [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("wte.")]
+    assert norms == ["blocks.0.norm_attn.weight", "blocks.0.norm_attn.bias", "blocks.0.norm_ff.weight",
+                     "blocks.0.norm_ff.bias", "blocks.1.norm_attn.weight", "blocks.1.norm_attn.bias",
+                     "blocks.1.norm_ff.weight", "blocks.1.norm_ff.bias", "ln_f.weight", "ln_f.bias"]
+    assert model.num_trainable_parameters() == 2 * (V + D) + 10 * D
+    assert model.lora_settings["train_norms"] is True
+
+
 # ---- applying it to models ----------------------------------------------------------------
 def models():
     enc = EncoderConfig(vocab_size=20, max_len=8, n_layer=2, n_head=2, d_model=16)
@@ -267,6 +387,20 @@ def test_adapter_round_trip_and_refusals(tmp_path):
     assert np.array_equal(run(fresh), expected)
     assert [n for n, p in fresh.named_parameters() if p.requires_grad] == \
         [n for n, p in model.named_parameters() if p.requires_grad]
+
+    embedded, _ = models()["gpt"]  # the embedding adapter and trained norms travel in the same two files
+    apply_lora(embedded, ["wte", "*ff.fc"], rank=3, alpha=2.0, seed=2, train_norms=True)
+    embedded.wte.A.data[...] = 0.2
+    embedded.ln_f.weight.data[...] = 1.5
+    expected_embedded = run(embedded)
+    save_adapter(embedded, tmp_path / "embedded", base="runs/base")
+    meta_e = json.loads((tmp_path / "embedded" / "adapter.json").read_text())
+    assert meta_e["modules"][0] == "wte" and meta_e["train_norms"] is True and "ln_f.weight" in meta_e[
+        "extra_parameters"]
+    again, _ = models()["gpt"]
+    load_adapter(again, tmp_path / "embedded")
+    assert isinstance(again.wte, LoRAEmbedding) and np.array_equal(run(again), expected_embedded)
+    assert again.num_trainable_parameters() == embedded.num_trainable_parameters()
 
     other = gpt(seed=9, dtype=np.float64)  # same shapes, other weights: not this adapter's base
     with pytest.raises(ValueError, match="trained on another base"):

@@ -48,7 +48,7 @@ for task in inst.TASKS:
 # %% [markdown]
 # ## 1. The base model
 #
-# Pretrained on the corpus, character by character (cached under
+# Pretrained on the corpus, with a byte-level BPE of the corpus (cached under
 # `.cache/finetune` by the bench, keyed by its settings, so the lesson and
 # the bench share it; the first run trains it).
 

@@ -93,6 +93,9 @@ def _check_args(args) -> None:
             raise UsageError(str(exc).replace("LoRA rank", "--rank").replace("LoRA alpha", "--alpha")) from None
     elif args.targets is not None:
         raise UsageError(f"--targets with --method {args.method}: adapters are LoRA's, expected --method lora")
+    elif args.train_norms:
+        raise UsageError(f"--train-norms with --method {args.method}: it trains norms beside LoRA's adapters, "
+                         "expected --method lora")
 
 
 def run_finetune(args) -> int:
@@ -152,7 +155,7 @@ def _prepare(args, model, **opts):
     from ..finetune import prepare  # noqa: PLC0415
 
     return prepare(model, args.method, targets=lora_targets(args), rank=args.rank, alpha=args.alpha,
-                   freeze_body=not args.unfreeze_body, **opts)
+                   train_norms=args.train_norms, freeze_body=not args.unfreeze_body, **opts)
 
 
 def _plan_lm(args) -> dict:

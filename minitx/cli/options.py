@@ -115,7 +115,10 @@ def add_lora_options(parser) -> None:
     g.add_argument("--alpha", type=float, default=16.0, help="scale alpha; the update is (alpha/r) A B (default 16)")
     g.add_argument("--targets", default=None, metavar="PATTERN",
                    help="fnmatch pattern(s) over module names, comma-separated, e.g. '*attn.qkv,*attn.proj' "
-                        "(default '*blocks.*': every Linear in the transformer blocks)")
+                        "(default '*blocks.*': every Linear in the transformer blocks); a GPT's token embedding "
+                        "'wte' (= its tied LM head) takes an adapter too, e.g. 'wte,*blocks.*'")
+    g.add_argument("--train-norms", action="store_true",
+                   help="also train every LayerNorm/RMSNorm weight and bias beside the adapters (saved with them)")
 
 
 def lora_targets(args):

@@ -5,7 +5,8 @@ a few hundred kilobytes against the base model's hundreds of megabytes. So
 the adapter is saved alone, in a folder of two files::
 
     adapter/
-      adapter.safetensors   every trainable parameter:  {"blocks.0.attn.qkv.A": (in, r), ...B, head.*}
+      adapter.safetensors   every trainable parameter:  {"blocks.0.attn.qkv.A": (in, r), ...B, "wte.A": (V, r),
+                            ...B, head.*, norms when they trained}
       adapter.json          format, the base (a path or a name), its fingerprint,
                             rank, alpha, the wrapped modules, the SHA-256 of the tensors
 
@@ -31,7 +32,9 @@ from safetensors import numpy as safetensors_numpy
 
 from ..backend import array_module, to_numpy
 from ..fileio import atomic_write_bytes, atomic_write_text
-from .lora import apply_lora, lora_layers
+from ..nn.embedding import Embedding
+from ..nn.linear import Linear
+from .lora import apply_lora, lora_class, lora_layers
 
 ADAPTER_FILE = "adapter.safetensors"
 ADAPTER_META = "adapter.json"
@@ -109,6 +112,7 @@ def save_adapter(model, folder, *, base: str, overwrite: bool = False, meta: dic
         "rank": settings["rank"],
         "alpha": settings["alpha"],
         "seed": settings["seed"],
+        "train_norms": bool(settings.get("train_norms", False)),
         "modules": [name for name, _ in layers],
         "extra_parameters": [n for n in params if n not in _lora_names(name for name, _ in layers)],
         "tensors": {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()},
@@ -166,15 +170,18 @@ def load_adapter(model, folder) -> list[str]:
                          f"{type(model).__name__}; load its base {meta.get('base')!r}")
     rank, modules = int(meta["rank"]), list(meta["modules"])
     layers = {name: layer for name, layer in model.named_modules() if name in modules}
+    wrong = [n for n, layer in layers.items() if not isinstance(layer, (Linear, Embedding))]
+    if wrong:
+        raise ValueError(f"{where}: {wrong[0]!r} is a {type(layers[wrong[0]]).__name__} in this model, expected a "
+                         f"Linear or an Embedding; expected its base {meta.get('base')!r}")
     params = dict(model.named_parameters())
     extra = list(meta.get("extra_parameters", []))
     missing = [m for m in modules if m not in layers] + [n for n in extra if n not in params]
     if missing:
         raise ValueError(f"{where}: this model has no {missing[:3]}, expected its base {meta.get('base')!r}")
     shapes = {n: tuple(params[n].data.shape) for n in extra}
-    for name in modules:  # A (in, r) and B (r, out) of the Linear apply_lora will wrap
-        shapes[f"{name}.A"] = (layers[name].in_features, rank)
-        shapes[f"{name}.B"] = (rank, layers[name].out_features)
+    for name in modules:  # Linear: A (in, r), B (r, out); Embedding: A (V, r), B (r, D)
+        shapes[f"{name}.A"], shapes[f"{name}.B"] = lora_class(layers[name]).factor_shapes(layers[name], rank)
     if set(tensors) != set(shapes):
         raise ValueError(f"{where}: {ADAPTER_FILE} holds {sorted(set(tensors) ^ set(shapes))[:3]} against its "
                          f"{ADAPTER_META}; expected the tensors it lists")
@@ -186,7 +193,8 @@ def load_adapter(model, folder) -> list[str]:
         raise ValueError(f"{where} was trained on another base (its weights differ from this model's); expected "
                          f"the base it names, {meta.get('base')!r}")
     # all checked: now change the model
-    wrapped = apply_lora(model, modules, rank=rank, alpha=meta["alpha"], seed=meta["seed"])
+    wrapped = apply_lora(model, modules, rank=rank, alpha=meta["alpha"], seed=meta["seed"],
+                         train_norms=bool(meta.get("train_norms", False)))
     params = dict(model.named_parameters())
     for name, value in tensors.items():
         p = params[name]

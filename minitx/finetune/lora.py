@@ -1,7 +1,8 @@
 """Putting LoRA into a model by name, and taking it out again.
 
-:class:`~minitx.nn.lora.LoRALinear` is one layer; this page finds the
-layers. Every minitx model is a tree of modules with dotted names
+:class:`~minitx.nn.lora.LoRALinear` and
+:class:`~minitx.nn.lora.LoRAEmbedding` are the layers; this page finds
+them. Every minitx model is a tree of modules with dotted names
 (``blocks.0.attn.qkv``, ``encoder.blocks.3.ff.fc``; see
 :meth:`~minitx.nn.module.Module.named_modules`), so "put LoRA on the
 attention" is a pattern over those names::
@@ -14,6 +15,22 @@ The model's own code is not touched: each matching
 :class:`LoRALinear` wrapping it, which the parent calls exactly as before.
 That is why the same call works on a GPT, an encoder, a seq2seq model and
 anything :func:`minitx.from_pretrained` returns.
+
+**The token embedding.** A model may also list embeddings that take an
+adapter (its class attribute ``LORA_EMBEDDINGS``): a GPT lists ``wte``,
+because both of its uses, the lookup and the tied LM head, go through the
+module (``effective_weight`` / ``weight_backward``), so one
+:class:`LoRAEmbedding` adapts both::
+
+    apply_lora(gpt, ["wte", "blocks.*"], rank=4)      # the table (= the head) and every block Linear
+
+An embedding a model does not list (an encoder's ``tok_emb``, shared with a
+seq2seq decoder or read directly by a tied MLM head) is never wrapped: an
+adapter on one of its uses only would be silently wrong.
+
+**LayerNorms.** ``train_norms=True`` leaves every LayerNorm / RMSNorm
+weight and bias trainable beside the adapters (a few ``D`` numbers per
+norm; they travel in the adapter file as extra parameters).
 """
 from __future__ import annotations
 
@@ -22,22 +39,44 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from ..nn.embedding import Embedding
 from ..nn.linear import Linear
-from ..nn.lora import LoRALinear
+from ..nn.lora import LORA_LAYERS, LoRAEmbedding, LoRALayer, LoRALinear
 from ..nn.module import Module
+from ..nn.norm import LayerNorm, RMSNorm
 
 #: Every Linear inside the transformer blocks (attention, cross-attention, feed-forward), not the heads.
 DEFAULT_TARGETS = "*blocks.*"
 
 
-def _linear_slots(model) -> list[tuple[str, object, str, object]]:
-    """``(full name, parent, attribute, layer)`` for every Linear or LoRALinear attribute of every module."""
+def _slots(model) -> list[tuple[str, object, str, object]]:
+    """``(full name, parent, attribute, layer)`` for every layer LoRA can wrap, or has wrapped, in model order.
+
+    That is every Linear, and the Embeddings the model lists in ``LORA_EMBEDDINGS``
+    (those whose every use, a tied head included, goes through the module).
+    """
+    embeddings = set(getattr(model, "LORA_EMBEDDINGS", ()))
     slots = []
     for parent_name, parent in model.named_modules():
         for attr, child in parent.named_children():
-            if isinstance(child, (Linear, LoRALinear)):
-                slots.append((f"{parent_name}.{attr}" if parent_name else attr, parent, attr, child))
+            name = f"{parent_name}.{attr}" if parent_name else attr
+            if isinstance(child, (Linear, LoRALayer)) or (isinstance(child, Embedding) and name in embeddings):
+                slots.append((name, parent, attr, child))
     return slots
+
+
+def lora_class(layer) -> type[LoRALayer]:
+    """The LoRA layer that wraps ``layer`` (``LoRALinear`` for a Linear, ``LoRAEmbedding`` for an Embedding)."""
+    for base, cls in LORA_LAYERS.items():
+        if isinstance(layer, base):
+            return cls
+    raise ValueError(f"LoRA: got a {type(layer).__name__}, expected one of {[b.__name__ for b in LORA_LAYERS]}")
+
+
+def norm_parameters(model) -> list[str]:
+    """Names of every LayerNorm / RMSNorm parameter of ``model`` (what ``train_norms`` unfreezes)."""
+    norms = {name for name, m in model.named_modules() if isinstance(m, (LayerNorm, RMSNorm))}
+    return [n for n, _ in model.named_parameters() if n.rpartition(".")[0] in norms]
 
 
 def _patterns(targets) -> list[str]:
@@ -57,16 +96,21 @@ def check_lora_settings(rank, alpha) -> tuple[int, float]:
     return int(rank), float(alpha)
 
 
-def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 16, seed: int = 0) -> list[str]:
-    """Wrap every Linear whose module name matches ``targets`` in a :class:`LoRALinear`; returns their names.
+def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 16, seed: int = 0,
+               train_norms: bool = False) -> list[str]:
+    """Wrap every Linear (or listed Embedding) whose module name matches ``targets`` in LoRA; returns their names.
 
+    A Linear becomes a :class:`LoRALinear`, an embedding the model lists in
+    ``LORA_EMBEDDINGS`` (a GPT's ``wte``) a :class:`LoRAEmbedding`.
     Everything else in the model is frozen: afterwards only the adapters'
-    ``A`` and ``B`` train (unfreeze a new head yourself, or use
-    :func:`minitx.finetune.prepare`). ``A`` is drawn from
-    ``numpy.random.default_rng(seed)`` layer after layer in name order, so
-    the same call gives the same adapters. A pattern that matches no
-    Linear raises ValueError naming it (with a few names that exist), as
-    does ``rank < 1``; a layer that already has LoRA is an error too.
+    ``A`` and ``B`` train, and with ``train_norms`` every norm's weight and
+    bias too (unfreeze a new head yourself, or use
+    :func:`minitx.finetune.prepare`). The random factor (a Linear's ``A``,
+    an embedding's ``B``) is drawn from ``numpy.random.default_rng(seed)``
+    layer after layer in name order, so the same call gives the same
+    adapters. A pattern that matches no such layer raises ValueError naming
+    it (with a few names that exist), as does ``rank < 1``; a layer that
+    already has LoRA is an error too.
     Apply LoRA before wrapping the model in a DataParallel or building an
     optimizer: both take the parameters as they are then.
     """
@@ -74,19 +118,27 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
         raise ValueError(f"apply_lora: got a {type(model).__name__}, expected a minitx Module (apply LoRA to the "
                          "model before wrapping it in a DataParallel)")
     rank, alpha = check_lora_settings(rank, alpha)
+    if not isinstance(train_norms, bool):
+        raise ValueError(f"LoRA train_norms: got {train_norms!r}, expected True or False")
+    norms = norm_parameters(model) if train_norms else []
+    if train_norms and not norms:
+        raise ValueError(f"LoRA train_norms: the {type(model).__name__} has no LayerNorm or RMSNorm, expected a model "
+                         "with norms (or train_norms=False)")
     patterns = _patterns(targets)
-    slots = _linear_slots(model)
+    slots = _slots(model)
     chosen = []
     for pattern in patterns:
         hits = [s for s in slots if fnmatchcase(s[0], pattern)]
         if not hits:
             names = [s[0] for s in slots]
-            raise ValueError(f"LoRA targets: pattern {pattern!r} matches no Linear module; expected a pattern over "
+            embeddings = list(getattr(model, "LORA_EMBEDDINGS", ()))
+            raise ValueError(f"LoRA targets: pattern {pattern!r} matches no Linear module"
+                             f"{f' nor the embedding {embeddings}' if embeddings else ''}; expected a pattern over "
                              f"names such as {names[:4]}{'...' if len(names) > 4 else ''}")
         for hit in hits:
-            if isinstance(hit[3], LoRALinear):
+            if isinstance(hit[3], LoRALayer):
                 raise ValueError(f"LoRA targets: {hit[0]!r} (matched by {pattern!r}) already has LoRA, expected a "
-                                 "plain Linear")
+                                 "plain layer")
             if all(hit[0] != c[0] for c in chosen):
                 chosen.append(hit)
     order = {slot[0]: i for i, slot in enumerate(slots)}
@@ -94,21 +146,23 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
     for p in model.parameters():
         p.requires_grad = False
     rng = np.random.default_rng(seed)
-    for name, parent, attr, linear in chosen:
-        setattr(parent, attr, LoRALinear(linear, rank, alpha, rng=rng))
+    for name, parent, attr, layer in chosen:
+        setattr(parent, attr, lora_class(layer)(layer, rank, alpha, rng=rng))
+    if norms:
+        model.unfreeze(norms)  # their names hold no fnmatch wildcards: each matches itself
     settings = getattr(model, "lora_settings", None) or {"modules": []}
-    settings.update(rank=rank, alpha=alpha, seed=seed)
+    settings.update(rank=rank, alpha=alpha, seed=seed, train_norms=train_norms or settings.get("train_norms", False))
     settings["modules"] = settings["modules"] + [name for name, *_ in chosen]
     model.lora_settings = settings  # what save_adapter writes, so load_adapter can rebuild the same layers
     return [name for name, *_ in chosen]
 
 
-def lora_layers(model) -> list[tuple[str, LoRALinear]]:
-    """``(module name, LoRALinear)`` for every LoRA layer of ``model``, in model order."""
-    return [(name, layer) for name, _, _, layer in _linear_slots(model) if isinstance(layer, LoRALinear)]
+def lora_layers(model) -> list[tuple[str, LoRALayer]]:
+    """``(module name, layer)`` for every LoRA layer (LoRALinear, LoRAEmbedding) of ``model``, in model order."""
+    return [(name, layer) for name, _, _, layer in _slots(model) if isinstance(layer, LoRALayer)]
 
 
-def _layers_or_raise(model, what: str) -> list[tuple[str, LoRALinear]]:
+def _layers_or_raise(model, what: str) -> list[tuple[str, LoRALayer]]:
     layers = lora_layers(model)
     if not layers:
         raise ValueError(f"{what}: the {type(model).__name__} has no LoRA layers, expected a model apply_lora "
@@ -139,7 +193,7 @@ def unmerge_lora(model) -> list[str]:
 
 
 def remove_lora(model, *, merge: bool = True) -> list[str]:
-    """Replace every LoRALinear by a plain Linear (folding the adapter in first unless ``merge=False``).
+    """Replace every LoRA layer by its plain layer (folding the adapter in first unless ``merge=False``).
 
     What is left is an ordinary model of the base's architecture, with the
     base's parameter names: a ``minitx train`` checkpoint or a Hugging Face
@@ -147,17 +201,17 @@ def remove_lora(model, *, merge: bool = True) -> list[str]:
     ``requires_grad`` flags are left as they are.
     """
     layers = {name for name, _ in _layers_or_raise(model, "remove_lora")}
-    for name, parent, attr, layer in _linear_slots(model):
+    for name, parent, attr, layer in _slots(model):
         if name in layers:
             if merge and not layer.merged:
                 layer.merge()
             elif not merge and layer.merged:
                 layer.unmerge()
-            setattr(parent, attr, layer.to_linear())
+            setattr(parent, attr, layer.to_plain())  # a Linear or an Embedding holding the same Parameters
     if hasattr(model, "lora_settings"):
         del model.lora_settings
     return sorted(layers)
 
 
-__all__ = ["DEFAULT_TARGETS", "apply_lora", "check_lora_settings", "lora_layers", "merge_lora", "remove_lora",
-           "unmerge_lora"]
+__all__ = ["DEFAULT_TARGETS", "LoRAEmbedding", "LoRALinear", "apply_lora", "check_lora_settings", "lora_class",
+           "lora_layers", "merge_lora", "norm_parameters", "remove_lora", "unmerge_lora"]

@@ -194,7 +194,8 @@ def load_finetuned(path) -> Loaded:
         model = base.model
     lora = meta.get("lora")
     if lora:
-        apply_lora(model, lora["modules"], rank=lora["rank"], alpha=lora["alpha"], seed=lora["seed"])
+        apply_lora(model, lora["modules"], rank=lora["rank"], alpha=lora["alpha"], seed=lora["seed"],
+                   train_norms=bool(lora.get("train_norms", False)))
     model.load_state_dict(state)
     trainable = set(meta.get("trainable", []))
     for name, p in model.named_parameters():  # frozen as it was trained, should it train on

@@ -9,8 +9,9 @@ method     what trains                                                 typical s
 ``full``   every weight                                                100%
 ``head``   a new classification head; the body is frozen              under 1%
            (``freeze_body=False``: head and body, from the start)
-``lora``   low-rank adapters on the body's Linear layers (and a new    1-5%
-           head, when there is one)
+``lora``   low-rank adapters on the body's Linear layers (a GPT's      1-5%
+           token embedding too, if asked; and a new head, when there
+           is one; optionally the norms)
 =========  ==========================================================  ======================
 
 ``prepare(model, method, ...)`` sets the ``requires_grad`` flags (and for
@@ -69,7 +70,7 @@ def classifier_on(body, n_classes: int, *, pooling: str = "mean", freeze_body: b
 
 
 def prepare(model, method: str, *, n_classes: int | None = None, pooling: str = "mean", freeze_body: bool = True,
-            targets=None, rank: int = 8, alpha: float = 16, seed: int = 0):
+            targets=None, rank: int = 8, alpha: float = 16, seed: int = 0, train_norms: bool = False):
     """Set up ``model`` for fine-tuning by ``method`` (``"full" | "head" | "lora"``); returns the model to train.
 
     * ``n_classes``: put a new classification head on the (encoder) body
@@ -81,7 +82,10 @@ def prepare(model, method: str, *, n_classes: int | None = None, pooling: str = 
       untied ``lm_head`` is not one): everything else is frozen.
     * ``lora``: :func:`~minitx.finetune.lora.apply_lora` on ``targets``
       (default: every Linear in the transformer blocks) with ``rank``,
-      ``alpha`` and ``seed``; everything else frozen, except a new head.
+      ``alpha`` and ``seed``; everything else frozen, except a new head
+      and, with ``train_norms``, every LayerNorm / RMSNorm. A GPT's
+      ``targets`` may name its token embedding ``wte``: the adapter then
+      reaches the tied LM head too (:class:`~minitx.nn.lora.LoRAEmbedding`).
 
     Bad input (an unknown method, a pattern matching nothing, rank 0, a
     head asked of a body that has none) raises a one-line ValueError.
@@ -102,7 +106,8 @@ def prepare(model, method: str, *, n_classes: int | None = None, pooling: str = 
                 model.freeze("*")
             model.unfreeze("head.*")
     else:
-        apply_lora(model, targets if targets is not None else DEFAULT_TARGETS, rank=rank, alpha=alpha, seed=seed)
+        apply_lora(model, targets if targets is not None else DEFAULT_TARGETS, rank=rank, alpha=alpha, seed=seed,
+                   train_norms=train_norms)
         if n_classes is not None:
             model.unfreeze("head.*")  # the new head has nothing to adapt from: it trains whole
     return model

@@ -259,6 +259,10 @@ class GPT(NextTokenLoss, Module):
     drawn on the host either way, so a seed gives the same model on both.
     """
 
+    #: Embeddings LoRA may adapt (minitx.finetune.apply_lora): the lookup and the tied head both read wte
+    #: through the module (``effective_weight`` / ``weight_backward``), so one adapter reaches both.
+    LORA_EMBEDDINGS = ("wte",)
+
     def __init__(self, config: GPTConfig, *, seed: int = 0, rng=None, dtype=DEFAULT_DTYPE):
         self.config = config
         self.rng = rng if rng is not None else np.random.default_rng(seed)
@@ -350,12 +354,16 @@ class GPT(NextTokenLoss, Module):
     @property
     def head_weight(self):
         """The ``(V, D)`` matrix the logits are scored against: ``wte`` when tied, else ``lm_head``."""
-        return (self.wte.weight if self.config.tie_embeddings else self.lm_head).data
+        # tied: through the embedding module, so a LoRA adapter on wte (LoRAEmbedding) adapts the head too
+        return self.wte.effective_weight() if self.config.tie_embeddings else self.lm_head.data
 
     def backward(self, dlogits):
         """``dlogits [B, T, V]``: add every parameter's gradient; returns None (ids have none)."""
         dh, dW = lm_head_backward(dlogits, self.head_cache)  # (B, T, D), (V, D)
-        (self.wte.weight if self.config.tie_embeddings else self.lm_head).grad += dW  # the head's gradient
+        if self.config.tie_embeddings:
+            self.wte.weight_backward(dW)  # gradient 1 of 2 for the tied matrix (or for its adapter)
+        else:
+            self.lm_head.grad += dW
         dx = self.ln_f.backward(dh)  # (B, T, D)
         for block in reversed(list(self.blocks)):
             dx = block.backward(dx)  # (B, T, D)

@@ -4,7 +4,7 @@ Read them in this order; each file is one concept:
 
     module.py       Parameter (value + gradient) and Module (the bookkeeping)
     linear.py       y = x W + b
-    lora.py         LoRA: a frozen Linear plus a trainable low-rank correction, mergeable
+    lora.py         LoRA: a frozen Linear or Embedding plus a trainable low-rank correction, mergeable
     embedding.py    a lookup table, and its scatter-add gradient
     activations.py  ReLU, GELU (tanh and exact)
     softmax.py      softmax and log-softmax
@@ -26,7 +26,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .feedforward import FeedForward, SwiGLU
 from .linear import Linear
-from .lora import LoRALinear, lora_backward, lora_forward
+from .lora import LoRAEmbedding, LoRALayer, LoRALinear, lora_backward, lora_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .module import Module, ModuleList, Parameter
 from .norm import LayerNorm, RMSNorm, layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
@@ -38,7 +38,7 @@ from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward
 
 __all__ = [
     "Activation", "DecoderBlock", "Dropout", "Embedding", "EncoderBlock", "FeedForward", "GELU", "KVCache",
-    "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LoRALinear", "Module", "ModuleList", "MultiHeadAttention",
+    "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LoRAEmbedding", "LoRALayer", "LoRALinear", "Module", "ModuleList", "MultiHeadAttention",
     "Parameter", "RMSNorm", "ReLU", "RelativePositionBias", "RotaryEmbedding", "SinusoidalPositionalEncoding", "SwiGLU",
     "alibi_bias", "alibi_slopes", "relative_position_buckets", "rope_angles", "rope_backward", "rope_forward",
     "rmsnorm_backward", "rmsnorm_forward", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",

@@ -62,3 +62,13 @@ class Embedding(Module):
     def backward(self, dout):
         self.weight.grad += embedding_backward(dout, self.cache)
         return None  # ids are integers: there is no gradient to pass further down
+
+    # A head tied to this table goes through these two, so that an adapter on the table
+    # (minitx.nn.lora.LoRAEmbedding, which overrides both) reaches the head too.
+    def effective_weight(self):
+        """The ``(V, D)`` matrix a tied LM head scores against: the table itself."""
+        return self.weight.data
+
+    def weight_backward(self, dW) -> None:
+        """Add a tied head's gradient ``dW`` ``(V, D)`` into the table's."""
+        self.weight.grad += dW
