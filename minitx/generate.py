@@ -207,9 +207,11 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, s
     if any(not s for s in stops):
         raise ValueError("stop: got an empty string, expected non-empty stop strings")
     ids = tokenizer.encode(prompt)
-    # the new text is the whole decoded text minus the prompt's: a word-level tokenizer puts the space between
-    # words when it joins them, so decoding the new ids alone would glue the first new word to the prompt
-    prefix = len(tokenizer.decode(ids))
+    # the new text is what decoding adds after the prompt's last token: a word-level tokenizer puts the space
+    # between words when it joins them, so decoding the new ids alone would glue the first new word to the
+    # prompt; one token of context is enough for that, and keeps each step's decode as short as before
+    context = ids[-1:]
+    prefix = len(tokenizer.decode(context))
     new_ids: list[int] = []
     text, shown = "", 0  # the new text so far; how much of it on_text has seen
     for nxt in iter_tokens(model, np.asarray([ids], dtype=np.int64), max_new_tokens, **sampling):
@@ -217,7 +219,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, s
         if stop_token is not None and token == stop_token:
             break
         new_ids.append(token)
-        text = tokenizer.decode(ids + new_ids)[prefix:]
+        text = tokenizer.decode(context + new_ids)[prefix:]
         hits = [text.find(s) for s in stops if s in text]
         if hits:
             text = text[: min(hits)]

@@ -85,7 +85,7 @@ def prefix_matching_scores(model, *, n_seq: int = 64, seq_len: int | None = None
     return np.stack(scores)  # (n_layer, n_head)
 
 
-def attention_to_targets(model, idx, query, targets) -> np.ndarray:
+def attention_to_targets(model, idx, query, targets, *, maps=None) -> np.ndarray:
     """``-> [n_layer, n_head]``: mean attention mass from position ``query`` onto the ``targets`` positions.
 
     ``idx [B, T]`` token ids, ``query`` one position (``-1``: the last),
@@ -94,10 +94,12 @@ def attention_to_targets(model, idx, query, targets) -> np.ndarray:
     query token. :func:`prefix_matching_scores` is this on repeated random
     tokens (exact matches); on a few-shot prompt the match can be *fuzzy*
     (the same sentiment, not the same word), which is what a model trained
-    on :mod:`minitx.datasets.icl` learns to match.
+    on :mod:`minitx.datasets.icl` learns to match. ``maps`` (the
+    :func:`attention_maps` of ``idx``) saves the forward pass when several
+    target sets are scored on the same prompts.
     """
     targets = np.asarray(targets, dtype=bool)
-    maps = attention_maps(model, idx)  # n_layer x (B, H, T, T)
+    maps = attention_maps(model, idx) if maps is None else maps  # n_layer x (B, H, T, T)
     return np.stack([(w[:, :, query, :] * targets[:, None, :]).sum(axis=-1).mean(axis=0) for w in maps])
 
 

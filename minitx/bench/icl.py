@@ -7,10 +7,10 @@
    sequence hides its own label words) with the same token budget and the
    same two-phase recipe (:class:`Budget`: plain instructions first, then
    half the rows listing the label words), each through the one
-   :class:`~minitx.train.trainer.Trainer`, two data-parallel threads. Trained models are cached as Trainer checkpoints
-   (safetensors + JSON) in ``--cache`` (default ``.cache/icl``), keyed by
-   size, seed and budget, so the tutorials reuse them; a second run only
-   evaluates.
+   :class:`~minitx.train.trainer.Trainer`, two data-parallel threads.
+   Trained models are cached as Trainer checkpoints (safetensors + JSON)
+   in ``--cache`` (default ``.cache/icl``), keyed by size, seed and
+   budget, so the tutorials reuse them; a second run only evaluates.
 2. **Evaluate** k-shot accuracy for k = 0, 1, 2, 4, 8: prompts built by
    :func:`minitx.prompt.build_prompt` and checked by
    :func:`minitx.prompt.fit_prompt`; the answer is the candidate label with
@@ -53,7 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import icl
-from ..interpret import attention_to_targets
+from .. import interpret
+from ..interpret import ablate_heads, attention_to_targets, prefix_matching_scores
 from ..models.gpt import GPT, GPTConfig
 from ..prompt import fit_prompt
 from ..train.config import TrainConfig
@@ -258,18 +259,17 @@ def matching_scores(model: GPT, ids: np.ndarray, eps: list[dict]) -> np.ndarray:
     same = icl.matching_label_positions(eps, ids.shape[1])  # (N, T) the labels of same-sentiment examples
     labels = np.zeros_like(same)
     labels[:, [icl.label_position(j) for j in range(len(eps[0]["prompt"].examples))]] = True
+    maps = interpret.attention_maps(model, ids)  # one forward pass for every target set below
     score = 0.0
     for offset in EXAMPLE_OFFSETS:  # the same token of each example, shifted from its label
         mine, every = np.roll(same, offset, axis=1), np.roll(labels, offset, axis=1)
-        score = score + np.abs(attention_to_targets(model, ids, -1, mine)
-                               - attention_to_targets(model, ids, -1, every & ~mine))  # (n_layer, n_head)
+        score = score + np.abs(attention_to_targets(model, ids, -1, mine, maps=maps)
+                               - attention_to_targets(model, ids, -1, every & ~mine, maps=maps))  # (L, H)
     return score
 
 
 def run(seed: int = 0, *, fast: bool = False, cache=".cache/icl", threads: int = 2, log=print) -> dict:
     """Train (or load) every size, evaluate, find and ablate induction heads. Returns every figure."""
-    from ..interpret import ablate_heads, prefix_matching_scores  # noqa: PLC0415
-
     budget, sizes = (FAST, FAST_SIZES) if fast else (FULL, SIZES)
     t0, c0 = time.perf_counter(), time.process_time()
     tokenizer = icl.tokenizer()
