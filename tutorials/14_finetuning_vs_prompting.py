@@ -17,7 +17,9 @@
 # The project lifecycle of a language-model application:
 #
 # 1. **pick a base model** (here: a small GPT pretrained on the embedded
-#    corpus of standard-library docstrings, as in lesson 4);
+#    corpus of standard-library docstrings, as in lesson 4, with plain
+#    text about the tasks' world mixed in: reviews, news, stories, a Tolan
+#    phrasebook, commented Python; `minitx.datasets.world`);
 # 2. **try prompting**: ask it zero-shot, then few-shot (lesson 11);
 # 3. **fine-tune** when prompting is not enough: show it instruction /
 #    response pairs, with the prompt masked out of the loss;
@@ -48,12 +50,14 @@ for task in inst.TASKS:
 # %% [markdown]
 # ## 1. The base model
 #
-# Pretrained on the corpus, with a byte-level BPE of the corpus (cached under
+# Pretrained on the corpus and the world text, never in the instruction
+# layout and never a held-out input, with a byte-level BPE of that text
+# (cached under
 # `.cache/finetune` by the bench, keyed by its settings, so the lesson and
 # the bench share it; the first run trains it).
 
 # %%
-corpus = bench.corpus_data(budget)
+corpus = bench.corpus_data(budget, seed, instructions=data)
 tokenizer = corpus.tokenizer
 cache = output_dir() / "finetune-cache" if FAST else ".cache/finetune"
 base, info = bench.base_model(budget, seed, cache, corpus)
@@ -65,9 +69,9 @@ print(f"base GPT: {base.num_parameters():,} parameters, val loss {info['val_loss
 #
 # Zero-shot: the instruction and the query. Few-shot: solved examples of
 # the same task before the query, as many as fit the context window. A
-# model pretrained on docstrings has never seen a review or a Tolan
-# sentence; whether examples in the prompt are enough is exactly what we
-# measure.
+# base model has read reviews and Tolan phrases, but never an instruction
+# followed by its answer; whether examples in the prompt are enough to show
+# it the format is exactly what we measure.
 
 # %%
 scores = {}

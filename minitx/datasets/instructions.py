@@ -126,7 +126,7 @@ def translate_example(rng) -> Instruction:
     return Instruction("translate", " ".join(english), " ".join(tolan))
 
 
-COLUMNS = ("price", "qty", "weight", "age", "score", "height")
+COLUMNS = ("price", "qty", "weight", "age", "score", "height", "cost", "rating", "speed", "width")
 #: (what the task says, the reference expression); ``{c}`` and ``{d}`` are column names.
 DATA_TASKS = (
     ("the mean of column {c}", "sum({c}) / len({c})"),
