@@ -83,3 +83,12 @@ def test_mix_keeps_every_piece_and_both_sources_in_every_stretch():
     assert "docstring paragraph" in tail and any(d in tail for d in docs)
     head = text[: int(0.1 * len(text))]
     assert "docstring paragraph" in head and any(d in head for d in docs)
+
+
+def test_a_held_out_set_that_leaves_nothing_to_draw_is_an_error_naming_the_kind():
+    import pytest  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    every_code_input = {world.code_document(rng)[0] for _ in range(20000)}  # the whole (small) space of code inputs
+    with pytest.raises(ValueError, match="kind 'code': drew only 0 outside held_out, expected 3"):
+        world.world_documents(3, seed=0, held_out=every_code_input)

@@ -48,8 +48,7 @@ import numpy as np
 
 from ..prompt import PromptTemplate, build_prompt
 from .expressions import execution_match
-from .metrics import bio_spans
-from .ner import FIRST, sentence
+from .ner import FIRST, entity_mentions, sentence
 from .reviews_heldout import TRAIN_WORDS, review
 from .sentiment import SENTIMENT_LABELS, choice
 from .translation import noun_phrase
@@ -88,9 +87,9 @@ def sentiment_example(rng) -> Instruction:
 
 def ner_example(rng) -> Instruction:
     tokens, tags = sentence(rng)
-    spans = sorted(bio_spans(tags), key=lambda s: s[1])  # in order of appearance
-    people = [" ".join(tokens[a:b]) for kind, a, b in spans if kind == "PER"]
-    places = [" ".join(tokens[a:b]) for kind, a, b in spans if kind == "LOC"]
+    mentions = entity_mentions(tokens, tags)  # in order of appearance
+    people = [text for kind, text in mentions if kind == "PER"]
+    places = [text for kind, text in mentions if kind == "LOC"]
     answer = f"people: {', '.join(people) or 'none'}; places: {', '.join(places) or 'none'}"
     return Instruction("ner", " ".join(tokens), answer)
 

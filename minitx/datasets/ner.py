@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .metrics import bio_spans
+
 NER_TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
 
 FIRST = ("maria", "john", "aisha", "wei", "olga", "pedro", "fatima", "liam", "noor", "kenji", "sara", "david",
@@ -92,6 +94,14 @@ def sentence(rng, firsts=FIRST, lasts=LAST, places=PLACES) -> tuple[list[str], l
             tokens.append(word)
             tags.append("O")
     return tokens, tags
+
+
+def entity_mentions(tokens, tags) -> list[tuple[str, str]]:
+    """``[(kind, text), ...]``: the sentence's entities in order of appearance (``"PER"`` / ``"LOC"``).
+
+    ``maria lopez visited oslo`` -> ``[("PER", "maria lopez"), ("LOC", "oslo")]``.
+    """
+    return [(kind, " ".join(tokens[a:b])) for kind, a, b in sorted(bio_spans(tags), key=lambda s: s[1])]
 
 
 def _split_names(rng, names, held_out: float = 0.2):

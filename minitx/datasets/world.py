@@ -19,20 +19,22 @@ web, never in the instruction layout (no ``Answer:``, no instruction line)::
     code      # the mean of column price
               value = sum(price) / len(price)
 
-No document repeats a held-out instruction's input (``held_out``): a test
-review, sentence, dialogue or phrase is never read in pretraining, so the
-tuned models are still scored on inputs they have not seen. What the base
-does learn is the world's *knowledge* (Tolan's words, which names are
-people, what a dialogue settles, how a mean is written), as a real base
-model knows French or Python before it is tuned.
+No document is built from a held-out instruction's input (``held_out``):
+a test review, news sentence, dialogue or phrase is never a pretraining
+document, so the tuned models are scored on inputs they have not read.
+What the base does learn is the world's *knowledge* (Tolan's words, which
+names are people, what a dialogue settles, how a mean is written), as a
+real base model knows French or Python before it is tuned. That knowledge
+overlaps the tests below the level of a whole input: a held-out noun
+phrase ("the red dog") can occur inside a phrasebook *sentence*, as a
+French phrase does inside French text.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .instructions import ACTIVITIES, DATA_TASKS, DAYS, COLUMNS, TOWNS
-from .metrics import bio_spans
-from .ner import sentence
+from .instructions import COLUMNS, DATA_TASKS, summarise_example
+from .ner import entity_mentions, sentence
 from .reviews_heldout import TRAIN_WORDS, review
 from .sentiment import choice
 from .translation import noun_phrase, translate_sentence
@@ -52,16 +54,14 @@ def news_document(rng) -> tuple[str, str]:
     """``(input, document)``: one news sentence, and (as a news site files it) the tags naming who and where."""
     tokens, tags = sentence(rng)
     text = " ".join(tokens)
-    spans = sorted(bio_spans(tags), key=lambda s: s[1])
-    filed = " , ".join(f"{' '.join(tokens[a:b])} ( {'person' if kind == 'PER' else 'place'} )" for kind, a, b in spans)
+    filed = " , ".join(f"{name} ( {'person' if kind == 'PER' else 'place'} )"
+                       for kind, name in entity_mentions(tokens, tags))
     return text, f"{text} .\ntags : {filed}" if filed else f"{text} ."
 
 
 def story_document(rng) -> tuple[str, str]:
     """``(input, document)``: a dialogue that settles a plan, then the narrator says what was settled."""
-    from .instructions import summarise_example  # noqa: PLC0415  (one dialogue generator, shared)
-
-    ex = summarise_example(rng)
+    ex = summarise_example(rng)  # the summarise task's own dialogue generator
     return ex.input, f"{ex.input}\nso {ex.output}"
 
 
@@ -92,7 +92,8 @@ def world_documents(n_per_kind: int, seed: int = 0, *, held_out=frozenset()) -> 
 
     ``held_out``: the inputs of the held-out instructions
     (``{ex.input for ex in ...}``); a drawn document with one of them is
-    drawn again. Deterministic for a seed.
+    drawn again. Deterministic for a seed. Raises ValueError naming the
+    kind when ``held_out`` leaves too few inputs to draw from.
     """
     rng = np.random.default_rng([seed, 41])
     docs = []
@@ -106,6 +107,9 @@ def world_documents(n_per_kind: int, seed: int = 0, *, held_out=frozenset()) -> 
                 continue
             docs.append(doc)
             made += 1
+        if made < n_per_kind:
+            raise ValueError(f"world documents of kind {kind!r}: drew only {made} outside held_out, "
+                             f"expected {n_per_kind}")
     return [docs[i] for i in rng.permutation(len(docs))]
 
 
