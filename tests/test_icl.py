@@ -221,11 +221,35 @@ def test_icl_bench_fast_structure(tmp_path):
     ablation = [r for r in lines if "ablation" in r]
     assert {r["ablation"] for r in ablation} == {"none", "induction", "control"}
     assert len(lines[-1]["induction_heads"]) >= 1
+    assert lines[-1]["tries"] == {r["model"]: 2 for r in rows}  # too small to learn: each restarted once
+    assert proc.stderr.count("phase 1 again from a new initialisation") == 3
     assert len(list((tmp_path / "cache").iterdir())) == 3  # one checkpoint folder per size
     again = subprocess.run([sys.executable, "-m", "minitx.bench.icl", "--fast", "--json", "--seed", "3",
                             "--cache", str(tmp_path / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert [json.loads(x) for x in again.stdout.splitlines()][:-1] == lines[:-1]  # cached models, same figures
     assert "trained" not in again.stderr
+
+
+def test_a_try_that_passes_the_probe_is_trained_as_without_restarts_and_one_that_fails_restarts(tmp_path):
+    import dataclasses  # noqa: PLC0415
+
+    from minitx.bench import icl as bench  # noqa: PLC0415
+
+    size = bench.Size("gpt-1x8", 1, 1, 8)
+    plain = dataclasses.replace(bench.FAST, max_iters=6, listing_iters=2, max_restarts=0)
+    lenient = dataclasses.replace(plain, max_restarts=2, restart_below=0.0)  # every try passes
+    strict = dataclasses.replace(plain, max_restarts=1, restart_below=1.01)  # no try passes
+    logs = []
+    runs = {name: bench.train_or_load(size, b, 4, tmp_path / name, threads=1, log=logs.append)
+            for name, b in (("plain", plain), ("lenient", lenient), ("strict", strict))}
+    weights = {name: m.state_dict() for name, (m, _) in runs.items()}
+    assert all(np.array_equal(weights["plain"][k], weights["lenient"][k]) for k in weights["plain"])
+    assert not all(np.array_equal(weights["plain"][k], weights["strict"][k]) for k in weights["plain"])
+    assert [runs[n][1]["tries"] for n in ("plain", "lenient", "strict")] == [1, 1, 2]
+    assert len(runs["strict"][1]["probe_accuracies"]) == 2 and len(runs["strict"][1]["phase_val_losses"]) == 2
+    assert sum("phase 1 again" in line for line in logs) == 1
+    again, info = bench.train_or_load(size, strict, 4, tmp_path / "strict", threads=1, log=logs.append)
+    assert info["cached"] and info["tries"] == 2  # read back from the checkpoint
 
 
 def test_power_law_fit_recovers_a_known_exponent():

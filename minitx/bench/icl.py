@@ -108,6 +108,20 @@ class Budget:
     and at 3e-3 the largest model never reached it in seed 6 (chance at
     every k after 3000 steps, and after 5000); at 6e-3 the same seed forms
     it within 3000 (k=8 0.995 on plain prompts).
+
+    **Restarts.** Whatever the learning rate or batch, about one seed in
+    six or seven leaves a model on the plateau after phase 1 (measured:
+    3e-3 fails seed 6, 6e-3 seed 5, batch 64 seed 2; longer training did
+    not help): it answers ``positive``/``negative`` rows and guesses fresh
+    labels. That is visible right after phase 1, on fresh training-
+    distribution prompts (:func:`circuit_probe`, never the evaluation
+    prompts), so the run starts phase 1 again from a new initialisation and
+    data order, at most ``max_restarts`` times, when the probe's accuracy
+    is under ``restart_below``: what one does with a run whose loss never
+    leaves its plateau. Every size gets the same rule, and the number of
+    tries is reported with each model; the one-layer model, which cannot
+    build the two-layer circuit, uses every restart and still cannot.
+    A try that passes is trained exactly as without the rule.
     """
 
     max_iters: int = 3000
@@ -116,6 +130,9 @@ class Budget:
     listing_iters: int = 1000
     listing_lr: float = 1e-3
     listed_share: float = 0.5
+    max_restarts: int = 2  # new tries of phase 1 when the circuit did not form
+    restart_below: float = 0.75  # circuit_probe accuracy under which phase 1 is tried again
+    n_probe: int = 64  # drawn prompts (x2, counterbalanced) for the probe
     n_eval: int = 200  # drawn prompts per cell; counterbalancing doubles it
     n_prefix: int = 64  # repeated random sequences for the prefix-matching score
 
@@ -126,13 +143,16 @@ class Budget:
     def recipe(self) -> dict:
         """What the trained weights depend on (a cached model must match it)."""
         return {k: getattr(self, k) for k in ("max_iters", "batch_size", "lr", "listing_iters", "listing_lr",
-                                              "listed_share")}
+                                              "listed_share", "max_restarts", "restart_below", "n_probe")}
 
 
 FULL = Budget()
-FAST = Budget(max_iters=30, batch_size=8, listing_iters=10, n_eval=20, n_prefix=8)
+FAST = Budget(max_iters=30, batch_size=8, listing_iters=10, n_eval=20, n_prefix=8,
+              max_restarts=1, n_probe=8)  # models this small stay on the plateau: each restarts once
 #: Added to the seed for phase 2's data stream, so it draws rows of its own (not phase 1's again).
 LISTING_SEED_OFFSET = 10_000
+#: Added to the seed (times the try) for a restarted phase 1's initialisation and data order.
+RESTART_SEED_OFFSET = 1_000
 
 
 def model_config(size: Size) -> GPTConfig:
@@ -146,11 +166,32 @@ def train_config(iters: int, lr: float, batch_size: int, seed: int) -> TrainConf
                        eval_interval=iters, eval_iters=4, seed=seed)
 
 
-def phases(budget: Budget, seed: int, block_size: int = icl.BLOCK_SIZE) -> list[tuple[icl.ICLData, TrainConfig]]:
-    """The two training phases of :class:`Budget`: ``(data, config)`` each, in order."""
-    return [(icl.ICLData(block_size), train_config(budget.max_iters, budget.lr, budget.batch_size, seed)),
+def phases(budget: Budget, seed: int, block_size: int = icl.BLOCK_SIZE, *,
+           attempt: int = 0) -> list[tuple[icl.ICLData, TrainConfig]]:
+    """The two training phases of :class:`Budget`: ``(data, config)`` each, in order.
+
+    ``attempt`` > 0 is a restart: phase 1 draws its rows in another order (phase 2 is the same).
+    """
+    return [(icl.ICLData(block_size), train_config(budget.max_iters, budget.lr, budget.batch_size,
+                                                   seed + attempt * RESTART_SEED_OFFSET)),
             (icl.ICLData(block_size, listed_share=budget.listed_share),
              train_config(budget.listing_iters, budget.listing_lr, budget.batch_size, seed + LISTING_SEED_OFFSET))]
+
+
+def circuit_probe(model: GPT, budget: Budget, seed: int, attempt: int) -> float:
+    """Plain-instruction 8-shot accuracy on fresh prompts of the training distribution: has the circuit formed?
+
+    Drawn from a generator of its own (``[seed, 23, attempt]``), never the
+    evaluation prompts' (``[seed, 7, ...]``). A model on the plateau scores
+    0.5 (the prompts are counterbalanced); one that reads the labels off
+    the examples, near 1.
+    """
+    tokenizer = icl.tokenizer()
+    eps = icl.episodes(np.random.default_rng([seed, 23, attempt]), budget.n_probe, MAX_K)
+    was_training = model.training
+    acc = accuracy(model.eval(), encode_episodes(eps, tokenizer, icl.BLOCK_SIZE))
+    model.train(was_training)
+    return acc
 
 
 def run_dir(cache: Path, size: Size, budget: Budget, seed: int) -> Path:
@@ -177,19 +218,30 @@ def train_or_load(size: Size, budget: Budget, seed: int, cache, *, threads: int 
             model = GPT(config, seed=seed)
             model.load_state_dict(state)
             return model.eval(), dict(meta["icl_run"], cached=True)
-    model = GPT(config, seed=seed)
-    wrapped = DataParallel(model, threads=threads, seed=seed) if threads > 1 else model
     t0, c0 = time.perf_counter(), time.process_time()
-    val_losses = []
-    try:
-        for data, train_cfg in phases(budget, seed, config.block_size):  # the same model, phase after phase
-            trainer = Trainer(wrapped, data, train_cfg, None, meta=gpt_meta(model, data.tokenizer),
-                              progress=False, log=lambda *a, **k: None)
-            val_losses.append(trainer.train()[-1]["val_loss"])
-    finally:
-        if threads > 1:
-            wrapped.close()
+    probes = []
+    for attempt in range(budget.max_restarts + 1):
+        model = GPT(config, seed=seed + attempt * RESTART_SEED_OFFSET)
+        wrapped = DataParallel(model, threads=threads, seed=seed) if threads > 1 else model
+        try:
+            val_losses = []
+            for phase, (data, train_cfg) in enumerate(phases(budget, seed, config.block_size, attempt=attempt)):
+                trainer = Trainer(wrapped, data, train_cfg, None, meta=gpt_meta(model, data.tokenizer),
+                                  progress=False, log=lambda *a, **k: None)
+                val_losses.append(trainer.train()[-1]["val_loss"])  # the same model, phase after phase
+                if phase == 0:
+                    probes.append(circuit_probe(model, budget, seed, attempt))
+                    if probes[-1] < budget.restart_below and attempt < budget.max_restarts:
+                        log(f"{size.name}: after phase 1 (try {attempt + 1}) the {MAX_K}-shot probe is at "
+                            f"{probes[-1]:.2f}, on the plateau: phase 1 again from a new initialisation")
+                        break
+        finally:
+            if threads > 1:
+                wrapped.close()
+        if len(val_losses) == 2:
+            break
     info = {"val_loss": val_losses[-1], "phase_val_losses": val_losses, "recipe": budget.recipe(),
+            "tries": len(probes), "probe_accuracies": probes,
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
             "tokens": budget.tokens, "threads": threads}
     trainer.out_dir = out  # write the checkpoint only now, with the run's figures in its metadata
@@ -346,11 +398,12 @@ def targets(rows: list[dict]) -> dict:
 
 def _accuracy_table(result: dict, kind: str) -> list[str]:
     rows = [r for r in result["rows"] if r["prompt"] == kind]
-    lines = [f"{'model':<10} {'params':>8} {'val loss':>8} " + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
+    lines = [f"{'model':<10} {'params':>8} {'val loss':>8} {'tries':>5} "
+             + " ".join(f"{'k=' + str(k):>6}" for k in SHOTS)]
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = {r["k"]: r for r in rows if r["model"] == name}
         info = result["models"][name]
-        lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} "
+        lines.append(f"{name:<10} {info['n_params']:>8,} {info['val_loss']:>8.4f} {info['tries']:>5} "
                      + " ".join(f"{mine[k]['accuracy']:>6.3f}" for k in SHOTS))
     return lines
 
@@ -407,6 +460,7 @@ def main(argv=None) -> int:
         print(json.dumps({"induction_heads": result["induction_heads"], "match_scores": result["match_scores"],
                           "prefix_scores": result["prefix_scores"],
                           "single_head_ablation": result["single_head_ablation"],
+                          "tries": {name: info["tries"] for name, info in result["models"].items()},
                           "seconds": result["seconds"], "cpu_seconds": result["cpu_seconds"]}))
     else:
         print(format_table(result))
