@@ -130,7 +130,7 @@ class Budget:
     listing_iters: int = 1000
     listing_lr: float = 1e-3
     listed_share: float = 0.5
-    max_restarts: int = 2  # new tries of phase 1 when the circuit did not form
+    max_restarts: int = 3  # new tries of phase 1 when the circuit did not form
     restart_below: float = 0.75  # circuit_probe accuracy under which phase 1 is tried again
     n_probe: int = 64  # drawn prompts (x2, counterbalanced) for the probe
     n_eval: int = 200  # drawn prompts per cell; counterbalancing doubles it
