@@ -53,10 +53,15 @@ def test_parameter_counts_are_what_each_method_trains(fast_run):
     total = rows[("ner", "full")]["total_params"]
     assert rows[("ner", "prompt-0shot")]["trainable_params"] == 0
     assert rows[("ner", "full")]["trainable_params"] == total
-    # rank r adapters on qkv (D -> 3D), proj (D -> D), ff.fc (D -> 4D), ff.proj (4D -> D): r * (in + out) each,
-    # on the tied embedding (V, D): r * (V + D); and the LayerNorms (two a block and ln_f: D weights, D biases)
+    # adapters on qkv (D -> 3D), proj (D -> D), ff.fc (D -> 4D), ff.proj (4D -> D): r * (in + out) each, with the
+    # ranks of lora_rank_pattern; on the tied embedding (V, D): r * (V + D); and the LayerNorms (two a block and
+    # ln_f: D weights, D biases)
     D, V = b.n_embd, b.vocab_size
-    adapters = b.n_layer * b.lora_rank * ((D + 3 * D) + (D + D) + (D + 4 * D) + (4 * D + D)) + b.lora_rank * (V + D)
+    ranks = dict(b.lora_rank_pattern)
+    r_qkv, r_ff = ranks["blocks.*.attn.qkv"], ranks["blocks.*.ff.*"]
+    assert r_qkv != b.lora_rank != r_ff  # the pattern is in play
+    adapters = (b.n_layer * (r_qkv * (D + 3 * D) + b.lora_rank * (D + D) + r_ff * ((D + 4 * D) + (4 * D + D)))
+                + b.lora_rank * (V + D))
     norms = (2 * b.n_layer + 1) * 2 * D
     assert b.lora_norms and "wte" in bench.LORA_TARGETS
     assert rows[("ner", "lora")]["trainable_params"] == adapters + norms

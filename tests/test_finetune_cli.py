@@ -107,6 +107,14 @@ def test_lora_on_the_token_embedding_and_norms_then_generate(capsys, gpt_base, t
     assert f"{trainable:,} of" in stdout
     tuned = load_finetuned(out).model
     assert tuned.wte.A.data.any()  # the embedding adapter trained (it starts at A = 0)
+
+    ranked = tmp_path / "ranked"  # --rank-pattern: the qkv adapter at rank 3, the embedding's at --rank 2
+    code, _, err = run(capsys, "finetune", "--checkpoint", gpt_base / "base", "--task", "lm", "--method", "lora",
+                       "--targets", "wte,*attn.qkv", "--rank-pattern", "*attn.qkv=3", "--data", gpt_base / "new.txt",
+                       "--out", ranked, "--rank", "2", *FAST)
+    assert code == 0, err
+    assert json.loads((ranked / "adapter" / "adapter.json").read_text())["ranks"] == {"wte": 2, "blocks.0.attn.qkv": 3}
+    assert load_finetuned(ranked).model.blocks[0].attn.qkv.A.shape == (D, 3)
     texts = set()
     for src in (["--checkpoint", out], ["--checkpoint", gpt_base / "base", "--adapter", out / "adapter"]):
         code, stdout, err = run(capsys, "generate", *src, "--prompt", "the ", "--max-new-tokens", "8",
@@ -131,13 +139,18 @@ def test_bad_input_is_one_line_and_exit_2(capsys, gpt_base, clf_base, tmp_path):
         (["finetune", "--checkpoint", clf_base / "base", "--task", "classify", "--method", "lora", "--targets",
           "*tok_emb", "--data", clf_base / "train.tsv", "--out", tmp_path / "h", *FAST],
          "'*tok_emb' matches no Linear"),
+        ([*lm, "--method", "lora", "--rank-pattern", "*qkv=0", "--out", tmp_path / "i"], "'*qkv=0' is not PATTERN=R"),
+        ([*lm, "--method", "lora", "--rank-pattern", "*ff.fc=2", "--targets", "*attn.qkv", "--out", tmp_path / "j"],
+         "'*ff.fc' matches none of the modules"),
+        ([*lm, "--method", "full", "--rank-pattern", "*qkv=2", "--out", tmp_path / "k"],
+         "--rank-pattern with --method full"),
     ]
     for argv, fragment in cases:
         code, _, err = run(capsys, *argv)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and fragment in lines[0], (argv, err)
         assert "Traceback" not in err
-    for name in "abcdefgh":
+    for name in "abcdefghijk":
         assert not (tmp_path / name / "ckpt").exists()
 
 

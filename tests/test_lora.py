@@ -367,6 +367,38 @@ def test_same_seed_same_adapters():
     assert not any(np.array_equal(x.A.data, y.A.data) for (_, x), (_, y) in zip(lora_layers(a), lora_layers(c)))
 
 
+def test_rank_pattern_gives_modules_their_own_rank_and_keeps_every_multiplier():
+    model = gpt()
+    apply_lora(model, ["wte", "*blocks.*"], rank=4, alpha=16, rank_pattern={"*.attn.qkv": 8, "*.ff.*": 2})
+    got = {name: (layer.rank, layer.scale) for name, layer in lora_layers(model)}
+    assert got["wte"] == (4, 4.0) and got["blocks.1.attn.proj"] == (4, 4.0)
+    assert got["blocks.0.attn.qkv"] == (8, 4.0) and got["blocks.1.ff.fc"] == (2, 4.0) and got["blocks.0.ff.proj"] == (2, 4.0)
+    assert model.blocks[0].attn.qkv.A.shape == (16, 8) and model.blocks[0].ff.fc.B.shape == (2, 64)
+    first = gpt()  # the first matching pattern decides
+    apply_lora(first, "*blocks.*", rank=4, rank_pattern={"*.attn.*": 3, "*.qkv": 7})
+    assert first.blocks[0].attn.qkv.rank == 3
+    with pytest.raises(ValueError, match=r"rank_pattern: '\*.nothing' matches none of the modules"):
+        apply_lora(gpt(), "*blocks.*", rank_pattern={"*.nothing": 3})
+    with pytest.raises(ValueError, match="matches none"):  # a module the targets did not choose
+        apply_lora(gpt(), "*attn.*", rank_pattern={"*.ff.fc": 3})
+    with pytest.raises(ValueError, match=r"rank_pattern '\*.qkv': got rank 0, expected an integer >= 1"):
+        apply_lora(gpt(), "*blocks.*", rank_pattern={"*.qkv": 0})
+    with pytest.raises(ValueError, match="expected a dict of fnmatch pattern -> rank"):
+        apply_lora(gpt(), "*blocks.*", rank_pattern=[("*.qkv", 2)])
+
+
+def test_a_gpt_with_ranks_by_pattern_passes_the_gradient_check():
+    model = gpt(dtype=np.float64)
+    apply_lora(model, ["wte", "*blocks.*"], rank=2, rank_pattern={"*.qkv": 3, "*.ff.proj": 1}, train_norms=True)
+    rng = np.random.default_rng(3)
+    for _, layer in lora_layers(model):  # the zero factor random too, so that every gradient is exercised
+        layer.A.data[...] = rng.standard_normal(layer.A.shape) * 0.3
+        layer.B.data[...] = rng.standard_normal(layer.B.shape) * 0.3
+    report = gradcheck_module(model, np.array([[1, 5, 5, 2], [7, 0, 3, 3]]))
+    assert report.ok(), report
+    assert {"blocks.0.attn.qkv.A", "blocks.1.ff.proj.B", "wte.A"} <= set(report.per_array)
+
+
 # ---- adapters on disk ---------------------------------------------------------------------
 def test_adapter_round_trip_and_refusals(tmp_path):
     model, run = models()["gpt"]
@@ -401,6 +433,19 @@ def test_adapter_round_trip_and_refusals(tmp_path):
     load_adapter(again, tmp_path / "embedded")
     assert isinstance(again.wte, LoRAEmbedding) and np.array_equal(run(again), expected_embedded)
     assert again.num_trainable_parameters() == embedded.num_trainable_parameters()
+
+    ranked, _ = models()["gpt"]  # ranks by pattern: each module's own rank travels in adapter.json
+    apply_lora(ranked, "*blocks.*", rank=2, alpha=4.0, seed=3, rank_pattern={"*.qkv": 5})
+    for _, layer in lora_layers(ranked):
+        layer.B.data[...] = np.random.default_rng(4).standard_normal(layer.B.shape)
+    expected_ranked = run(ranked)
+    save_adapter(ranked, tmp_path / "ranked", base="runs/base")
+    meta_r = json.loads((tmp_path / "ranked" / "adapter.json").read_text())
+    assert meta_r["ranks"]["blocks.0.attn.qkv"] == 5 and meta_r["ranks"]["blocks.0.attn.proj"] == 2
+    back, _ = models()["gpt"]
+    load_adapter(back, tmp_path / "ranked")
+    assert back.blocks[0].attn.qkv.rank == 5 and back.blocks[0].attn.qkv.scale == ranked.blocks[0].attn.qkv.scale
+    assert np.array_equal(run(back), expected_ranked)
 
     other = gpt(seed=9, dtype=np.float64)  # same shapes, other weights: not this adapter's base
     with pytest.raises(ValueError, match="trained on another base"):

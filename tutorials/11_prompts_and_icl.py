@@ -213,6 +213,15 @@ if plt():
 # chance. Trained first on plain rows (3000 steps, where the matching
 # circuit forms) and only then on half listing rows (1000 steps, a sixth
 # of the learning rate), the same models use both: a curriculum.
+#
+# The circuit forms in a sudden transition, and now and then a run never
+# reaches it: the loss sits on a plateau where `positive`/`negative` rows
+# are right and fresh labels are a coin flip. That is plain to see right
+# after phase 1, so the bench checks (an 8-shot probe on fresh prompts of
+# the training distribution, never the evaluation prompts) and starts
+# phase 1 again from a new initialisation when it finds the plateau, at
+# most three times. The `tries` column says how many each model needed;
+# the one-layer model uses all four and still cannot.
 # A single attention layer can look at the earlier labels, but it cannot
 # first tie each label to the review before it and then match that review
 # against the query: that takes two layers working in sequence, which is

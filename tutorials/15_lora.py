@@ -31,13 +31,11 @@
 # full fine-tuning learned.
 
 # %%
-import copy
-
 import numpy as np
 
 from minitx.bench import finetune as bench
 from minitx.datasets import instructions as inst
-from minitx.finetune import apply_lora, merge_lora, unmerge_lora
+from minitx.finetune import apply_lora, lora_layers, merge_lora, unmerge_lora
 from minitx.gradcheck import gradcheck_module
 from minitx.models import GPT, GPTConfig
 from minitx.nn import Embedding, Linear
@@ -110,8 +108,13 @@ print("checked:", sorted(report.per_array))
 # The base GPT of lesson 14, adapters on the token embedding `wte` (= the
 # tied head) and on every Linear of every block (attention `qkv` and
 # `proj`, feed-forward `fc` and `proj`), the LayerNorms trained too
-# (`train_norms`: a few hundred numbers), everything else frozen. Same data
-# and steps as full fine-tuning; a larger learning rate, because the update
+# (`train_norms`: a few hundred numbers), everything else frozen. The
+# ranks are not all equal (`rank_pattern`): 8 on the attention's `qkv`,
+# which decides where each position looks (and copying a name out of the
+# sentence is a question of where to look), 2 on the wide feed-forward
+# layers, whose adapters cost the most per rank, 4 elsewhere. Same data as
+# full fine-tuning; a larger learning rate and more steps
+# (`budget.lora_iters` against `budget.tune_iters`), because the update
 # starts at zero and only has `r` directions to move in.
 
 # %%
@@ -129,14 +132,10 @@ probe = (x[:32, : lengths[:32].max()], y[:32, : lengths[:32].max()])
 
 tuned = {}
 for method in ("full", "lora"):
-    model = copy.deepcopy(base)
+    model, config = bench.tuning_setup(base, method, budget, seed)  # a copy; LoRA's adapters put on by name
     if method == "lora":
-        wrapped = apply_lora(model, list(bench.LORA_TARGETS), rank=budget.lora_rank, alpha=budget.lora_alpha,
-                             seed=seed, train_norms=budget.lora_norms)
-        print(f"LoRA on {len(wrapped)} layers, e.g. {wrapped[:2]}")
-    lr = budget.lr_full if method == "full" else budget.lr_lora
-    stats = bench.train(model, rows, bench.train_config(budget.tune_iters, budget.tune_batch, lr, seed),
-                        evaluate=lambda m=model: bench.tuning_loss(m, *probe))
+        print("LoRA ranks:", {name: layer.rank for name, layer in lora_layers(model)})
+    stats = bench.train(model, rows, config, evaluate=lambda m=model: bench.tuning_loss(m, *probe))
     scores = bench.task_scores(model, tokenizer, data["test"], data["train"], shots=0, seed=seed)
     print(f"{method:<5} trains {model.num_trainable_parameters():>8,} of {model.num_parameters():>8,} "
           f"({model.num_trainable_parameters() / model.num_parameters():.1%}); "

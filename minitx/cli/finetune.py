@@ -17,8 +17,8 @@
 
 ``--method`` says what trains: ``full`` (everything), ``head`` (the
 classification head alone, ``classify`` only) or ``lora`` (adapters of
-``--rank`` and ``--alpha`` on the Linear layers ``--targets`` names, plus
-a new head). Training is the one Trainer (:mod:`minitx.train.trainer`)
+``--rank`` and ``--alpha`` on the Linear layers ``--targets`` names, other
+ranks for some with ``--rank-pattern '*attn.qkv=8'``, plus a new head). Training is the one Trainer (:mod:`minitx.train.trainer`)
 with ``minitx train``'s flags; ``--out`` gets ``ckpt/`` (and ``best/`` for
 ``classify``), ``metrics.jsonl``, ``loss.png``, and for LoRA ``adapter/``:
 the adapter alone, to pass as ``--adapter`` with the base. ``generate``,
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .options import (add_lora_options, add_run_options, add_training_options, announce, interrupted_message,
-                      lora_targets, parallel_plan, train_config)
+                      lora_rank_pattern, lora_targets, parallel_plan, train_config)
 
 #: Training defaults: short runs at a small learning rate (the model already knows a lot).
 DEFAULTS = dict(max_iters=200, eval_interval=50, eval_iters=10, batch_size=16, warmup_iters=10, min_lr="lr/10",
@@ -91,8 +91,10 @@ def _check_args(args) -> None:
             check_lora_settings(args.rank, args.alpha)
         except ValueError as exc:
             raise UsageError(str(exc).replace("LoRA rank", "--rank").replace("LoRA alpha", "--alpha")) from None
-    elif args.targets is not None:
-        raise UsageError(f"--targets with --method {args.method}: adapters are LoRA's, expected --method lora")
+        lora_rank_pattern(args)  # a malformed pattern list: one line, exit 2
+    elif args.targets is not None or args.rank_pattern is not None:
+        flag = "--targets" if args.targets is not None else "--rank-pattern"
+        raise UsageError(f"{flag} with --method {args.method}: adapters are LoRA's, expected --method lora")
     elif args.train_norms:
         raise UsageError(f"--train-norms with --method {args.method}: it trains norms beside LoRA's adapters, "
                          "expected --method lora")
@@ -155,7 +157,7 @@ def _prepare(args, model, **opts):
     from ..finetune import prepare  # noqa: PLC0415
 
     return prepare(model, args.method, targets=lora_targets(args), rank=args.rank, alpha=args.alpha,
-                   train_norms=args.train_norms, freeze_body=not args.unfreeze_body, **opts)
+                   rank_pattern=lora_rank_pattern(args), train_norms=args.train_norms, freeze_body=not args.unfreeze_body, **opts)
 
 
 def _plan_lm(args) -> dict:

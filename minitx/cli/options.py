@@ -117,6 +117,9 @@ def add_lora_options(parser) -> None:
                    help="fnmatch pattern(s) over module names, comma-separated, e.g. '*attn.qkv,*attn.proj' "
                         "(default '*blocks.*': every Linear in the transformer blocks); a GPT's token embedding "
                         "'wte' (= its tied LM head) takes an adapter too, e.g. 'wte,*blocks.*'")
+    g.add_argument("--rank-pattern", default=None, metavar="PATTERN=R",
+                   help="other ranks for some modules, comma-separated, e.g. '*attn.qkv=8,*ff.*=2' (each keeps "
+                        "the multiplier alpha/rank: its alpha grows with its rank)")
     g.add_argument("--train-norms", action="store_true",
                    help="also train every LayerNorm/RMSNorm weight and bias beside the adapters (saved with them)")
 
@@ -129,6 +132,20 @@ def lora_targets(args):
     if not all(patterns):
         raise UsageError(f"--targets {args.targets!r}: an empty pattern, expected comma-separated fnmatch patterns")
     return patterns
+
+
+def lora_rank_pattern(args) -> dict | None:
+    """``--rank-pattern 'P=R,P=R'`` as the ``{pattern: rank}`` apply_lora takes (None when not given)."""
+    if args.rank_pattern is None:
+        return None
+    out = {}
+    for item in args.rank_pattern.split(","):
+        pattern, sep, rank = item.strip().rpartition("=")
+        if not sep or not pattern or not rank.strip().isdigit() or int(rank) < 1:
+            raise UsageError(f"--rank-pattern {args.rank_pattern!r}: {item.strip()!r} is not PATTERN=R, expected "
+                             "comma-separated fnmatch patterns with a rank >= 1 each, e.g. '*attn.qkv=8'")
+        out[pattern.strip()] = int(rank)
+    return out
 
 
 def add_adapter_option(parser) -> None:

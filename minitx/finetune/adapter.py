@@ -8,7 +8,8 @@ the adapter is saved alone, in a folder of two files::
       adapter.safetensors   every trainable parameter:  {"blocks.0.attn.qkv.A": (in, r), ...B, "wte.A": (V, r),
                             ...B, head.*, norms when they trained}
       adapter.json          format, the base (a path or a name), its fingerprint,
-                            rank, alpha, the wrapped modules, the SHA-256 of the tensors
+                            rank, alpha, the wrapped modules and each one's rank,
+                            the SHA-256 of the tensors
 
 and loaded onto the base later::
 
@@ -34,7 +35,7 @@ from ..backend import array_module, to_numpy
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..nn.embedding import Embedding
 from ..nn.linear import Linear
-from .lora import apply_lora, lora_class, lora_layers
+from .lora import lora_class, lora_layers, module_ranks, reapply_lora
 
 ADAPTER_FILE = "adapter.safetensors"
 ADAPTER_META = "adapter.json"
@@ -114,6 +115,7 @@ def save_adapter(model, folder, *, base: str, overwrite: bool = False, meta: dic
         "seed": settings["seed"],
         "train_norms": bool(settings.get("train_norms", False)),
         "modules": [name for name, _ in layers],
+        "ranks": {name: layer.rank for name, layer in layers},  # per module (its alpha: alpha * its rank / rank)
         "extra_parameters": [n for n in params if n not in _lora_names(name for name, _ in layers)],
         "tensors": {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()},
     }
@@ -168,7 +170,7 @@ def load_adapter(model, folder) -> list[str]:
     if meta.get("model") != type(model).__name__:
         raise ValueError(f"{where} was trained on a {meta.get('model')}, expected it for this "
                          f"{type(model).__name__}; load its base {meta.get('base')!r}")
-    rank, modules = int(meta["rank"]), list(meta["modules"])
+    modules, ranks = list(meta["modules"]), module_ranks(meta)
     layers = {name: layer for name, layer in model.named_modules() if name in modules}
     wrong = [n for n, layer in layers.items() if not isinstance(layer, (Linear, Embedding))]
     if wrong:
@@ -181,7 +183,7 @@ def load_adapter(model, folder) -> list[str]:
         raise ValueError(f"{where}: this model has no {missing[:3]}, expected its base {meta.get('base')!r}")
     shapes = {n: tuple(params[n].data.shape) for n in extra}
     for name in modules:  # Linear: A (in, r), B (r, out); Embedding: A (V, r), B (r, D)
-        shapes[f"{name}.A"], shapes[f"{name}.B"] = lora_class(layers[name]).factor_shapes(layers[name], rank)
+        shapes[f"{name}.A"], shapes[f"{name}.B"] = lora_class(layers[name]).factor_shapes(layers[name], ranks[name])
     if set(tensors) != set(shapes):
         raise ValueError(f"{where}: {ADAPTER_FILE} holds {sorted(set(tensors) ^ set(shapes))[:3]} against its "
                          f"{ADAPTER_META}; expected the tensors it lists")
@@ -193,8 +195,7 @@ def load_adapter(model, folder) -> list[str]:
         raise ValueError(f"{where} was trained on another base (its weights differ from this model's); expected "
                          f"the base it names, {meta.get('base')!r}")
     # all checked: now change the model
-    wrapped = apply_lora(model, modules, rank=rank, alpha=meta["alpha"], seed=meta["seed"],
-                         train_norms=bool(meta.get("train_norms", False)))
+    wrapped = reapply_lora(model, meta)
     params = dict(model.named_parameters())
     for name, value in tensors.items():
         p = params[name]

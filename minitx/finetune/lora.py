@@ -28,6 +28,19 @@ An embedding a model does not list (an encoder's ``tok_emb``, shared with a
 seq2seq decoder or read directly by a tied MLM head) is never wrapped: an
 adapter on one of its uses only would be silently wrong.
 
+**A rank per module.** ``rank_pattern`` gives some modules another rank
+(PEFT's option of that name)::
+
+    apply_lora(gpt, ["wte", "blocks.*"], rank=4, rank_pattern={"*.attn.qkv": 8, "*.ff.*": 2})
+
+Each adapter's alpha grows with its rank (``alpha * r / rank``), so every
+one has the same multiplier ``alpha / rank``: the pattern moves capacity
+between modules without changing any adapter's step size. Where the
+budget of trainable weights is tight, capacity is worth most in the
+attention's ``qkv`` (it decides *where* to look, what copying a name
+needs) and least in the wide feed-forward layers, whose adapters cost the
+most per rank (``benchmarks/finetune.md`` measures it).
+
 **LayerNorms.** ``train_norms=True`` leaves every LayerNorm / RMSNorm
 weight and bias trainable beside the adapters (a few ``D`` numbers per
 norm; they travel in the adapter file as extra parameters).
@@ -96,8 +109,23 @@ def check_lora_settings(rank, alpha) -> tuple[int, float]:
     return int(rank), float(alpha)
 
 
+def _rank_pattern(rank_pattern) -> dict:
+    if rank_pattern is None:
+        return {}
+    if not isinstance(rank_pattern, dict) or not all(isinstance(k, str) and k for k in rank_pattern):
+        raise ValueError(f"LoRA rank_pattern: got {rank_pattern!r}, expected a dict of fnmatch pattern -> rank "
+                         "such as {'*.attn.qkv': 8}")
+    out = {}
+    for pattern, r in rank_pattern.items():
+        try:
+            out[pattern] = check_lora_settings(r, 1.0)[0]
+        except ValueError:
+            raise ValueError(f"LoRA rank_pattern {pattern!r}: got rank {r!r}, expected an integer >= 1") from None
+    return out
+
+
 def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 16, seed: int = 0,
-               train_norms: bool = False) -> list[str]:
+               train_norms: bool = False, rank_pattern: dict | None = None) -> list[str]:
     """Wrap every Linear (or listed Embedding) whose module name matches ``targets`` in LoRA; returns their names.
 
     A Linear becomes a :class:`LoRALinear`, an embedding the model lists in
@@ -111,6 +139,11 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
     adapters. A pattern that matches no such layer raises ValueError naming
     it (with a few names that exist), as does ``rank < 1``; a layer that
     already has LoRA is an error too.
+    ``rank_pattern`` (``{pattern: rank}``): a chosen module that matches a
+    pattern gets that rank (the first pattern that matches), and alpha
+    ``alpha * r / rank``, so that every adapter keeps the multiplier
+    ``alpha / rank``; a pattern that matches none of the chosen modules is
+    an error.
     Apply LoRA before wrapping the model in a DataParallel or building an
     optimizer: both take the parameters as they are then.
     """
@@ -118,6 +151,7 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
         raise ValueError(f"apply_lora: got a {type(model).__name__}, expected a minitx Module (apply LoRA to the "
                          "model before wrapping it in a DataParallel)")
     rank, alpha = check_lora_settings(rank, alpha)
+    pattern_ranks = _rank_pattern(rank_pattern)
     if not isinstance(train_norms, bool):
         raise ValueError(f"LoRA train_norms: got {train_norms!r}, expected True or False")
     norms = norm_parameters(model) if train_norms else []
@@ -143,18 +177,42 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
                 chosen.append(hit)
     order = {slot[0]: i for i, slot in enumerate(slots)}
     chosen.sort(key=lambda s: order[s[0]])  # model order, whatever the order of the patterns
+    ranks = {name: next((r for pattern, r in pattern_ranks.items() if fnmatchcase(name, pattern)), rank)
+             for name, *_ in chosen}
+    unused = [pattern for pattern in pattern_ranks if not any(fnmatchcase(name, pattern) for name in ranks)]
+    if unused:
+        raise ValueError(f"LoRA rank_pattern: {unused[0]!r} matches none of the modules the targets chose, "
+                         f"expected a pattern over {list(ranks)[:4]}{'...' if len(ranks) > 4 else ''}")
     for p in model.parameters():
         p.requires_grad = False
     rng = np.random.default_rng(seed)
-    for name, parent, attr, layer in chosen:
-        setattr(parent, attr, lora_class(layer)(layer, rank, alpha, rng=rng))
+    for name, parent, attr, layer in chosen:  # alpha grows with the rank: every adapter's multiplier is alpha/rank
+        setattr(parent, attr, lora_class(layer)(layer, ranks[name], alpha * ranks[name] / rank, rng=rng))
     if norms:
         model.unfreeze(norms)  # their names hold no fnmatch wildcards: each matches itself
     settings = getattr(model, "lora_settings", None) or {"modules": []}
     settings.update(rank=rank, alpha=alpha, seed=seed, train_norms=train_norms or settings.get("train_norms", False))
     settings["modules"] = settings["modules"] + [name for name, *_ in chosen]
+    settings["ranks"] = {**settings.get("ranks", {}), **ranks}  # a module's own rank (its alpha: alpha r / rank)
     model.lora_settings = settings  # what save_adapter writes, so load_adapter can rebuild the same layers
     return [name for name, *_ in chosen]
+
+
+def module_ranks(settings) -> dict[str, int]:
+    """``{module: rank}`` of a model's ``lora_settings`` (or an adapter.json, which holds the same keys)."""
+    rank = int(settings["rank"])
+    return {name: int(settings.get("ranks", {}).get(name, rank)) for name in settings["modules"]}
+
+
+def reapply_lora(model, settings) -> list[str]:
+    """Wrap the modules ``settings`` names as they were wrapped (a checkpoint's or an adapter's record).
+
+    The adapters' values are not restored here: the caller loads them.
+    """
+    rank = int(settings["rank"])
+    other = {name: r for name, r in module_ranks(settings).items() if r != rank}
+    return apply_lora(model, list(settings["modules"]), rank=rank, alpha=settings["alpha"], seed=settings["seed"],
+                      train_norms=bool(settings.get("train_norms", False)), rank_pattern=other or None)
 
 
 def lora_layers(model) -> list[tuple[str, LoRALayer]]:

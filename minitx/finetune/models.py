@@ -32,7 +32,7 @@ from ..tasks.classify import TextClassifier
 from ..train.checkpoint import (BEST_DIR, CKPT_DIR, META_FILE, check_kind, holds_checkpoint, load_checkpoint,
                                 resolve_checkpoint)
 from .adapter import is_adapter, load_adapter, read_adapter
-from .lora import apply_lora
+from .lora import reapply_lora
 from .recipes import classifier_on
 
 FINETUNE_KIND = "minitx-finetune"
@@ -194,8 +194,7 @@ def load_finetuned(path) -> Loaded:
         model = base.model
     lora = meta.get("lora")
     if lora:
-        apply_lora(model, lora["modules"], rank=lora["rank"], alpha=lora["alpha"], seed=lora["seed"],
-                   train_norms=bool(lora.get("train_norms", False)))
+        reapply_lora(model, lora)
     model.load_state_dict(state)
     trainable = set(meta.get("trainable", []))
     for name, p in model.named_parameters():  # frozen as it was trained, should it train on

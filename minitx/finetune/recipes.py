@@ -70,7 +70,8 @@ def classifier_on(body, n_classes: int, *, pooling: str = "mean", freeze_body: b
 
 
 def prepare(model, method: str, *, n_classes: int | None = None, pooling: str = "mean", freeze_body: bool = True,
-            targets=None, rank: int = 8, alpha: float = 16, seed: int = 0, train_norms: bool = False):
+            targets=None, rank: int = 8, alpha: float = 16, seed: int = 0, train_norms: bool = False,
+            rank_pattern: dict | None = None):
     """Set up ``model`` for fine-tuning by ``method`` (``"full" | "head" | "lora"``); returns the model to train.
 
     * ``n_classes``: put a new classification head on the (encoder) body
@@ -82,7 +83,8 @@ def prepare(model, method: str, *, n_classes: int | None = None, pooling: str = 
       untied ``lm_head`` is not one): everything else is frozen.
     * ``lora``: :func:`~minitx.finetune.lora.apply_lora` on ``targets``
       (default: every Linear in the transformer blocks) with ``rank``,
-      ``alpha`` and ``seed``; everything else frozen, except a new head
+      ``alpha``, ``seed`` and ``rank_pattern`` (other ranks for some
+      modules); everything else frozen, except a new head
       and, with ``train_norms``, every LayerNorm / RMSNorm. A GPT's
       ``targets`` may name its token embedding ``wte``: the adapter then
       reaches the tied LM head too (:class:`~minitx.nn.lora.LoRAEmbedding`).
@@ -107,7 +109,7 @@ def prepare(model, method: str, *, n_classes: int | None = None, pooling: str = 
             model.unfreeze("head.*")
     else:
         apply_lora(model, targets if targets is not None else DEFAULT_TARGETS, rank=rank, alpha=alpha, seed=seed,
-                   train_norms=train_norms)
+                   train_norms=train_norms, rank_pattern=rank_pattern)
         if n_classes is not None:
             model.unfreeze("head.*")  # the new head has nothing to adapt from: it trains whole
     return model
