@@ -6,7 +6,9 @@
    layers) on the same generated data (:mod:`minitx.datasets.icl`: every
    sequence hides its own label words) with the same token budget and the
    same two-phase recipe (:class:`Budget`: plain instructions first, then
-   half the rows listing the label words), each through the one
+   half the rows listing the label words; phase 1 tried again from a new
+   initialisation, at most three times, when a probe finds the model still
+   on the plateau after it), each through the one
    :class:`~minitx.train.trainer.Trainer`, two data-parallel threads.
    Trained models are cached as Trainer checkpoints (safetensors + JSON)
    in ``--cache`` (default ``.cache/icl``), keyed by size, seed and
@@ -38,7 +40,8 @@
 "k", "accuracy", "chance", "n_eval", "prompt"}`` (``prompt`` is ``"listed"``
 or ``"plain"``), per-label rows (``"k_per_label"`` in place of ``"k"``),
 then ablation rows (``"ablation"`` names which heads were zeroed) and one
-``"induction_heads"`` row.
+``"induction_heads"`` row (with the scores, the timings and each model's
+``"tries"``).
 ``--fast`` shrinks everything to seconds (the tests run it); its numbers
 check the structure, not the targets.
 """
