@@ -108,3 +108,19 @@ def test_greedy_exact_match_is_what_generation_writes():
     fast = bench.greedy_exact_match(model, prompts, responses, chunk=5)  # chunks of unequal lengths
     slow = [greedy(p, len(r)) == r for p, r in zip(prompts, responses)]
     assert list(fast) == slow and sum(slow) >= 3 and not all(slow)
+
+
+def test_targets_count_a_gap_of_exactly_003_as_within_and_more_as_not():
+    """6 of 200 test examples is a gap of 0.03 exactly (0.99 - 0.96 is 0.030000000000000027 in floats)."""
+    def rows(lora_translate):
+        out = [{"task": t, "method": m, "score": 1.0, "trainable_params": 5 if m == "lora" else 100,
+                "total_params": 105 if m == "lora" else 100} for t in bench.inst.TASKS for m in ("full", "lora")]
+        for r in out:
+            if r["task"] == "translate":
+                r["score"] = 198 / 200 if r["method"] == "full" else lora_translate
+        return out + [{"task": bench.HELDOUT_TASK, "method": m, "score": s, "trainable_params": 1, "total_params": 1}
+                      for m, s in (("pretrained-finetuned", 0.9), ("scratch", 0.5))]
+
+    assert bench.targets(rows(192 / 200))["lora_within"]
+    assert not bench.targets(rows(191 / 200))["lora_within"]
+    assert bench.targets(rows(192 / 200))["pretrained_beats_scratch"]

@@ -109,7 +109,8 @@ from ..train.data import PaddedRows
 METHODS = ("prompt-0shot", "prompt-kshot", "full", "head", "lora", "scratch", "pretrained-finetuned",
            "bag-of-words")
 HELDOUT_TASK = "heldout-words"
-LORA_GAP = 0.03  # target: |full - lora| at most this, on every task
+LORA_GAP = 0.03  # target: |full - lora| at most this, on every task (6 of 200 is 0.03: compared with 1e-9 to spare,
+#                   since 0.99 - 0.96 is 0.030000000000000027 in floating point)
 LORA_FRACTION = 0.05  # target: LoRA trains at most this share of the parameters
 PRETRAINED_MARGIN = 0.1  # target: pretrained-finetuned - scratch at least this
 #: Where the LoRA adapters go in the GPT: the token embedding ``wte``, which is also the tied LM head
@@ -530,7 +531,7 @@ def targets(rows: list[dict]) -> dict:
                         default=float("nan"))
     margin = (score[(HELDOUT_TASK, "pretrained-finetuned")]["score"] - score[(HELDOUT_TASK, "scratch")]["score"]
               if (HELDOUT_TASK, "scratch") in score else float("nan"))
-    return {"lora_gap": gaps, "lora_within": bool(gaps) and all(abs(g) <= LORA_GAP for g in gaps.values()),
+    return {"lora_gap": gaps, "lora_within": bool(gaps) and all(abs(g) <= LORA_GAP + 1e-9 for g in gaps.values()),
             "lora_fraction": lora_fraction, "lora_small": lora_fraction <= LORA_FRACTION,
             "pretrained_margin": margin, "pretrained_beats_scratch": margin >= PRETRAINED_MARGIN}
 
