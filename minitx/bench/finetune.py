@@ -276,9 +276,10 @@ def base_config(budget: Budget, vocab_size: int) -> GPTConfig:
 
 
 def base_dir(cache, budget: Budget, seed: int) -> Path:
+    # heldout: the world text leaves out the held-out inputs, and which inputs those are depends on both counts
     return (Path(cache) / f"base-{budget.n_layer}x{budget.n_embd}h{budget.n_head}-block{budget.block_size}"
             f"-bpe{budget.vocab_size}-iters{budget.base_iters}-batch{budget.base_batch}-lr{budget.base_lr:g}"
-            f"-world{budget.world_docs}-seed{seed}")
+            f"-world{budget.world_docs}-heldout{budget.n_instructions}x{budget.n_instruction_test}-seed{seed}")
 
 
 def corpus_data(budget: Budget, seed: int = 0, *, instructions: dict | None = None):
