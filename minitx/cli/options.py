@@ -119,7 +119,7 @@ def add_lora_options(parser) -> None:
                         "'wte' (= its tied LM head) takes an adapter too, e.g. 'wte,*blocks.*'")
     g.add_argument("--rank-pattern", default=None, metavar="PATTERN=R",
                    help="other ranks for some modules, comma-separated, e.g. '*attn.qkv=8,*ff.*=2' (each keeps "
-                        "the multiplier alpha/rank: its alpha grows with its rank)")
+                        "the multiplier alpha/rank: its alpha grows with its rank; default: --rank everywhere)")
     g.add_argument("--train-norms", action="store_true",
                    help="also train every LayerNorm/RMSNorm weight and bias beside the adapters (saved with them)")
 
