@@ -142,10 +142,10 @@ class Budget:
     base_batch: int = 8
     base_lr: float = 3e-3
     # instruction tuning
-    n_instructions: int = 2000  # per task, for tuning (seed 0, LoRA NER: 1000 0.93-0.94, 2000 0.95; full 0.96-0.965)
+    n_instructions: int = 2000  # per task, for tuning (more distinct names to copy; probes: benchmarks/finetune.md)
     n_instruction_test: int = 200  # per task, held out: one example is 0.005 of a score
     tune_iters: int = 3000  # full fine-tuning (docstring-only base, seed 0: NER 0.10 after 600, 0.84 after 3000)
-    lora_iters: int = 8000  # LoRA: its update starts at zero and is rank-limited (seed 0 NER: 3000 0.87, 8000 0.94)
+    lora_iters: int = 8000  # LoRA: its update starts at zero and is rank-limited (probes: benchmarks/finetune.md)
     tune_batch: int = 16
     lr_full: float = 2e-3
     lr_lora: float = 5e-3

@@ -226,23 +226,26 @@ def train_or_load(size: Size, budget: Budget, seed: int, cache, *, threads: int 
     for attempt in range(budget.max_restarts + 1):
         model = GPT(config, seed=seed + attempt * RESTART_SEED_OFFSET)
         wrapped = DataParallel(model, threads=threads, seed=seed) if threads > 1 else model
+        first, second = phases(budget, seed, config.block_size, attempt=attempt)
+
+        def train_phase(data, train_cfg):  # the same model, phase after phase
+            trainer = Trainer(wrapped, data, train_cfg, None, meta=gpt_meta(model, data.tokenizer),
+                              progress=False, log=lambda *a, **k: None)
+            return trainer, trainer.train()[-1]["val_loss"]
+
         try:
-            val_losses = []
-            for phase, (data, train_cfg) in enumerate(phases(budget, seed, config.block_size, attempt=attempt)):
-                trainer = Trainer(wrapped, data, train_cfg, None, meta=gpt_meta(model, data.tokenizer),
-                                  progress=False, log=lambda *a, **k: None)
-                val_losses.append(trainer.train()[-1]["val_loss"])  # the same model, phase after phase
-                if phase == 0:
-                    probes.append(circuit_probe(model, budget, seed, attempt))
-                    if probes[-1] < budget.restart_below and attempt < budget.max_restarts:
-                        log(f"{size.name}: after phase 1 (try {attempt + 1}) the {MAX_K}-shot probe is at "
-                            f"{probes[-1]:.2f}, on the plateau: phase 1 again from a new initialisation")
-                        break
+            _, loss1 = train_phase(*first)
+            probes.append(circuit_probe(model, budget, seed, attempt))
+            if probes[-1] < budget.restart_below and attempt < budget.max_restarts:
+                log(f"{size.name}: after phase 1 (try {attempt + 1}) the {MAX_K}-shot probe is at "
+                    f"{probes[-1]:.2f}, on the plateau: phase 1 again from a new initialisation")
+                continue
+            trainer, loss2 = train_phase(*second)
+            val_losses = [loss1, loss2]
+            break
         finally:
             if threads > 1:
                 wrapped.close()
-        if len(val_losses) == 2:
-            break
     info = {"val_loss": val_losses[-1], "phase_val_losses": val_losses, "recipe": budget.recipe(),
             "tries": len(probes), "probe_accuracies": probes,
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),

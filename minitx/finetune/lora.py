@@ -187,7 +187,8 @@ def apply_lora(model, targets=DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 
         p.requires_grad = False
     rng = np.random.default_rng(seed)
     for name, parent, attr, layer in chosen:  # alpha grows with the rank: every adapter's multiplier is alpha/rank
-        setattr(parent, attr, lora_class(layer)(layer, ranks[name], alpha * ranks[name] / rank, rng=rng))
+        own_alpha = alpha if ranks[name] == rank else alpha * ranks[name] / rank  # exactly alpha without a pattern
+        setattr(parent, attr, lora_class(layer)(layer, ranks[name], own_alpha, rng=rng))
     if norms:
         model.unfreeze(norms)  # their names hold no fnmatch wildcards: each matches itself
     settings = getattr(model, "lora_settings", None) or {"modules": []}
