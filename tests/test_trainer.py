@@ -116,6 +116,54 @@ def test_two_threads_compute_the_same_gradient(tmp_path):
     close(two)
 
 
+def _uneven_batch(kind):
+    """A model (float64) and a batch whose two halves count very different numbers of targets."""
+    from minitx.models import EncoderConfig, EncoderTagger, Seq2Seq, Seq2SeqConfig
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(2, 11, (4, 8)), rng.integers(2, 11, (4, 8))
+    if kind == "gpt":  # a masked prompt: the first two rows count 2 targets, the last two 16
+        y[:2, :7] = -100
+        return (lambda: GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8), seed=0,
+                            dtype=np.float64)), x, y
+    if kind == "tagger":  # padded tags
+        y[:2, 1:] = -100
+        return (lambda: EncoderTagger(EncoderConfig(vocab_size=11, max_len=8, n_layer=1, n_head=2, d_model=8), 11,
+                                      seed=0, dtype=np.float64)), x, y
+    y[:2, 1:] = 0  # seq2seq: padded target sentences (pad_id 0)
+    return (lambda: Seq2Seq(Seq2SeqConfig(src_vocab_size=11, tgt_vocab_size=11, max_len=8, n_enc_layer=1,
+                                          n_dec_layer=1, n_head=2, d_model=8), seed=0, dtype=np.float64)), x, y
+
+
+@pytest.mark.parametrize("kind", ["gpt", "tagger", "seq2seq"])
+def test_threads_weight_their_shares_by_counted_targets_not_rows(kind):
+    """Rows with different numbers of counted targets (a masked prompt, padding): the step is one model's.
+
+    Row weighting (the mean of the two shares' gradients) is off here by far
+    more than the tolerance: checked first, so the test can fail.
+    """
+    make, x, y = _uneven_batch(kind)
+    one, dp = make(), DataParallel(make(), threads=2)
+    try:
+        one.zero_grad()
+        for s in (slice(0, 2), slice(2, 4)):
+            one.loss(x[s], y[s])
+            one.backward_loss(0.5)
+        by_rows = [p.grad.copy() for p in one.parameters()]
+        loss, _ = one.loss(x, y)
+        one.zero_grad()
+        one.backward_loss(1.0)
+        assert max(np.abs(r - p.grad).max() for r, p in zip(by_rows, one.parameters())) > 1e-3
+        dp.zero_grad()
+        assert abs(dp.loss(x, y)[0] - loss) < 1e-12
+        dp.backward_loss(1.0)
+        for (name, p), (_, q) in zip(one.named_parameters(), dp.named_parameters()):
+            np.testing.assert_allclose(q.grad, p.grad, rtol=1e-10, atol=1e-14, err_msg=name)
+        assert dp.count_targets(x, y) == 18
+    finally:
+        dp.close()
+
+
 def test_data_parallel_accumulates_like_one_model(tmp_path):
     """Two micro-batches through 2 threads leave the same summed gradient as through one model (grad_accum)."""
     one, two = setup(tmp_path / "1", dropout=0.0), setup(tmp_path / "2", dropout=0.0, threads=2)

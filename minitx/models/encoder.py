@@ -360,6 +360,10 @@ class _EncoderWithLoss(Module):
                                                       label_smoothing=label_smoothing)
         return float(loss), logits
 
+    def count_targets(self, ids, targets) -> int:
+        """How many targets :meth:`loss` averages over (not the ``-100`` padding): a data-parallel share's weight."""
+        return int((targets != self.ignore_index).sum())
+
     def backward_loss(self, scale: float = 1.0) -> None:
         self.backward(cross_entropy_backward(scale, self.loss_cache))
 

@@ -13,7 +13,7 @@ has a ``forward(idx)``, a ``backward(dlogits)`` and a token embedding
 from __future__ import annotations
 
 from ..backend import array_module, device_of, to_device
-from ..nn.loss import cross_entropy_backward, cross_entropy_forward
+from ..nn.loss import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 
 
 class NextTokenLoss:
@@ -28,6 +28,10 @@ class NextTokenLoss:
         loss, self.loss_cache = cross_entropy_forward(logits, self._on_weights_device(targets),
                                                       label_smoothing=label_smoothing)
         return float(loss), logits
+
+    def count_targets(self, idx, targets) -> int:
+        """How many targets :meth:`loss` averages over (the -100s are not counted): a data-parallel share's weight."""
+        return int((targets != IGNORE_INDEX).sum())
 
     def backward_loss(self, scale: float = 1.0) -> None:
         """Backward from the last :meth:`loss`; ``scale`` multiplies dL (gradient accumulation uses 1/k)."""

@@ -383,6 +383,10 @@ class Seq2Seq(Module):
                                                       label_smoothing=label_smoothing)
         return float(loss), logits
 
+    def count_targets(self, src, tgt) -> int:
+        """How many target tokens :meth:`loss` averages over (not the padding): a data-parallel share's weight."""
+        return int((np.asarray(tgt) != self.config.pad_id).sum())
+
     def backward_loss(self, scale: float = 1.0) -> None:
         self.backward(cross_entropy_backward(scale, self.loss_cache))
 

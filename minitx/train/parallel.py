@@ -30,11 +30,20 @@ collective operations (sum in place, broadcast, all-gather), with
 :class:`SingleProcess` and :class:`MPICommunicator` (``mpi4py``) behind it.
 A GPU build can plug in NCCL (``cupy.cuda.nccl``) the same way.
 
-One subtlety: shares are weighted by their number of *rows*. For a language
-model every row has the same number of target tokens, so the result equals
-the one-process step up to float rounding (a test checks 2 ranks against 1
-process). A task whose rows have different numbers of counted tokens (a
-padded tagger) gets the average of per-share means, as PyTorch's DDP does.
+One subtlety: "its fraction of the batch" counts what the loss averages
+over. A model's mean loss divides by its number of *counted targets*, and
+rows need not have the same number: padding and a masked prompt are
+targets of -100, which count for nothing. With ``N_r`` counted targets in
+share ``r`` and ``N`` in the whole batch::
+
+    L(batch) = (1/N) sum_r sum_{t in r} nll_t = sum_r (N_r / N) L(share_r)
+
+so a share's weight is ``N_r / N``, which the wrapper asks the model for
+(``model.count_targets(*batch)``, which every minitx model with a ``loss``
+has); a model without it is weighted by rows. Either way the step equals
+the one-process step up to float rounding (tests check threads and 2
+ranks against 1 process, with masked rows). PyTorch's DDP averages the
+per-share means instead, which differs whenever the counts do.
 """
 from __future__ import annotations
 
@@ -306,9 +315,8 @@ class DataParallel:
 
     def loss(self, *batch, **kwargs):
         """Mean loss of the whole global batch; returns ``(loss, None)`` (the logits stay per replica)."""
-        n = len(batch[0])
-        rows = self._my_rows(n)
-        self._shares = [(r.stop - r.start) / n for r in rows]
+        rows = self._my_rows(len(batch[0]))
+        self._shares = self._weights(batch, rows)
 
         def work(replica, rows_):
             with np.errstate(over="ignore", invalid="ignore"):  # per thread: NumPy's error state is thread-local
@@ -321,6 +329,20 @@ class DataParallel:
         local = np.array([sum(l * s for l, s in zip(losses, self._shares))], dtype=np.float64)
         self.comm.allreduce_sum(local)
         return float(local[0]), None
+
+    def _weights(self, batch: tuple, rows: list[slice]) -> list[float]:
+        """Each of this process's shares' weight in the global batch's mean loss: ``N_r / N`` (module docs).
+
+        Every process holds the whole global batch, so ``N`` is counted here
+        without a collective. A batch with nothing counted (all padding) has
+        loss 0 whatever the weights; it is weighted by rows.
+        """
+        count = getattr(self.module, "count_targets", None)
+        total = count(*batch) if count is not None else 0
+        if total > 0:
+            return [count(*(a[r] for a in batch)) / total for r in rows]
+        n = len(batch[0])
+        return [(r.stop - r.start) / n for r in rows]
 
     def backward_loss(self, scale: float = 1.0) -> None:
         """Every replica's backward (weighted by its share), then the gradients summed everywhere."""
