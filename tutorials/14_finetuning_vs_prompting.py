@@ -101,12 +101,15 @@ rows = PaddedRows((x, lengths), (y, lengths))
 print(f"{len(x)} rows, {int((y != -100).sum()):,} of {int(lengths.sum()):,} tokens are targets")
 
 # %% [markdown]
-# Full fine-tuning trains every weight, through the one `Trainer`:
+# Full fine-tuning trains every weight, through the one `Trainer`, on
+# both cores (two data-parallel replicas; each one's share of the batch is
+# weighted by its unmasked targets, so the step is the one-process step):
 
 # %%
 tuned = copy.deepcopy(base)
 stats = bench.train(tuned, rows, bench.train_config(budget.tune_iters, budget.tune_batch, budget.lr_full, seed),
-                    evaluate=lambda: bench.tuning_loss(tuned, x[:32, : lengths[:32].max()], y[:32, : lengths[:32].max()]))
+                    evaluate=lambda: bench.tuning_loss(tuned, x[:32, : lengths[:32].max()], y[:32, : lengths[:32].max()]),
+                    threads=2)
 print(f"tuned in {stats['seconds']:.0f} s, final tuning loss {stats['train_loss']:.3f}")
 
 # %% [markdown]

@@ -135,7 +135,8 @@ for method in ("full", "lora"):
     model, config = bench.tuning_setup(base, method, budget, seed)  # a copy; LoRA's adapters put on by name
     if method == "lora":
         print("LoRA ranks:", {name: layer.rank for name, layer in lora_layers(model)})
-    stats = bench.train(model, rows, config, evaluate=lambda m=model: bench.tuning_loss(m, *probe))
+    stats = bench.train(model, rows, config, evaluate=lambda m=model: bench.tuning_loss(m, *probe),
+                        threads=2)  # both cores, one data-parallel replica each
     scores = bench.task_scores(model, tokenizer, data["test"], data["train"], shots=0, seed=seed)
     print(f"{method:<5} trains {model.num_trainable_parameters():>8,} of {model.num_parameters():>8,} "
           f"({model.num_trainable_parameters() / model.num_parameters():.1%}); "
