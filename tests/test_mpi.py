@@ -4,8 +4,9 @@ Each test starts ``mpiexec -n 2 python -m minitx train ...`` (the command a
 user types) and compares with the same run in one process: the loss
 records after 20 iterations agree within float32 reduction tolerance, and a
 checkpoint written by 2 ranks resumes in 1 process and the reverse. The
-communicator itself (all-reduce, broadcast, all-gather of JSON) is tested
-under ``mpiexec`` too. Without mpi4py or mpiexec (``pip install
+communicator itself (all-reduce, broadcast, all-gather of JSON), and the
+weighting of ranks whose rows count different numbers of targets (masked
+prompts), are tested under ``mpiexec`` too. Without mpi4py or mpiexec (``pip install
 minitx[mpi]``) the tests skip with the reason.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,3 +126,45 @@ def test_communicator_collectives(tmp_path):
         assert r["any"] is True and r["none"] is False
         assert r["gathered"] == [{"r": 0, "big": 2 ** 100}, {"r": 1, "big": 2 ** 100 + 1}]  # exact big integers
         assert r["bcast"] == [0.0, 0.0, 0.0]
+
+
+MASKED = r'''
+import sys
+
+import numpy as np
+from minitx.models import GPT, GPTConfig
+from minitx.train.parallel import DataParallel, default_communicator
+
+rng = np.random.default_rng(0)
+x, y = rng.integers(0, 11, (4, 8)), rng.integers(0, 11, (4, 8))
+y[:2, :7] = -100  # rank 0's rows count 2 targets, rank 1's 16
+dp = DataParallel(GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8), seed=0,
+                      dtype=np.float64), comm=default_communicator())
+dp.zero_grad()
+loss, _ = dp.loss(x, y)
+dp.backward_loss(1.0)
+if dp.is_main_process:
+    np.savez(f"{sys.argv[1]}/grads.npz", loss=np.array(loss), **{n: p.grad for n, p in dp.named_parameters()})
+'''
+
+
+def test_two_ranks_weight_masked_rows_by_counted_targets(tmp_path):
+    """Rank 0 holds rows with 2 counted targets, rank 1 rows with 16: the all-reduced step is one process's."""
+    from minitx.models import GPT, GPTConfig
+
+    script = tmp_path / "masked.py"
+    script.write_text(MASKED)
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, env=env(), timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 11, (4, 8)), rng.integers(0, 11, (4, 8))
+    y[:2, :7] = -100
+    one = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8), seed=0, dtype=np.float64)
+    one.zero_grad()
+    loss, _ = one.loss(x, y)
+    one.backward_loss(1.0)
+    with np.load(tmp_path / "grads.npz", allow_pickle=False) as got:
+        assert abs(float(got["loss"]) - loss) < 1e-12
+        for name, p in one.named_parameters():
+            np.testing.assert_allclose(got[name], p.grad, rtol=1e-10, atol=1e-14, err_msg=name)
