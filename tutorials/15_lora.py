@@ -205,7 +205,7 @@ if plt():
 #   alone it had nothing to adapt (NER and translation near 0 where full
 #   fine-tuning reached 0.84-0.94); with the tasks' world mixed into
 #   pretraining, rank 8 on `qkv` and 16000 steps, it is within 0.03 of
-#   full fine-tuning on every task in each of the six seeds measured
+#   full fine-tuning on every task in each of the seven seeds measured
 #   (`benchmarks/finetune.md`). At 8000 steps it was not: NER (copying
 #   names) fell short by 0.065 in one seed, and float rounding alone moved
 #   that score by 0.05. LoRA needs its steps.
