@@ -107,9 +107,9 @@ print(f"{len(x)} rows, {int((y != -100).sum()):,} of {int(lengths.sum()):,} toke
 
 # %%
 tuned = copy.deepcopy(base)
+probe = x[:32, : lengths[:32].max()], y[:32, : lengths[:32].max()]  # 32 tuning rows, their loss printed below
 stats = bench.train(tuned, rows, bench.train_config(budget.tune_iters, budget.tune_batch, budget.lr_full, seed),
-                    evaluate=lambda: bench.tuning_loss(tuned, x[:32, : lengths[:32].max()], y[:32, : lengths[:32].max()]),
-                    threads=2)
+                    evaluate=lambda: bench.tuning_loss(tuned, *probe), threads=2)
 print(f"tuned in {stats['seconds']:.0f} s, final tuning loss {stats['train_loss']:.3f}")
 
 # %% [markdown]

@@ -97,6 +97,7 @@ import copy
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -151,7 +152,7 @@ class Budget:
     tune_iters: int = 3000  # full fine-tuning (docstring-only base, seed 0: NER 0.10 after 600, 0.84 after 3000)
     lora_iters: int = 16000  # LoRA: its update starts at zero and is rank-limited (probes: benchmarks/finetune.md)
     tune_batch: int = 16
-    lr_full: float = 1e-3  # 2e-3 was unstable: seed 5 swapped "running" and "shopping" (summarise 0.85), and forgot more
+    lr_full: float = 1e-3  # 2e-3 bounced: seed 5 swapped "running" and "shopping" (summarise 0.85), forgot more
     lr_lora: float = 5e-3
     lora_rank: int = 4
     #: Other ranks by module (apply_lora's ``rank_pattern``): the attention's qkv, which decides where to look
@@ -176,6 +177,22 @@ def train_config(iters: int, batch: int, lr: float, seed: int, *, weight_decay: 
                        weight_decay=weight_decay, eval_interval=iters, eval_iters=2, seed=seed)
 
 
+@contextmanager
+def replicas(model, threads: int, seed):
+    """``model`` as ``threads`` data-parallel replicas (:class:`~minitx.train.parallel.DataParallel`; ``model``
+    itself for one thread), their thread pool closed on leaving."""
+    from ..train.parallel import DataParallel  # noqa: PLC0415
+
+    if threads <= 1:
+        yield model
+        return
+    wrapped = DataParallel(model, threads=threads, seed=seed)
+    try:
+        yield wrapped
+    finally:
+        wrapped.close()
+
+
 def train(model, data, config: TrainConfig, *, evaluate=None, threads: int = 1, progress: bool = False) -> dict:
     """Run the one Trainer in memory, data-parallel over ``threads`` replicas (a tqdm bar when ``progress``).
 
@@ -183,17 +200,12 @@ def train(model, data, config: TrainConfig, *, evaluate=None, threads: int = 1, 
     weighted by their counted targets, so masked prompts and padding leave
     the step what one process would take (:mod:`minitx.train.parallel`).
     """
-    from ..train.parallel import DataParallel  # noqa: PLC0415
     from ..train.trainer import Trainer  # noqa: PLC0415
 
     t0 = time.perf_counter()
-    wrapped = DataParallel(model, threads=threads, seed=config.seed) if threads > 1 else model
-    try:
+    with replicas(model, threads, config.seed) as wrapped:
         history = Trainer(wrapped, data, config, None, evaluate=evaluate, progress=progress,
                           log=lambda *a, **k: None).train()
-    finally:
-        if threads > 1:
-            wrapped.close()
     return dict(history[-1], seconds=round(time.perf_counter() - t0, 1))
 
 
@@ -331,7 +343,6 @@ def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, pr
     cached: read back from the checkpoint) and ``cached``.
     """
     from ..train.lm import gpt_meta, read_checkpoint, tokenizer_to_meta  # noqa: PLC0415
-    from ..train.parallel import DataParallel  # noqa: PLC0415
     from ..train.trainer import Trainer  # noqa: PLC0415
 
     out = base_dir(cache, budget, seed)
@@ -344,17 +355,13 @@ def base_model(budget: Budget, seed: int, cache, corpus, *, threads: int = 2, pr
             model.load_state_dict(state)
             return model, dict(meta["finetune_base"], cached=True)
     model = GPT(config, seed=seed)
-    wrapped = DataParallel(model, threads=threads, seed=seed) if threads > 1 else model
     cfg = replace(train_config(budget.base_iters, budget.base_batch, budget.base_lr, seed, weight_decay=0.1),
                   eval_iters=4)
     t0 = time.perf_counter()
-    trainer = Trainer(wrapped, corpus, cfg, None, meta=gpt_meta(model, corpus.tokenizer), progress=progress,
-                      log=lambda *a, **k: None)
-    try:
+    with replicas(model, threads, seed) as wrapped:
+        trainer = Trainer(wrapped, corpus, cfg, None, meta=gpt_meta(model, corpus.tokenizer), progress=progress,
+                          log=lambda *a, **k: None)
         history = trainer.train()
-    finally:
-        if threads > 1:
-            wrapped.close()
     info = {"val_loss": history[-1]["val_loss"], "seconds": round(time.perf_counter() - t0, 1)}
     trainer.out_dir = out  # written only now, with the run's figures in its metadata
     trainer.meta["finetune_base"] = info
